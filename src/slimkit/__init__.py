@@ -1,0 +1,47 @@
+"""slimkit: make PyTorch models smaller and faster while keeping their accuracy."""
+
+from ._version import __version__
+from .data import Splits, load_data
+from .errors import (
+    AccuracyBudgetError,
+    ArtifactError,
+    DataError,
+    ModelError,
+    SlimkitError,
+    UnsupportedOpError,
+)
+from .export import load, load_weights, read_spec, save
+from .measure import Profile, count_macs, evaluate_accuracy, profile
+from .models import create_model
+from .prune import AGP, Global, OneShot, PerLayer, UnstructuredConfig, prune, search_sparsity
+from .train import TrainConfig, train
+
+__all__ = [
+    "AGP",
+    "AccuracyBudgetError",
+    "ArtifactError",
+    "DataError",
+    "Global",
+    "ModelError",
+    "OneShot",
+    "PerLayer",
+    "Profile",
+    "SlimkitError",
+    "Splits",
+    "TrainConfig",
+    "UnstructuredConfig",
+    "UnsupportedOpError",
+    "__version__",
+    "count_macs",
+    "create_model",
+    "evaluate_accuracy",
+    "load",
+    "load_data",
+    "load_weights",
+    "profile",
+    "prune",
+    "read_spec",
+    "save",
+    "search_sparsity",
+    "train",
+]

@@ -1,0 +1,221 @@
+"""The CLI subcommands: thin layers that build the same config objects as the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import export
+from .._device import resolve_device
+from ..data import Splits, load_data
+from ..errors import DataError
+from ..measure import evaluate_accuracy, profile
+from ..models import arch_of, create_model, model_names
+from ..prune import (
+    AGP,
+    Global,
+    OneShot,
+    PerLayer,
+    Trial,
+    UnstructuredConfig,
+    prune,
+    search_sparsity,
+    weight_sparsity,
+)
+from ..train import TrainConfig, train
+from ._output import print_json, profile_table
+
+
+def _log(args: argparse.Namespace, message: str) -> None:
+    """Progress messages go to stderr so that ``--json`` output on stdout stays parseable."""
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr, flush=True)
+
+
+def _data(args: argparse.Namespace) -> Splits:
+    return load_data(
+        args.data, data_dir=args.data_dir, limit_train=args.limit_train, limit_eval=args.limit_eval
+    )
+
+
+def _check_fits(model: torch.nn.Module, splits: Splits, source: str) -> None:
+    kwargs = arch_of(model).get("kwargs", {})
+    if kwargs.get("num_classes", splits.num_classes) != splits.num_classes:
+        raise DataError(
+            f"{source} predicts {kwargs['num_classes']} classes but {splits.name} has "
+            f"{splits.num_classes}; use data with the same classes"
+        )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    names = [*model_names(), "torchvision:<name>"]
+    if args.json:
+        print_json(names)
+    else:
+        print("\n".join(names))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    splits = _data(args)
+    model = create_model(
+        args.model,
+        in_channels=splits.input_shape[0],
+        num_classes=splits.num_classes,
+        image_size=splits.input_shape[-1],
+    )
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+    )
+    torch.manual_seed(args.seed)
+    out = Path(args.out)
+    checkpoint = out.with_name(out.name + ".ckpt")
+    if not args.resume and checkpoint.exists():
+        checkpoint.unlink()  # a fresh run must not silently continue an old one
+    device = resolve_device(args.device)
+    history = train(model, splits, cfg, device=device, checkpoint=checkpoint, resume=args.resume)
+    test_accuracy = evaluate_accuracy(model, splits.test, device=device)
+    metrics = {
+        "val_accuracy": history.val_accuracies[-1] if history.val_accuracies else None,
+        "test_accuracy": test_accuracy,
+    }
+    provenance = {
+        "command": "train",
+        "config": cfg.to_dict(),
+        "data": splits.describe(),
+        "history": history.to_dict(),
+    }
+    export.save(model.cpu(), out, provenance=provenance, metrics=metrics)
+    checkpoint.unlink(missing_ok=True)
+    if args.json:
+        print_json({"out": str(out), **metrics})
+    else:
+        print(f"saved {out}: test top-1 {test_accuracy:.2f}%, val top-1 {metrics['val_accuracy']}")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    splits = _data(args)
+    device = resolve_device(args.device)
+    results = []
+    for path in args.artifacts:
+        model = export.load(path)
+        _check_fits(model, splits, path)
+        measured = profile(
+            model,
+            splits,
+            artifact=path,
+            device=device,
+            threads=args.threads,
+            accuracy=not args.no_accuracy,
+        )
+        results.append({"artifact": path, **measured.to_dict()})
+    if args.json:
+        print_json(results[0] if len(results) == 1 else results)
+    else:
+        print(profile_table([Path(p).name for p in args.artifacts], results))
+    return 0
+
+
+def _unstructured_config(args: argparse.Namespace, sparsity: float) -> UnstructuredConfig:
+    schedule = AGP(steps=args.agp_steps) if args.schedule == "agp" else OneShot()
+    return UnstructuredConfig(
+        sparsity=sparsity,
+        importance=args.importance,
+        scope=Global() if args.scope == "global" else PerLayer(),
+        exclude=tuple(args.exclude),
+        schedule=schedule,
+    )
+
+
+def _print_trial(trial: Trial) -> None:
+    verdict = "within budget" if trial.within_budget else "over budget"
+    print(
+        f"trial {trial.index}: sparsity {trial.sparsity:.2%} -> val top-1 "
+        f"{trial.val_accuracy:.2f}% (drop {trial.drop:+.2f}) {verdict}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    if (args.sparsity is None) == (args.max_drop is None):
+        raise ValueError("pass exactly one of --sparsity S or --max-drop P")
+    source = Path(args.artifact)
+    model = export.load(source)
+    splits = _data(args)
+    _check_fits(model, splits, str(source))
+    device = resolve_device(args.device)
+    finetune = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=args.seed)
+    provenance: dict[str, Any] = {
+        "command": "prune",
+        "parent": str(source),
+        "parent_sha256": _sha256(source),
+        "finetune": finetune.to_dict(),
+        "data": splits.describe(),
+    }
+    if args.max_drop is not None:
+        template = _unstructured_config(args, 0.0)
+        search = search_sparsity(
+            model,
+            splits,
+            template,
+            max_drop=args.max_drop,
+            finetune=finetune,
+            max_trials=args.max_trials,
+            max_sparsity=args.max_sparsity,
+            device=device,
+            on_trial=_print_trial,
+        )
+        assert search.model is not None and search.best is not None  # search raises otherwise
+        pruned = search.model
+        cfg = dataclasses.replace(template, sparsity=search.best.sparsity)
+        provenance["budget_search"] = search.to_dict()
+    else:
+        cfg = _unstructured_config(args, args.sparsity)
+        pruned = prune(model, cfg, data=splits, finetune=finetune, device=device)
+    provenance["config"] = cfg.to_dict()
+    metrics = _final_metrics(model, pruned, splits, cfg, device)
+    export.save(pruned.cpu(), args.out, provenance=provenance, metrics=metrics)
+    if args.json:
+        print_json({"out": args.out, **metrics})
+    else:
+        print(
+            f"saved {args.out}: sparsity {metrics['sparsity']:.2%} of prunable weights, test top-1 "
+            f"{metrics['test_accuracy']:.2f}% (baseline {metrics['baseline_test_accuracy']:.2f}%)"
+        )
+    return 0
+
+
+def _final_metrics(
+    base: torch.nn.Module,
+    pruned: torch.nn.Module,
+    splits: Splits,
+    cfg: UnstructuredConfig,
+    device: torch.device,
+) -> dict[str, Any]:
+    """The test set is read here, once, after every decision has been made on validation data."""
+    return {
+        "sparsity": weight_sparsity(pruned, cfg.exclude),
+        "val_accuracy": evaluate_accuracy(pruned, splits.val, device=device),
+        "test_accuracy": evaluate_accuracy(pruned, splits.test, device=device),
+        "baseline_test_accuracy": evaluate_accuracy(base, splits.test, device=device),
+    }
+
+
+COMMANDS = {"models": cmd_models, "train": cmd_train, "profile": cmd_profile, "prune": cmd_prune}

@@ -1,0 +1,110 @@
+"""``slimkit`` console script: argument parsing, dispatch and one-line error reporting."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+
+from .._device import DEVICE_CHOICES
+from .._version import __version__
+from ..errors import AccuracyBudgetError, SlimkitError
+from ._commands import COMMANDS
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUDGET = 0, 1, 2, 3
+
+
+def _add_common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
+    parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)}")
+    parser.add_argument("--json", action="store_true", help="print one JSON result on stdout")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    if data:
+        parser.add_argument(
+            "--data",
+            default="fashion-mnist",
+            help="fashion-mnist, mnist, folder:<path> or module:function",
+        )
+        parser.add_argument("--data-dir", default=None, help="directory of the IDX files")
+        parser.add_argument("--limit-train", type=int, default=None, help=argparse.SUPPRESS)
+        parser.add_argument("--limit-eval", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("train", help="train a registered model")
+    p.add_argument("--model", required=True, help="seed-cnn, resnet20, torchvision:<name>, ...")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="artifact to write (.safetensors)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt if present")
+    _add_common(p)
+
+
+def _profile_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("profile", help="measure accuracy, size, MACs and latency")
+    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for latency")
+    p.add_argument("--no-accuracy", action="store_true", help="skip accuracy (faster)")
+    _add_common(p)
+
+
+def _prune_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("prune", help="prune a trained artifact")
+    p.add_argument("artifact", metavar="ARTIFACT")
+    p.add_argument("--method", default="unstructured", choices=["unstructured"])
+    p.add_argument(
+        "--importance", default="magnitude", choices=["magnitude", "taylor", "activation", "random"]
+    )
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--sparsity", type=float, help="fraction of weights to zero, in [0, 1)")
+    target.add_argument(
+        "--max-drop",
+        type=float,
+        help="accuracy budget in points: find the largest sparsity within it",
+    )
+    p.add_argument("--scope", default="global", choices=["global", "layer"])
+    p.add_argument("--exclude", nargs="*", default=[], help="layer names or patterns to keep")
+    p.add_argument("--schedule", default="oneshot", choices=["oneshot", "agp"])
+    p.add_argument("--agp-steps", type=int, default=4)
+    p.add_argument("--finetune-epochs", type=int, default=2)
+    p.add_argument("--finetune-lr", type=float, default=5e-4)
+    p.add_argument("--max-trials", type=int, default=6, help="budget search: trials at most")
+    p.add_argument("--max-sparsity", type=float, default=0.99, help="budget search: upper bound")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    _add_common(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slimkit", description="Make PyTorch models smaller and faster, keeping accuracy."
+    )
+    parser.add_argument("--version", action="version", version=f"slimkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    models = sub.add_parser("models", help="list the registered models")
+    _add_common(models, data=False)
+    _train_parser(sub)
+    _profile_parser(sub)
+    _prune_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 error, 2 bad usage, 3 budget not met)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("slimkit: interrupted; no output file was written", file=sys.stderr)
+        return 130
+    except (SlimkitError, ValueError) as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"slimkit: error: {err}", file=sys.stderr)
+        if isinstance(err, AccuracyBudgetError):
+            return EXIT_BUDGET
+        return EXIT_USAGE if isinstance(err, ValueError) else EXIT_ERROR

@@ -1,0 +1,14 @@
+"""Saving and loading: safetensors artifacts with a JSON spec; never pickle."""
+
+from ._artifact import load, load_state, load_weights, read_spec, save
+from ._sparse import decode_sparse, encode_sparse
+
+__all__ = [
+    "decode_sparse",
+    "encode_sparse",
+    "load",
+    "load_state",
+    "load_weights",
+    "read_spec",
+    "save",
+]

@@ -1,0 +1,228 @@
+"""Artifacts: one ``.safetensors`` file whose metadata holds a JSON spec of the model.
+
+The spec records the architecture (how to rebuild the module), how each tensor is encoded, a
+CRC32 per stored tensor, and free-form provenance and metrics. Loading parses JSON and raw
+tensors only: nothing is unpickled and no code from the file runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .._io import atomic_path
+from .._version import __version__
+from ..errors import ArtifactError, ModelError
+from ..models import arch_of, create_model
+from ._sparse import decode_sparse, encode_sparse
+
+FORMAT = "slimkit-artifact"
+FORMAT_VERSION = 1
+METADATA_KEY = "slimkit"
+SPEC_ATTR = "slimkit_spec"
+
+
+def _crc(tensor: torch.Tensor) -> int:
+    return (
+        zlib.crc32(tensor.contiguous().view(torch.uint8).numpy().tobytes()) if tensor.numel() else 0
+    )
+
+
+def _encode_state(
+    state: dict[str, torch.Tensor], sparse: bool
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    stored: dict[str, torch.Tensor] = {}
+    layout: dict[str, Any] = {}
+    for name, tensor in state.items():
+        tensor = tensor.detach().cpu().contiguous()
+        entry: dict[str, Any] = {"shape": list(tensor.shape), "dtype": str(tensor.dtype)[6:]}
+        encoded = encode_sparse(tensor) if sparse and tensor.is_floating_point() else None
+        if encoded is None:
+            entry["encoding"] = "dense"
+            stored[name] = tensor.clone()
+        else:
+            entry.update(encoding=encoded.encoding, nnz=encoded.values.numel())
+            stored[f"{name}::pattern"] = encoded.pattern
+            stored[f"{name}::values"] = encoded.values
+        layout[name] = entry
+    return stored, layout
+
+
+def save(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    provenance: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    sparse: bool = True,
+) -> Path:
+    """Save ``model`` as a slimkit artifact, atomically.
+
+    Tensors with enough zeros are stored sparsely, so the file shrinks with sparsity;
+    :func:`load` restores them exactly.
+
+    Args:
+        model: a model built by :func:`slimkit.create_model` or loaded by :func:`load`.
+        path: the ``.safetensors`` file to write.
+        provenance: how the model was made (recipe, data, parent artifact); JSON-serialisable.
+        metrics: measured numbers to keep with the model; JSON-serialisable.
+        sparse: store sparse tensors compactly (default True).
+
+    Example:
+        >>> slimkit.save(model, "model.safetensors", metrics={"test_accuracy": 91.7})
+    """
+    stored, layout = _encode_state(model.state_dict(), sparse)
+    previous = getattr(model, SPEC_ATTR, {})
+    spec = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "slimkit_version": __version__,
+        "arch": arch_of(model),
+        "tensors": layout,
+        "checksums": {name: _crc(tensor) for name, tensor in stored.items()},
+        "provenance": provenance if provenance is not None else previous.get("provenance", {}),
+        "metrics": metrics if metrics is not None else previous.get("metrics", {}),
+    }
+    with atomic_path(path) as tmp:
+        save_file(stored, str(tmp), metadata={METADATA_KEY: json.dumps(spec)})
+    return Path(path)
+
+
+def read_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read an artifact's JSON spec without loading its tensors.
+
+    Raises:
+        ArtifactError: if the file is missing, not a safetensors file, or not a slimkit artifact.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"artifact {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types for damaged headers
+        raise ArtifactError(
+            f"{path} is not a readable safetensors file ({err}); it is truncated or corrupted, "
+            "re-create it"
+        ) from None
+    if METADATA_KEY not in metadata:
+        raise ArtifactError(
+            f"{path} is a safetensors file without a slimkit spec; load plain weights with "
+            "slimkit.load_weights(model, path) into a model built by slimkit.create_model"
+        )
+    try:
+        spec = json.loads(metadata[METADATA_KEY])
+    except json.JSONDecodeError as err:
+        raise ArtifactError(f"{path} has a corrupted slimkit spec: {err}") from None
+    if spec.get("format") != FORMAT or spec.get("format_version", 0) > FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path} has format {spec.get('format')!r} version {spec.get('format_version')}; "
+            f"this slimkit reads {FORMAT!r} up to version {FORMAT_VERSION}: upgrade slimkit"
+        )
+    return spec
+
+
+def _read_stored(path: Path, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            stored = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    except Exception as err:
+        raise ArtifactError(f"{path} is truncated or corrupted ({err}); re-create it") from None
+    for name, expected in spec["checksums"].items():
+        if name not in stored or _crc(stored[name]) != expected:
+            raise ArtifactError(
+                f"{path}: tensor {name!r} is missing or fails its checksum; the file is "
+                "corrupted, re-create it"
+            )
+    return stored
+
+
+def _decode_state(path: Path, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
+    stored = _read_stored(path, spec)
+    state: dict[str, torch.Tensor] = {}
+    for name, entry in spec["tensors"].items():
+        if entry["encoding"] == "dense":
+            state[name] = stored[name]
+            continue
+        try:
+            state[name] = decode_sparse(
+                entry["encoding"],
+                stored[f"{name}::pattern"],
+                stored[f"{name}::values"],
+                entry["shape"],
+            )
+        except (ValueError, KeyError, zlib.error) as err:
+            raise ArtifactError(f"{path}: tensor {name!r} cannot be decoded ({err})") from None
+    return state
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy ``state`` into ``model``, naming the first mismatching tensor when they differ."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ModelError(
+            f"{source} does not match this architecture: missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}; it was saved for another model, pass the matching --model"
+        )
+    for name, tensor in state.items():
+        if tensor.shape != own[name].shape:
+            raise ModelError(
+                f"{source}: tensor {name!r} has shape {list(tensor.shape)} but the model expects "
+                f"{list(own[name].shape)}; it was saved for another architecture or width"
+            )
+    model.load_state_dict(state)
+
+
+def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model from an artifact written by :func:`save`, in eval mode.
+
+    The spec is available afterwards as ``model.slimkit_spec``.
+
+    Example:
+        >>> model = slimkit.load("model.safetensors")
+
+    Raises:
+        ArtifactError: if the file is missing, truncated or corrupted.
+        ModelError: if its architecture is unknown to this slimkit.
+    """
+    path = Path(path)
+    spec = read_spec(path)
+    state = _decode_state(path, spec)
+    arch = spec["arch"]
+    model = create_model(arch["name"], **arch.get("kwargs", {}))
+    load_state(model, state, str(path))
+    setattr(model, SPEC_ATTR, spec)
+    return model.to(device).eval()
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
+    """Load tensors from a slimkit artifact or a plain safetensors state dict into ``model``.
+
+    Raises:
+        ModelError: if the tensors do not match the model's architecture.
+    """
+    path = Path(path)
+    try:
+        spec = read_spec(path)
+    except ArtifactError:
+        if not path.is_file():
+            raise
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                state = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+        except Exception as err:
+            raise ArtifactError(f"{path} is not a readable safetensors file ({err})") from None
+    else:
+        state = _decode_state(path, spec)
+    load_state(model, state, str(path))
+    return model

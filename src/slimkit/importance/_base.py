@@ -1,0 +1,43 @@
+"""The element-wise importance interface and the helpers the criteria share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+import torch
+from torch import nn
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+Scores = dict[str, torch.Tensor]
+
+
+class ElementwiseImportance(Protocol):
+    """Scores every weight of the target layers; low scores are pruned first.
+
+    ``__call__`` returns, for each target module name, a tensor shaped like its ``weight``.
+    Criteria with ``needs_data`` read ``calib`` batches (x, y); the others ignore it.
+    """
+
+    name: str
+    needs_data: bool
+
+    def __call__(
+        self,
+        model: nn.Module,
+        targets: Mapping[str, nn.Module],
+        calib: Iterable[Batch] | None = None,
+    ) -> Scores: ...
+
+
+def require_calibration(name: str, calib: Iterable[Batch] | None) -> Iterable[Batch]:
+    if calib is None:
+        raise ValueError(
+            f"importance {name!r} needs calibration data: pass calib_data (or --data on the CLI)"
+        )
+    return calib
+
+
+def model_device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")

@@ -1,0 +1,18 @@
+"""Measurements: accuracy, parameter and MAC counts, latency, and the combined profile."""
+
+from ._accuracy import evaluate_accuracy
+from ._counts import count_macs, count_nonzero_params, count_params
+from ._latency import fixed_threads, measure_latency, time_callable
+from ._profile import Profile, profile
+
+__all__ = [
+    "Profile",
+    "count_macs",
+    "count_nonzero_params",
+    "count_params",
+    "evaluate_accuracy",
+    "fixed_threads",
+    "measure_latency",
+    "profile",
+    "time_callable",
+]

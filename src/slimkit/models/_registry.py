@@ -1,0 +1,81 @@
+"""The model registry and the architecture spec stored in every artifact."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from .._registry import Registry
+from ..errors import ModelError
+from ._resnet_cifar import resnet20, resnet56
+from ._seed_cnn import seed_cnn, seed_cnn_slim
+from ._torchvision import torchvision_model
+
+ModelFactory = Callable[..., nn.Module]
+
+#: Built-in model factories. Each takes keyword arguments ``in_channels``, ``num_classes`` and
+#: ``image_size``. Names of the form ``torchvision:<name>`` resolve to torchvision models.
+MODELS: Registry[ModelFactory] = Registry("model")
+MODELS.register("seed-cnn", seed_cnn)
+MODELS.register("seed-cnn-slim", seed_cnn_slim)
+MODELS.register("resnet20", resnet20)
+MODELS.register("resnet56", resnet56)
+
+TORCHVISION_PREFIX = "torchvision:"
+ARCH_ATTR = "slimkit_arch"
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Create a registered model with random weights.
+
+    The returned module remembers how it was built (``model.slimkit_arch``) so that
+    :func:`slimkit.save` can store it and :func:`slimkit.load` can rebuild it.
+
+    Args:
+        name: a registered name (``seed-cnn``, ``resnet20``, ...) or ``torchvision:<name>``.
+        **kwargs: ``in_channels``, ``num_classes``, ``image_size``.
+
+    Example:
+        >>> import slimkit
+        >>> model = slimkit.create_model("seed-cnn", num_classes=10)
+
+    Raises:
+        ModelError: if the name is unknown.
+    """
+    if name.startswith(TORCHVISION_PREFIX):
+        model = torchvision_model(name[len(TORCHVISION_PREFIX) :], **kwargs)
+    else:
+        try:
+            factory = MODELS.get(name)
+        except KeyError as err:
+            raise ModelError(
+                f"{err.args[0]}, or torchvision:<name> for any torchvision classifier"
+            ) from None
+        try:
+            model = factory(**kwargs)
+        except TypeError as err:
+            raise ModelError(f"cannot build model {name!r} with {kwargs}: {err}") from None
+    setattr(model, ARCH_ATTR, {"name": name, "kwargs": dict(kwargs)})
+    return model
+
+
+def arch_of(model: nn.Module) -> dict[str, Any]:
+    """Return the architecture spec of a model built by :func:`create_model` or loaded.
+
+    Raises:
+        ModelError: if the model was not built by slimkit and carries no spec.
+    """
+    arch = getattr(model, ARCH_ATTR, None)
+    if arch is None:
+        raise ModelError(
+            "this model carries no slimkit architecture spec; build it with "
+            "slimkit.create_model(name, ...) or load it with slimkit.load(path)"
+        )
+    return dict(arch)
+
+
+def model_names() -> list[str]:
+    """Registered model names (torchvision models are reachable as ``torchvision:<name>``)."""
+    return MODELS.names()

@@ -1,0 +1,58 @@
+"""The pruning verb: one entry point, dispatched on the config's type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Splits
+from ..train import TrainConfig
+from ._config import UnstructuredConfig
+from ._unstructured import prune_unstructured
+
+PruneHandler = Callable[..., nn.Module]
+_HANDLERS: dict[type, PruneHandler] = {UnstructuredConfig: prune_unstructured}
+
+
+def register_prune_handler(config_type: type, handler: PruneHandler) -> None:
+    """Make :func:`prune` accept ``config_type``; ``handler`` has :func:`prune`'s signature."""
+    _HANDLERS[config_type] = handler
+
+
+def prune(
+    model: nn.Module,
+    cfg: Any,
+    *,
+    data: Splits | None = None,
+    finetune: TrainConfig | None = None,
+    device: str | torch.device = "cpu",
+    inplace: bool = False,
+    progress: bool = True,
+) -> nn.Module:
+    """Prune ``model`` as ``cfg`` says and return the pruned model.
+
+    The input model is left untouched unless ``inplace=True``.
+
+    Args:
+        model: the trained model.
+        cfg: a pruning config, e.g. :class:`UnstructuredConfig`.
+        data: training data for calibration and fine-tuning (validation data is not read).
+        finetune: fine-tuning after pruning (or between gradual steps); None skips it.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        inplace: modify ``model`` itself.
+        progress: show progress bars.
+
+    Example:
+        >>> cfg = slimkit.UnstructuredConfig(sparsity=0.9, importance="taylor")
+        >>> small = slimkit.prune(model, cfg, data=splits, finetune=slimkit.TrainConfig(epochs=1))
+    """
+    handler = _HANDLERS.get(type(cfg))
+    if handler is None:
+        known = ", ".join(t.__name__ for t in _HANDLERS)
+        raise TypeError(f"prune() takes one of {known}, got {type(cfg).__name__}")
+    return handler(
+        model, cfg, data=data, finetune=finetune, device=device, inplace=inplace, progress=progress
+    )

@@ -1,0 +1,127 @@
+"""Tune the sparsity threshold to an accuracy budget: the loop tutorials do by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Splits
+from ..errors import AccuracyBudgetError
+from ..measure import evaluate_accuracy
+from ..train import TrainConfig
+from ._config import UnstructuredConfig
+from ._unstructured import prune_unstructured
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One candidate: the sparsity tried, its fine-tuned validation accuracy, and the verdict."""
+
+    index: int
+    sparsity: float
+    val_accuracy: float
+    drop: float
+    within_budget: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class BudgetSearch:
+    """The outcome of :func:`search_sparsity`."""
+
+    baseline_val_accuracy: float
+    max_drop: float
+    trials: list[Trial] = field(default_factory=list)
+    best: Trial | None = None
+    model: nn.Module | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "baseline_val_accuracy": self.baseline_val_accuracy,
+            "max_drop": self.max_drop,
+            "trials": [t.to_dict() for t in self.trials],
+            "chosen": self.best.to_dict() if self.best else None,
+        }
+
+
+def search_sparsity(
+    model: nn.Module,
+    data: Splits,
+    template: UnstructuredConfig,
+    *,
+    max_drop: float,
+    finetune: TrainConfig | None,
+    max_trials: int = 6,
+    max_sparsity: float = 0.99,
+    device: str | torch.device = "cpu",
+    on_trial: Callable[[Trial], None] | None = None,
+    progress: bool = True,
+) -> BudgetSearch:
+    """Find the largest sparsity whose fine-tuned validation accuracy stays within ``max_drop``.
+
+    Each trial prunes the original model to a candidate sparsity (with ``template``'s criterion,
+    scope and schedule), fine-tunes it, and measures validation top-1. Candidates bisect the
+    density (1 - sparsity) on a log scale between 1 and ``1 - max_sparsity``, where the
+    accuracy-relevant region lies, assuming accuracy falls as sparsity rises. Only validation
+    data is read; the caller measures the test set once at the end.
+
+    Args:
+        model: the trained dense model (not modified).
+        data: training data for fine-tuning and calibration, validation data for decisions.
+        template: pruning settings; its ``sparsity`` is ignored.
+        max_drop: budget in points of validation top-1 below the baseline.
+        finetune: fine-tuning after each candidate's pruning.
+        max_trials: how many candidates at most.
+        max_sparsity: the largest sparsity considered.
+        device: where to fine-tune.
+        on_trial: called with each finished trial (live progress).
+        progress: show fine-tuning progress bars.
+
+    Raises:
+        ValueError: for a negative budget or a bad trial count.
+        AccuracyBudgetError: if no candidate met the budget (``err.best`` holds the closest).
+    """
+    if max_drop < 0:
+        raise ValueError(f"max_drop must be >= 0 points, got {max_drop}")
+    if max_trials < 1:
+        raise ValueError(f"max_trials must be >= 1, got {max_trials}")
+    if not 0 < max_sparsity < 1:
+        raise ValueError(f"max_sparsity must be in (0, 1), got {max_sparsity}")
+    baseline = evaluate_accuracy(model, data.val, device=device)
+    search = BudgetSearch(baseline_val_accuracy=baseline, max_drop=max_drop)
+    low, high = 0.0, math.log(1.0 - max_sparsity)  # log density: 0 = dense (meets the budget)
+    for index in range(1, max_trials + 1):
+        sparsity = round(1.0 - math.exp((low + high) / 2), 4)
+        cfg = dataclasses.replace(template, sparsity=sparsity)
+        candidate = prune_unstructured(
+            model, cfg, data=data, finetune=finetune, device=device, progress=progress
+        )
+        accuracy = evaluate_accuracy(candidate, data.val, device=device)
+        trial = Trial(
+            index, sparsity, accuracy, baseline - accuracy, baseline - accuracy <= max_drop
+        )
+        search.trials.append(trial)
+        if on_trial is not None:
+            on_trial(trial)
+        if trial.within_budget:
+            low = math.log(1.0 - sparsity)
+            search.best, search.model = trial, candidate
+        else:
+            high = math.log(1.0 - sparsity)
+    if search.best is None:
+        closest = min(search.trials, key=lambda t: t.drop)
+        raise AccuracyBudgetError(
+            f"no sparsity met the budget of {max_drop} points in {max_trials} trials (closest: "
+            f"{closest.sparsity:.1%} sparsity, {closest.drop:.2f} points below the baseline); "
+            "allow a larger --max-drop, more --finetune-epochs or more --max-trials",
+            best=search,
+        )
+    return search

@@ -1,0 +1,126 @@
+"""Configuration value objects for pruning."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..importance import ELEMENTWISE
+
+
+@dataclass(frozen=True)
+class Global:
+    """One threshold across all target layers: layers with less important weights lose more."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "global"}
+
+
+@dataclass(frozen=True)
+class PerLayer:
+    """The same sparsity in every target layer, with optional per-layer overrides.
+
+    Args:
+        overrides: module name → sparsity for that layer.
+    """
+
+    overrides: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, value in self.overrides.items():
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"PerLayer.overrides[{name!r}] must be in [0, 1), got {value}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "per-layer", "overrides": dict(self.overrides)}
+
+
+@dataclass(frozen=True)
+class OneShot:
+    """Prune to the target at once, then fine-tune."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "one-shot"}
+
+
+@dataclass(frozen=True)
+class AGP:
+    """Automated gradual pruning (Zhu & Gupta 2017): sparsity follows a cubic ramp.
+
+    s_t = s_f + (s_i - s_f) · (1 - t/n)³ for t = 1..n, with fine-tuning between steps.
+
+    Args:
+        steps: number of pruning steps n.
+        initial_sparsity: s_i, the sparsity of the ramp's start.
+    """
+
+    steps: int = 4
+    initial_sparsity: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"AGP.steps must be >= 1, got {self.steps}")
+        if not 0.0 <= self.initial_sparsity < 1.0:
+            raise ValueError(f"AGP.initial_sparsity must be in [0, 1), got {self.initial_sparsity}")
+
+    def sparsities(self, final: float) -> list[float]:
+        """The sparsity after each step; the last one is ``final``."""
+        n, s_i = self.steps, min(self.initial_sparsity, final)
+        return [final + (s_i - final) * (1 - t / n) ** 3 for t in range(1, n + 1)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "agp", **asdict(self)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnstructuredConfig:
+    """Zero out individual weights of Conv/Linear layers by importance.
+
+    Attributes:
+        sparsity: fraction of the target weights set to zero, in [0, 1).
+        importance: ``magnitude``, ``taylor``, ``activation`` or ``random``.
+        scope: :class:`Global` (one threshold) or :class:`PerLayer`.
+        exclude: module names (or fnmatch patterns like ``"fc2"``, ``"layer1.*"``) left dense.
+        schedule: :class:`OneShot` or :class:`AGP`.
+        calib_batches: batches of training data read by data-driven criteria.
+    """
+
+    sparsity: float
+    importance: str = "magnitude"
+    scope: Global | PerLayer = field(default_factory=Global)
+    exclude: tuple[str, ...] = ()
+    schedule: OneShot | AGP = field(default_factory=OneShot)
+    calib_batches: int = 16
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sparsity < 1.0:
+            raise ValueError(
+                f"UnstructuredConfig.sparsity must be in [0, 1) (0.9 = 90% zeros), got {self.sparsity}"
+            )
+        if self.importance not in ELEMENTWISE:
+            raise ValueError(
+                f"UnstructuredConfig.importance must be one of {ELEMENTWISE.names()}, "
+                f"got {self.importance!r}"
+            )
+        if not isinstance(self.scope, Global | PerLayer):
+            raise ValueError("UnstructuredConfig.scope must be Global() or PerLayer(...)")
+        if not isinstance(self.schedule, OneShot | AGP):
+            raise ValueError("UnstructuredConfig.schedule must be OneShot() or AGP(...)")
+        if isinstance(self.exclude, str):
+            raise ValueError("UnstructuredConfig.exclude must be a tuple of names, not a string")
+        if self.calib_batches < 1:
+            raise ValueError(
+                f"UnstructuredConfig.calib_batches must be >= 1, got {self.calib_batches}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": "unstructured",
+            "sparsity": self.sparsity,
+            "importance": self.importance,
+            "scope": self.scope.to_dict(),
+            "exclude": list(self.exclude),
+            "schedule": self.schedule.to_dict(),
+            "calib_batches": self.calib_batches,
+        }

@@ -1,0 +1,59 @@
+"""Training configuration."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """How to train or fine-tune a model.
+
+    Attributes:
+        epochs: passes over the training data (0 leaves the model as it is).
+        lr: peak learning rate.
+        batch_size: examples per step.
+        optimizer: ``adam``, ``adamw`` or ``sgd`` (with Nesterov momentum 0.9).
+        weight_decay: L2 penalty (decoupled for ``adamw``).
+        schedule: ``cosine`` (decays to 0 over all steps) or ``constant``.
+        label_smoothing: cross-entropy label smoothing.
+        seed: seeds initial shuffling and dropout, so runs are repeatable.
+    """
+
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 128
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    label_smoothing: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ValueError(f"TrainConfig.epochs must be >= 0, got {self.epochs}")
+        if self.lr <= 0:
+            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if self.batch_size < 1:
+            raise ValueError(f"TrainConfig.batch_size must be >= 1, got {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"TrainConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}"
+            )
+        if self.weight_decay < 0:
+            raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(
+                f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

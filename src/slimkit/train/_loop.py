@@ -1,0 +1,167 @@
+"""The training loop: seeded, resumable, with hooks for pruning masks and custom losses."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .._device import resolve_device
+from ..data import Splits, make_loader
+from ..measure import evaluate_accuracy
+from ._checkpoint import load_checkpoint, save_checkpoint
+from ._config import TrainConfig
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+StepHook = Callable[[nn.Module], None]
+
+
+@dataclass
+class TrainResult:
+    """Per-epoch history: mean training loss and validation top-1 (percent)."""
+
+    losses: list[float] = field(default_factory=list)
+    val_accuracies: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"losses": self.losses, "val_accuracies": self.val_accuracies}
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
+        )
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+    if cfg.schedule == "constant" or total == 0:
+        return cfg.lr
+    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * step / total))
+
+
+def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
+    def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+
+    return loss
+
+
+def train(
+    model: nn.Module,
+    splits: Splits,
+    cfg: TrainConfig,
+    *,
+    device: str | torch.device = "cpu",
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    loss_fn: LossFn | None = None,
+    after_step: StepHook | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> TrainResult:
+    """Train ``model`` in place on ``splits.train``; validate after every epoch.
+
+    Args:
+        model: the model to train (modified in place, left in eval mode).
+        splits: the data; only ``train`` and ``val`` are used.
+        cfg: optimiser, schedule and epochs.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        checkpoint: file to write after every epoch (model, optimiser, epoch, history).
+        resume: continue from ``checkpoint`` if it exists.
+        loss_fn: ``loss_fn(model, x, y)``; cross-entropy by default (distillation passes its own).
+        after_step: called after every optimiser step, e.g. to re-apply pruning masks.
+        progress: show a progress bar on stderr.
+        desc: the progress bar's label.
+
+    Example:
+        >>> slimkit.train(model, splits, slimkit.TrainConfig(epochs=2))
+    """
+    device = resolve_device(device)
+    model.to(device)
+    optimizer = _make_optimizer(model, cfg)
+    loss_fn = loss_fn or cross_entropy_loss(cfg.label_smoothing)
+    loader = make_loader(splits.train, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
+    result, start_epoch = TrainResult(), 0
+    if resume and checkpoint is not None and Path(checkpoint).is_file():
+        info = load_checkpoint(checkpoint, model, optimizer)
+        start_epoch = info["epoch"]
+        result = TrainResult(**info["history"])
+    torch.manual_seed(cfg.seed + start_epoch)
+    total_steps = cfg.epochs * len(loader)
+    for epoch in range(start_epoch, cfg.epochs):
+        result.losses.append(
+            _run_epoch(
+                model,
+                loader,
+                optimizer,
+                cfg,
+                epoch,
+                total_steps,
+                loss_fn,
+                after_step,
+                device,
+                tqdm(
+                    total=len(loader),
+                    desc=f"{desc} {epoch + 1}/{cfg.epochs}",
+                    disable=None if progress else True,
+                    leave=False,
+                ),
+            )
+        )
+        result.val_accuracies.append(evaluate_accuracy(model, splits.val, device=device))
+        if progress:
+            tqdm.write(
+                f"{desc} epoch {epoch + 1}/{cfg.epochs}: loss {result.losses[-1]:.4f}, "
+                f"val top-1 {result.val_accuracies[-1]:.2f}%"
+            )
+        if checkpoint is not None:
+            info = {"epoch": epoch + 1, "config": cfg.to_dict(), "history": result.to_dict()}
+            save_checkpoint(checkpoint, model, optimizer, info)
+    model.eval()
+    return result
+
+
+def _run_epoch(
+    model: nn.Module,
+    loader: Any,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    epoch: int,
+    total_steps: int,
+    loss_fn: LossFn,
+    after_step: StepHook | None,
+    device: torch.device,
+    bar: Any,
+) -> float:
+    model.train()
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+    running, count = 0.0, 0
+    with bar:
+        for step, (x, y) in enumerate(loader, start=epoch * len(loader)):
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(cfg, step, total_steps)
+            loss = loss_fn(model, x.to(device), y.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if after_step is not None:
+                after_step(model)
+            running += float(loss.detach()) * len(y)
+            count += len(y)
+            bar.update(1)
+            bar.set_postfix(loss=f"{running / count:.4f}", refresh=False)
+    return running / max(count, 1)
