@@ -11,6 +11,7 @@ __all__ = [
     "AccuracyBudgetError",
     "ArtifactError",
     "DataError",
+    "MissingDependencyError",
     "ModelError",
     "SlimkitError",
     "UnsupportedOpError",
@@ -31,6 +32,10 @@ class ModelError(SlimkitError):
 
 class ArtifactError(SlimkitError):
     """A slimkit artifact is missing, truncated, corrupted or of an unknown format."""
+
+
+class MissingDependencyError(SlimkitError):
+    """An optional dependency is not installed; the message names the extra that installs it."""
 
 
 class UnsupportedOpError(SlimkitError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import sys
 from pathlib import Path
@@ -28,8 +29,10 @@ from ..prune import (
     search_sparsity,
     weight_sparsity,
 )
+from ..quantize import profile_deployed
 from ..train import TrainConfig, train
 from ._output import print_json, profile_table
+from ._quantize import cmd_quantize
 
 
 def _log(args: argparse.Namespace, message: str) -> None:
@@ -116,11 +119,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     for path in args.artifacts:
         model = export.load(path)
         _check_fits(model, splits, path)
-        measured = profile(
+        onnx = args.backend == "onnxruntime"
+        measure = profile_deployed if onnx else functools.partial(profile, device=device)
+        measured = measure(
             model,
             splits,
             artifact=path,
-            device=device,
             threads=args.threads,
             accuracy=not args.no_accuracy,
         )
@@ -179,6 +183,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             finetune=finetune,
             max_trials=args.max_trials,
             max_sparsity=args.max_sparsity,
+            strategy=args.strategy,
             device=device,
             on_trial=_print_trial,
         )
@@ -218,4 +223,10 @@ def _final_metrics(
     }
 
 
-COMMANDS = {"models": cmd_models, "train": cmd_train, "profile": cmd_profile, "prune": cmd_prune}
+COMMANDS = {
+    "models": cmd_models,
+    "train": cmd_train,
+    "profile": cmd_profile,
+    "prune": cmd_prune,
+    "quantize": cmd_quantize,
+}

@@ -11,6 +11,7 @@ from .._device import DEVICE_CHOICES
 from .._version import __version__
 from ..errors import AccuracyBudgetError, SlimkitError
 from ._commands import COMMANDS
+from ._quantize import quantize_parser
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUDGET = 0, 1, 2, 3
 
@@ -30,7 +31,7 @@ def _add_common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
         parser.add_argument("--limit-eval", type=int, default=None, help=argparse.SUPPRESS)
 
 
-def _train_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a registered model")
     p.add_argument("--model", required=True, help="seed-cnn, resnet20, torchvision:<name>, ...")
     p.add_argument("--epochs", type=int, default=12)
@@ -44,15 +45,16 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     _add_common(p)
 
 
-def _profile_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _profile_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profile", help="measure accuracy, size, MACs and latency")
     p.add_argument("artifacts", nargs="+", metavar="ARTIFACT")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for latency")
     p.add_argument("--no-accuracy", action="store_true", help="skip accuracy (faster)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
     _add_common(p)
 
 
-def _prune_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _prune_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prune", help="prune a trained artifact")
     p.add_argument("artifact", metavar="ARTIFACT")
     p.add_argument("--method", default="unstructured", choices=["unstructured"])
@@ -71,9 +73,15 @@ def _prune_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--schedule", default="oneshot", choices=["oneshot", "agp"])
     p.add_argument("--agp-steps", type=int, default=4)
     p.add_argument("--finetune-epochs", type=int, default=2)
-    p.add_argument("--finetune-lr", type=float, default=5e-4)
+    p.add_argument("--finetune-lr", type=float, default=1e-3)
     p.add_argument("--max-trials", type=int, default=6, help="budget search: trials at most")
     p.add_argument("--max-sparsity", type=float, default=0.99, help="budget search: upper bound")
+    p.add_argument(
+        "--strategy",
+        default="iterative",
+        choices=["iterative", "bisect"],
+        help="budget search: prune more from the last good model, or bisect from the dense one",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     _add_common(p)
@@ -90,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _profile_parser(sub)
     _prune_parser(sub)
+    quantize_parser(sub, _add_common)
     return parser
 
 

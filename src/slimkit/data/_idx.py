@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,14 @@ from ..errors import DataError
 
 # The third byte of the magic number names the element type; only unsigned bytes are used by
 # (Fashion-)MNIST, the others are accepted for completeness.
-_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_DTYPES: dict[int, type | str] = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
+}
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -28,7 +36,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     try:
         with opener(path, "rb") as handle:
             raw = handle.read()
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"cannot read IDX file {path}: {err}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise DataError(f"{path} is not an IDX file (bad magic number)")
@@ -37,7 +45,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(raw) < header_end:
         raise DataError(f"IDX file {path} is truncated (header)")
     shape = struct.unpack(f">{ndim}I", raw[4:header_end])
-    dtype = np.dtype(_DTYPES[raw[2]])
+    dtype: np.dtype = np.dtype(_DTYPES[raw[2]])
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header_end != expected:
         raise DataError(

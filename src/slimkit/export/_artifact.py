@@ -3,6 +3,10 @@
 The spec records the architecture (how to rebuild the module), how each tensor is encoded, a
 CRC32 per stored tensor, and free-form provenance and metrics. Loading parses JSON and raw
 tensors only: nothing is unpickled and no code from the file runs.
+
+Quantized models (format version 2) add a ``quantization`` section: the scheme, its config and
+the quantization report. Their integer weights are ordinary int8/uint8 tensors beside float32
+scales; loading rebuilds the quantized module structure from the section, then fills it.
 """
 
 from __future__ import annotations
@@ -25,14 +29,18 @@ from ..models import arch_of, create_model
 from ._sparse import decode_sparse, encode_sparse
 
 FORMAT = "slimkit-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+FLOAT_FORMAT_VERSION = 1  # float models keep version 1, so older slimkit versions still read them
 METADATA_KEY = "slimkit"
 SPEC_ATTR = "slimkit_spec"
+QUANT_ATTR = "slimkit_quantization"
 
 
 def _crc(tensor: torch.Tensor) -> int:
     return (
-        zlib.crc32(tensor.contiguous().view(torch.uint8).numpy().tobytes()) if tensor.numel() else 0
+        zlib.crc32(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        if tensor.numel()
+        else 0
     )
 
 
@@ -67,7 +75,8 @@ def save(
     """Save ``model`` as a slimkit artifact, atomically.
 
     Tensors with enough zeros are stored sparsely, so the file shrinks with sparsity;
-    :func:`load` restores them exactly.
+    :func:`load` restores them exactly. A model quantized for ONNX Runtime int8 also gets its
+    deployable graph written beside the artifact (``q.safetensors`` → ``q.onnx``).
 
     Args:
         model: a model built by :func:`slimkit.create_model` or loaded by :func:`load`.
@@ -81,9 +90,14 @@ def save(
     """
     stored, layout = _encode_state(model.state_dict(), sparse)
     previous = getattr(model, SPEC_ATTR, {})
+    quantization = getattr(model, QUANT_ATTR, None)
+    if quantization is not None:
+        from ..quantize import quantization_spec  # quantize imports export: import late
+
+        quantization = quantization_spec(model)
     spec = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FLOAT_FORMAT_VERSION if quantization is None else FORMAT_VERSION,
         "slimkit_version": __version__,
         "arch": arch_of(model),
         "tensors": layout,
@@ -91,8 +105,16 @@ def save(
         "provenance": provenance if provenance is not None else previous.get("provenance", {}),
         "metrics": metrics if metrics is not None else previous.get("metrics", {}),
     }
+    if quantization is not None:
+        spec["quantization"] = quantization
     with atomic_path(path) as tmp:
-        save_file(stored, str(tmp), metadata={METADATA_KEY: json.dumps(spec)})
+        save_file(
+            stored, str(tmp), metadata={METADATA_KEY: json.dumps(spec, separators=(",", ":"))}
+        )
+    if quantization is not None:
+        from ..quantize import write_deployment  # quantize imports export: import late
+
+        write_deployment(model, Path(path))
     return Path(path)
 
 
@@ -200,6 +222,10 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
     state = _decode_state(path, spec)
     arch = spec["arch"]
     model = create_model(arch["name"], **arch.get("kwargs", {}))
+    if "quantization" in spec:
+        from ..quantize import restore_structure  # quantize imports export: import late
+
+        model = restore_structure(model, spec["quantization"])
     load_state(model, state, str(path))
     setattr(model, SPEC_ATTR, spec)
     return model.to(device).eval()

@@ -19,8 +19,11 @@ class ElementwiseImportance(Protocol):
     Criteria with ``needs_data`` read ``calib`` batches (x, y); the others ignore it.
     """
 
-    name: str
-    needs_data: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def needs_data(self) -> bool: ...
 
     def __call__(
         self,
@@ -41,3 +44,11 @@ def require_calibration(name: str, calib: Iterable[Batch] | None) -> Iterable[Ba
 def model_device(model: nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
+
+
+def weight_of(module: nn.Module) -> torch.Tensor:
+    """The ``weight`` tensor of a Conv/Linear-like module."""
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{type(module).__name__} has no weight tensor to prune")
+    return weight

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import Batch, Scores, model_device, require_calibration
+from ._base import Batch, Scores, model_device, require_calibration, weight_of
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class MagnitudeImportance:
         targets: Mapping[str, nn.Module],
         calib: Iterable[Batch] | None = None,
     ) -> Scores:
-        return {name: module.weight.detach().abs() for name, module in targets.items()}
+        return {name: weight_of(module).detach().abs() for name, module in targets.items()}
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class TaylorImportance:
         calib = require_calibration(self.name, calib)
         device = model_device(model)
         scores = {
-            name: torch.zeros_like(m.weight, requires_grad=False) for name, m in targets.items()
+            name: torch.zeros_like(weight_of(m), requires_grad=False) for name, m in targets.items()
         }
         was_training = model.training
         model.eval()
@@ -56,8 +56,9 @@ class TaylorImportance:
                 model.zero_grad(set_to_none=True)
                 F.cross_entropy(model(x.to(device)), y.to(device)).backward()
                 for name, module in targets.items():
-                    if module.weight.grad is not None:
-                        scores[name] += (module.weight.detach() * module.weight.grad).abs()
+                    weight = weight_of(module)
+                    if weight.grad is not None:
+                        scores[name] += (weight.detach() * weight.grad).abs()
         finally:
             model.zero_grad(set_to_none=True)
             model.train(was_training)
@@ -73,7 +74,7 @@ def _input_channel_norms(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _expand_to_weight(norms: torch.Tensor, module: nn.Module) -> torch.Tensor:
     """Broadcast per-input-channel norms onto the weight's shape (grouped convs included)."""
-    weight = module.weight
+    weight = weight_of(module)
     if isinstance(module, nn.Linear):
         return norms.unsqueeze(0).expand_as(weight)
     groups = getattr(module, "groups", 1)
@@ -99,7 +100,7 @@ class ActivationImportance:
         device = model_device(model)
         sums: dict[str, torch.Tensor] = {}
 
-        def hook_for(name: str):  # type: ignore[no-untyped-def]
+        def hook_for(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
             def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
                 norms = _input_channel_norms(module, inputs[0])
                 sums[name] = sums[name] + norms if name in sums else norms
@@ -121,7 +122,7 @@ class ActivationImportance:
         if missing:
             raise ValueError(f"layers {missing[:3]} never ran on the calibration data")
         return {
-            name: module.weight.detach().abs() * _expand_to_weight(sums[name].sqrt(), module)
+            name: weight_of(module).detach().abs() * _expand_to_weight(sums[name].sqrt(), module)
             for name, module in targets.items()
         }
 
@@ -142,6 +143,6 @@ class RandomImportance:
     ) -> Scores:
         generator = torch.Generator().manual_seed(self.seed)
         return {
-            name: torch.rand(m.weight.shape, generator=generator).to(m.weight.device)
+            name: torch.rand(weight_of(m).shape, generator=generator).to(weight_of(m).device)
             for name, m in targets.items()
         }

@@ -9,7 +9,7 @@ from torch import nn
 from ..errors import ModelError
 
 # Smallest input side that every stage of these families accepts; others work from 32.
-_MIN_SIDE = {"inception_v3": 75, "googlenet": 32}
+_MIN_SIDE = {"inception_v3": 75, "googlenet": 32, "alexnet": 63}
 _DEFAULT_MIN_SIDE = 32
 
 

@@ -18,6 +18,9 @@ from ..train import TrainConfig
 from ._config import UnstructuredConfig
 from ._unstructured import prune_unstructured
 
+STRATEGIES = ("iterative", "bisect")
+TrialRunner = Callable[[int, nn.Module, float], tuple["Trial", nn.Module]]
+
 
 @dataclass(frozen=True)
 class Trial:
@@ -64,14 +67,21 @@ def search_sparsity(
     device: str | torch.device = "cpu",
     on_trial: Callable[[Trial], None] | None = None,
     progress: bool = True,
+    strategy: str = "iterative",
 ) -> BudgetSearch:
     """Find the largest sparsity whose fine-tuned validation accuracy stays within ``max_drop``.
 
-    Each trial prunes the original model to a candidate sparsity (with ``template``'s criterion,
-    scope and schedule), fine-tunes it, and measures validation top-1. Candidates bisect the
-    density (1 - sparsity) on a log scale between 1 and ``1 - max_sparsity``, where the
-    accuracy-relevant region lies, assuming accuracy falls as sparsity rises. Only validation
-    data is read; the caller measures the test set once at the end.
+    Each trial prunes a model to a candidate sparsity (with ``template``'s criterion, scope and
+    schedule), fine-tunes it, and measures validation top-1. Only validation data is read; the
+    caller measures the test set once at the end. Two strategies:
+
+    - ``iterative`` (default; Han et al. 2015): prune → fine-tune → validate → prune more,
+      each trial starting from the last model within budget. The density (1 - sparsity)
+      halves while trials pass; after a failure the step shrinks (its square root) and the
+      next trial starts again from the last good model. Fine-tuning accumulates along the
+      accepted path, so high sparsities recover better than from one-shot pruning.
+    - ``bisect``: independent trials from the dense model, bisecting the density on a log
+      scale between 1 and ``1 - max_sparsity``; assumes accuracy falls as sparsity rises.
 
     Args:
         model: the trained dense model (not modified).
@@ -84,6 +94,7 @@ def search_sparsity(
         device: where to fine-tune.
         on_trial: called with each finished trial (live progress).
         progress: show fine-tuning progress bars.
+        strategy: ``iterative`` or ``bisect`` (see above).
 
     Raises:
         ValueError: for a negative budget or a bad trial count.
@@ -95,27 +106,30 @@ def search_sparsity(
         raise ValueError(f"max_trials must be >= 1, got {max_trials}")
     if not 0 < max_sparsity < 1:
         raise ValueError(f"max_sparsity must be in (0, 1), got {max_sparsity}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     baseline = evaluate_accuracy(model, data.val, device=device)
     search = BudgetSearch(baseline_val_accuracy=baseline, max_drop=max_drop)
-    low, high = 0.0, math.log(1.0 - max_sparsity)  # log density: 0 = dense (meets the budget)
-    for index in range(1, max_trials + 1):
-        sparsity = round(1.0 - math.exp((low + high) / 2), 4)
+
+    def run_trial(index: int, start: nn.Module, sparsity: float) -> tuple[Trial, nn.Module]:
         cfg = dataclasses.replace(template, sparsity=sparsity)
         candidate = prune_unstructured(
-            model, cfg, data=data, finetune=finetune, device=device, progress=progress
+            start, cfg, data=data, finetune=finetune, device=device, progress=progress
         )
         accuracy = evaluate_accuracy(candidate, data.val, device=device)
-        trial = Trial(
-            index, sparsity, accuracy, baseline - accuracy, baseline - accuracy <= max_drop
-        )
+        drop = baseline - accuracy
+        trial = Trial(index, sparsity, accuracy, drop, drop <= max_drop)
         search.trials.append(trial)
         if on_trial is not None:
             on_trial(trial)
         if trial.within_budget:
-            low = math.log(1.0 - sparsity)
             search.best, search.model = trial, candidate
-        else:
-            high = math.log(1.0 - sparsity)
+        return trial, candidate
+
+    if strategy == "bisect":
+        _bisect(model, run_trial, max_trials, max_sparsity)
+    else:
+        _iterative(model, run_trial, max_trials, max_sparsity)
     if search.best is None:
         closest = min(search.trials, key=lambda t: t.drop)
         raise AccuracyBudgetError(
@@ -125,3 +139,38 @@ def search_sparsity(
             best=search,
         )
     return search
+
+
+def _log_density(sparsity: float) -> float:
+    return math.log(1.0 - sparsity)
+
+
+def _sparsity(log_density: float) -> float:
+    return round(1.0 - math.exp(log_density), 4)
+
+
+def _bisect(model: nn.Module, run_trial: TrialRunner, max_trials: int, max_sparsity: float) -> None:
+    low, high = 0.0, _log_density(max_sparsity)  # log density 0 = dense, within budget
+    for index in range(1, max_trials + 1):
+        sparsity = _sparsity((low + high) / 2)
+        trial, _ = run_trial(index, model, sparsity)
+        if trial.within_budget:
+            low = _log_density(sparsity)
+        else:
+            high = _log_density(sparsity)
+
+
+def _iterative(
+    model: nn.Module, run_trial: TrialRunner, max_trials: int, max_sparsity: float
+) -> None:
+    current, good = model, 0.0  # the last model within budget and its log density
+    step, floor = math.log(0.5), _log_density(max_sparsity)
+    for index in range(1, max_trials + 1):
+        target = max(good + step, floor)
+        if target >= good - 1e-9:  # the step has shrunk to nothing or the ceiling is reached
+            break
+        trial, candidate = run_trial(index, current, _sparsity(target))
+        if trial.within_budget:
+            current, good = candidate, _log_density(trial.sparsity)
+        else:
+            step /= 2  # half the log step: the square root of the density ratio

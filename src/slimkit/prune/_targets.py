@@ -8,6 +8,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from ..importance._base import weight_of
+
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (
     nn.Conv1d,
     nn.Conv2d,
@@ -53,17 +55,17 @@ class Masks:
 
     @classmethod
     def from_zeros(cls, targets: dict[str, nn.Module]) -> Masks:
-        return cls({name: m.weight.detach() != 0 for name, m in targets.items()})
+        return cls({name: weight_of(m).detach() != 0 for name, m in targets.items()})
 
     @torch.no_grad()
     def apply(self, model: nn.Module) -> None:
         modules = dict(model.named_modules())
         for name, mask in self.masks.items():
-            modules[name].weight.mul_(mask)
+            weight_of(modules[name]).mul_(mask)
 
 
 def sparsity_of(targets: dict[str, nn.Module]) -> float:
     """Fraction of zeros among the target layers' weights."""
-    total = sum(m.weight.numel() for m in targets.values())
-    zeros = sum(int((m.weight == 0).sum()) for m in targets.values())
+    total = sum(weight_of(m).numel() for m in targets.values())
+    zeros = sum(int((weight_of(m) == 0).sum()) for m in targets.values())
     return zeros / max(total, 1)

@@ -12,6 +12,7 @@ from torch import nn
 from .._device import resolve_device
 from ..data import Splits, make_loader
 from ..importance import ELEMENTWISE
+from ..importance._base import weight_of
 from ..train import TrainConfig, train
 from ._config import AGP, Global, PerLayer, UnstructuredConfig
 from ._targets import Masks, prunable_layers, sparsity_of
@@ -60,10 +61,10 @@ def prune_step(
     with torch.enable_grad():
         scores = criterion(model, targets, calib)
     for name, module in targets.items():
-        scores[name] = torch.where(module.weight == 0, -1.0, scores[name].float())
+        scores[name] = torch.where(weight_of(module) == 0, -1.0, scores[name].float())
     masks = _prune_masks(scores, sparsity, cfg.scope)
     for name, module in targets.items():
-        module.weight.mul_(masks[name])
+        weight_of(module).mul_(masks[name])
     return Masks(masks)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,7 +126,8 @@ def train(
         if progress:
             tqdm.write(
                 f"{desc} epoch {epoch + 1}/{cfg.epochs}: loss {result.losses[-1]:.4f}, "
-                f"val top-1 {result.val_accuracies[-1]:.2f}%"
+                f"val top-1 {result.val_accuracies[-1]:.2f}%",
+                file=sys.stderr,
             )
         if checkpoint is not None:
             info = {"epoch": epoch + 1, "config": cfg.to_dict(), "history": result.to_dict()}

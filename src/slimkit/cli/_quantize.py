@@ -1,0 +1,132 @@
+"""``slimkit quantize``: build a scheme config from the flags and call :func:`slimkit.quantize`."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .. import export
+from .._device import resolve_device
+from ..data import load_data
+from ..measure import evaluate_accuracy
+from ..quantize import (
+    SCHEMES,
+    OrtModule,
+    config_from_dict,
+    onnx_path,
+    quantization_report,
+    quantize,
+)
+from ..quantize._api import ONNX_SCHEMES
+from ._output import print_json
+
+
+def quantize_parser(
+    sub: argparse._SubParsersAction,
+    add_common: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """Add the ``quantize`` subcommand to ``sub``."""
+    p = sub.add_parser("quantize", help="quantize a trained artifact (int8, int4, fp16, bf16)")
+    p.add_argument("artifact", metavar="ARTIFACT")
+    p.add_argument("--scheme", required=True, choices=list(SCHEMES))
+    p.add_argument(
+        "--backend",
+        choices=["onnxruntime", "torch"],
+        default=None,
+        help="default: onnxruntime for int8-static/qat/int8-weight-only, torch otherwise",
+    )
+    p.add_argument("--observer", default="minmax", choices=["minmax", "percentile", "mse"])
+    p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor")
+    p.add_argument("--reduce-range", default="auto", choices=["auto", "all", "none"])
+    p.add_argument("--exclude", nargs="*", default=[], help="layer names or patterns kept float")
+    p.add_argument("--calib-batches", type=int, default=8)
+    p.add_argument("--group-size", type=int, default=32, help="int4-weight-only group size")
+    p.add_argument("--qat-epochs", type=int, default=1)
+    p.add_argument("--qat-lr", type=float, default=1e-4)
+    p.add_argument("--out", required=True, help="artifact to write (.safetensors)")
+    add_common(p)
+
+
+def _config(args: argparse.Namespace) -> Any:
+    static = {
+        "observer": args.observer,
+        "per_channel": not args.per_tensor,
+        "exclude": list(args.exclude),
+        "calib_batches": args.calib_batches,
+        "reduce_range": args.reduce_range,
+    }
+    options: dict[str, dict[str, Any]] = {
+        "int8-static": static,
+        "qat": {**static, "finetune": {"epochs": args.qat_epochs, "lr": args.qat_lr}},
+        "int8-dynamic": {"exclude": list(args.exclude)},
+        "int8-weight-only": {"exclude": list(args.exclude)},
+        "int4-weight-only": {"exclude": list(args.exclude), "group_size": args.group_size},
+    }
+    return config_from_dict({"scheme": args.scheme, **options.get(args.scheme, {})})
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    """Quantize ARTIFACT, save it (and its .onnx for ONNX Runtime) and report accuracy."""
+    backend = args.backend or ("onnxruntime" if args.scheme in ONNX_SCHEMES else "torch")
+    cfg = _config(args)
+    source = Path(args.artifact)
+    model = export.load(source)
+    splits = load_data(
+        args.data, data_dir=args.data_dir, limit_train=args.limit_train, limit_eval=args.limit_eval
+    )
+    device = resolve_device(args.device)
+    quantized = quantize(model, cfg, calib_data=splits, data=splits, backend=backend, device=device)
+    metrics: dict[str, Any] = {
+        "baseline_test_accuracy": evaluate_accuracy(model, splits.test),
+        "test_accuracy": evaluate_accuracy(quantized, splits.test),
+    }
+    provenance = {
+        "command": "quantize",
+        "parent": str(source),
+        "parent_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+        "config": cfg.to_dict(),
+        "backend": backend,
+        "data": splits.describe(),
+    }
+    out = export.save(quantized, args.out, provenance=provenance, metrics=metrics)
+    result = _result(out, source, backend, splits, metrics, quantization_report(quantized))
+    if args.json:
+        print_json(result)
+    else:
+        _print_human(result)
+    return 0
+
+
+def _result(
+    out: Path,
+    source: Path,
+    backend: str,
+    splits: Any,
+    metrics: dict[str, Any],
+    report: dict[str, Any],
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"out": str(out), "backend": backend, **metrics}
+    result["bytes"] = out.stat().st_size
+    result["size_ratio"] = source.stat().st_size / result["bytes"]
+    deployed = onnx_path(out)
+    if backend == "onnxruntime" and deployed.is_file():
+        result["onnx"] = str(deployed)
+        result["onnx_test_accuracy"] = evaluate_accuracy(OrtModule(deployed), splits.test)
+    result["float_ops"] = report.get("float_ops", [])
+    return result
+
+
+def _print_human(result: dict[str, Any]) -> None:
+    line = (
+        f"saved {result['out']} ({result['size_ratio']:.2f}x smaller): test top-1 "
+        f"{result['test_accuracy']:.2f}% (baseline {result['baseline_test_accuracy']:.2f}%)"
+    )
+    if "onnx" in result:
+        line += f"; {result['onnx']}: onnxruntime top-1 {result['onnx_test_accuracy']:.2f}%"
+    print(line)
+    for entry in result["float_ops"]:
+        print(f"  left in float: {entry['op']}: {entry['reason']}", file=sys.stderr)

@@ -1,0 +1,73 @@
+"""Quantization: int8 static / dynamic / QAT, int8 and int4 weight-only, fp16 and bf16.
+
+One verb, :func:`quantize`, over a config value; ONNX Runtime (QDQ graphs reaching real int8
+kernels) is the default deployment backend.
+"""
+
+from ._api import (
+    QUANT_ATTR,
+    SchemeHandler,
+    quantization_report,
+    quantization_spec,
+    quantize,
+    register_quantize_handler,
+    restore_structure,
+)
+from ._config import (
+    SCHEMES,
+    Bf16Config,
+    Fp16Config,
+    Int4WeightOnlyConfig,
+    Int8DynamicConfig,
+    Int8StaticConfig,
+    Int8WeightOnlyConfig,
+    QATConfig,
+    config_from_dict,
+)
+from ._deploy import example_input, onnx_path, profile_deployed, write_deployment
+from ._fold import conv_bn_pairs, fold_batchnorm
+from ._graph import QuantReport
+from ._modules import ActQuant, DynamicQuantLinear, Int4Linear, QuantWeight
+from ._observers import MinMaxObserver, MSEObserver, Observer, PercentileObserver, make_observer
+from ._onnx import INT8_KERNELS, OrtModule, export_onnx, optimized_op_types
+from ._qmath import sqnr
+
+__all__ = [
+    "INT8_KERNELS",
+    "QUANT_ATTR",
+    "SCHEMES",
+    "ActQuant",
+    "Bf16Config",
+    "DynamicQuantLinear",
+    "Fp16Config",
+    "Int4Linear",
+    "Int4WeightOnlyConfig",
+    "Int8DynamicConfig",
+    "Int8StaticConfig",
+    "Int8WeightOnlyConfig",
+    "MSEObserver",
+    "MinMaxObserver",
+    "Observer",
+    "OrtModule",
+    "PercentileObserver",
+    "QATConfig",
+    "QuantReport",
+    "QuantWeight",
+    "SchemeHandler",
+    "config_from_dict",
+    "conv_bn_pairs",
+    "example_input",
+    "export_onnx",
+    "fold_batchnorm",
+    "make_observer",
+    "onnx_path",
+    "optimized_op_types",
+    "profile_deployed",
+    "quantization_report",
+    "quantization_spec",
+    "quantize",
+    "register_quantize_handler",
+    "restore_structure",
+    "sqnr",
+    "write_deployment",
+]

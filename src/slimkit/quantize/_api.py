@@ -1,0 +1,192 @@
+"""The quantization verb: one entry point, dispatched on the config's type through a registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Splits
+from ..errors import ArtifactError
+from ..models._registry import ARCH_ATTR
+from ._config import (
+    BACKENDS,
+    Bf16Config,
+    Fp16Config,
+    Int4WeightOnlyConfig,
+    Int8DynamicConfig,
+    Int8StaticConfig,
+    Int8WeightOnlyConfig,
+    QATConfig,
+    config_from_dict,
+    scheme_of,
+)
+from ._graph import QuantReport, act_quants
+from ._static import quantize_qat, quantize_static, restore_static
+from ._weight_only import (
+    RESTORERS,
+    quantize_bf16,
+    quantize_dynamic,
+    quantize_fp16,
+    quantize_int4,
+    quantize_weight_only,
+)
+
+#: Attribute of a quantized model holding its spec section (scheme, config, backend, report).
+QUANT_ATTR = "slimkit_quantization"
+#: Schemes whose ONNX graph runs int8 kernels (static, QAT) or stores int8 weights (weight-only).
+ONNX_SCHEMES = ("int8-static", "qat", "int8-weight-only")
+
+QuantizeHandler = Callable[..., tuple[nn.Module, QuantReport]]
+RestoreHandler = Callable[[nn.Module, Any], nn.Module]
+
+
+@dataclass(frozen=True)
+class SchemeHandler:
+    """How a config type is applied to a model, and how its structure is rebuilt on load."""
+
+    apply: QuantizeHandler
+    restore: RestoreHandler
+
+
+_HANDLERS: dict[type, SchemeHandler] = {
+    Int8StaticConfig: SchemeHandler(quantize_static, restore_static),
+    QATConfig: SchemeHandler(quantize_qat, restore_static),
+    Int8DynamicConfig: SchemeHandler(quantize_dynamic, RESTORERS[Int8DynamicConfig]),
+    Int8WeightOnlyConfig: SchemeHandler(quantize_weight_only, RESTORERS[Int8WeightOnlyConfig]),
+    Int4WeightOnlyConfig: SchemeHandler(quantize_int4, RESTORERS[Int4WeightOnlyConfig]),
+    Fp16Config: SchemeHandler(quantize_fp16, RESTORERS[Fp16Config]),
+    Bf16Config: SchemeHandler(quantize_bf16, RESTORERS[Bf16Config]),
+}
+
+
+def register_quantize_handler(
+    config_type: type, apply: QuantizeHandler, restore: RestoreHandler
+) -> None:
+    """Make :func:`quantize` accept ``config_type``.
+
+    Args:
+        config_type: a frozen config dataclass with ``to_dict()`` returning a ``scheme`` key.
+        apply: ``apply(model, cfg, *, calib_data, data, device, progress)`` returning the
+            quantized model and a :class:`QuantReport`; it must not modify ``model``.
+        restore: ``restore(fresh_float_model, cfg)`` returning the quantized module structure,
+            whose state dict an artifact then fills.
+    """
+    _HANDLERS[config_type] = SchemeHandler(apply, restore)
+
+
+def _handler(cfg: Any) -> SchemeHandler:
+    handler = _HANDLERS.get(type(cfg))
+    if handler is None:
+        known = ", ".join(t.__name__ for t in _HANDLERS)
+        raise TypeError(f"quantize() takes one of {known}, got {type(cfg).__name__}")
+    return handler
+
+
+def quantize(
+    model: nn.Module,
+    cfg: Any,
+    *,
+    calib_data: Any = None,
+    data: Splits | None = None,
+    backend: str = "onnxruntime",
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> nn.Module:
+    """Quantize ``model`` as ``cfg`` says; the input model is left untouched.
+
+    The result is a PyTorch model that computes what the int8 (or low-precision) runtime
+    computes; ``slimkit.save`` stores it with integer weights, and for ``backend="onnxruntime"``
+    int8 models also writes the deployable ``.onnx`` graph. Layers that cannot be quantized stay
+    in float and are listed in :func:`quantization_report`.
+
+    Args:
+        model: a trained float model (built by :func:`slimkit.create_model` or loaded).
+        cfg: a scheme config, e.g. :class:`Int8StaticConfig` or :class:`QATConfig`.
+        calib_data: calibration inputs for static schemes: ``Splits`` (its training split is
+            read), a dataset, a tensor or an iterable of batches.
+        data: training data for QAT's fine-tuning.
+        backend: where the model will run: ``onnxruntime`` (default) or ``torch``.
+        device: device for QAT's fine-tuning.
+        progress: show progress bars.
+
+    Example:
+        >>> splits = slimkit.load_data("fashion-mnist")
+        >>> q = quantize(model, Int8StaticConfig(observer="percentile"), calib_data=splits)
+        >>> slimkit.save(q, "q.safetensors")  # also writes q.onnx
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    handler = _handler(cfg)
+    if backend == "onnxruntime" and scheme_of(cfg) not in ONNX_SCHEMES:
+        raise ValueError(
+            f"scheme {scheme_of(cfg)} has no onnxruntime deployment in slimkit (those are "
+            f"{', '.join(ONNX_SCHEMES)}); use backend='torch'"
+        )
+    quantized, report = handler.apply(
+        model, cfg, calib_data=calib_data, data=data, device=device, progress=progress
+    )
+    if hasattr(model, ARCH_ATTR):
+        setattr(quantized, ARCH_ATTR, getattr(model, ARCH_ATTR))
+    section = {
+        "scheme": scheme_of(cfg),
+        "config": cfg.to_dict(),
+        "backend": backend,
+        "input_shape": input_shape(calib_data if calib_data is not None else data),
+        "report": report.to_dict(),
+    }
+    setattr(quantized, QUANT_ATTR, section)
+    return quantized
+
+
+def input_shape(data: Any) -> list[int] | None:
+    """The shape of one example of ``data`` (Splits or a tensor batch), if it says."""
+    if isinstance(data, Splits):
+        return list(data.input_shape)
+    if isinstance(data, torch.Tensor) and data.dim() > 1:
+        return list(data.shape[1:])
+    return None
+
+
+def quantization_report(model: nn.Module) -> dict[str, Any]:
+    """What :func:`quantize` quantized, folded and left in float (with reasons)."""
+    return dict(getattr(model, QUANT_ATTR, {}).get("report", {}))
+
+
+def quantization_spec(model: nn.Module) -> dict[str, Any]:
+    """The artifact spec section of a quantized model, with its activation parameters."""
+    section = dict(getattr(model, QUANT_ATTR))
+    section["activations"] = {
+        name: {"scale": float(aq.scale), "zero_point": int(aq.zero_point)}
+        for name, aq in act_quants(model).items()
+    }
+    return section
+
+
+def _restore_activations(model: nn.Module, params: dict[str, Any]) -> None:
+    for name, aq in act_quants(model).items():
+        if name not in params:
+            raise ArtifactError(
+                f"the quantization spec lacks activation {name!r}; the artifact was written by "
+                "another slimkit version or edited: re-create it"
+            )
+        aq.scale.fill_(params[name]["scale"])
+        aq.zero_point.fill_(params[name]["zero_point"])
+
+
+def restore_structure(model: nn.Module, section: dict[str, Any]) -> nn.Module:
+    """Turn a fresh float model into the structure an artifact's quantized tensors fit.
+
+    Activation scales and zero points come from the section itself; the caller then loads the
+    artifact's tensors (integer weights, scales, biases) into the returned model.
+    """
+    cfg = config_from_dict(section["config"])
+    restored = _handler(cfg).restore(model, cfg)
+    _restore_activations(restored, section.get("activations", {}))
+    if hasattr(model, ARCH_ATTR):
+        setattr(restored, ARCH_ATTR, getattr(model, ARCH_ATTR))
+    setattr(restored, QUANT_ATTR, dict(section))
+    return restored

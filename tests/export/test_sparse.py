@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from slimkit.export import decode_sparse, encode_sparse
+from slimkit.export._sparse import _compress, _decode_gaps, _encode_gaps
+
+DENSITIES = [0.0, 0.0005, 0.02, 0.1, 0.5, 0.9, 1.0]  # 0.0: all zeros, 1.0: no zeros
+
+
+def _tensor(shape: tuple[int, ...], density: float, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.randn(shape, generator=generator) + 10.0  # never exactly zero
+    keep = torch.rand(shape, generator=generator) < density
+    return torch.where(keep, values, torch.zeros(()))
+
+
+def _pattern(encoding: str, tensor: torch.Tensor) -> torch.Tensor:
+    """The zero pattern of ``tensor`` in ``encoding``, built the way the format describes it."""
+    mask = (tensor.reshape(-1) != 0).numpy()
+    if encoding == "bitmask-zlib":
+        return _compress(np.packbits(mask))
+    return _compress(_encode_gaps(np.flatnonzero(mask)))
+
+
+@pytest.mark.parametrize("encoding", ["bitmask-zlib", "gaps-zlib"])
+@pytest.mark.parametrize("density", DENSITIES)
+def test_each_encoding_decodes_exactly(encoding: str, density: float) -> None:
+    tensor = _tensor((37, 3, 5, 5), density)  # 2775 elements: not a multiple of 8
+    values = tensor.reshape(-1)[tensor.reshape(-1) != 0]
+    decoded = decode_sparse(encoding, _pattern(encoding, tensor), values, list(tensor.shape))
+    assert decoded.dtype == tensor.dtype
+    assert torch.equal(decoded, tensor)
+
+
+@pytest.mark.parametrize("density", DENSITIES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_encode_then_decode_is_exact(density: float, dtype: torch.dtype) -> None:
+    tensor = _tensor((300, 41), density).to(dtype)
+    encoded = encode_sparse(tensor)
+    if encoded is None:  # dense storage is as small: only when few elements are zero
+        assert density >= 0.5
+        return
+    assert encoded.values.dtype == dtype
+    assert encoded.values.numel() == int((tensor != 0).sum())
+    decoded = decode_sparse(encoded.encoding, encoded.pattern, encoded.values, [300, 41])
+    assert torch.equal(decoded, tensor)
+
+
+def test_all_zero_and_no_zero_tensors() -> None:
+    zeros = torch.zeros(1000)
+    encoded = encode_sparse(zeros)
+    assert encoded is not None and encoded.values.numel() == 0
+    assert encoded.nbytes < 100
+    assert torch.equal(
+        decode_sparse(encoded.encoding, encoded.pattern, encoded.values, [1000]), zeros
+    )
+    assert encode_sparse(torch.arange(1.0, 1001.0)) is None  # nothing to gain
+
+
+def test_encoding_keeps_the_smaller_candidate() -> None:
+    tensor = _tensor((200, 50), 0.03)
+    encoded = encode_sparse(tensor)
+    assert encoded is not None
+    sizes = {name: _pattern(name, tensor).numel() for name in ("bitmask-zlib", "gaps-zlib")}
+    assert encoded.encoding == min(sizes, key=sizes.__getitem__)
+    assert encoded.pattern.numel() == min(sizes.values())
+    assert encoded.nbytes < tensor.numel() * 4
+
+
+def test_gap_bytes_by_hand() -> None:
+    # positions 0, 300, 301, 1000 -> gaps 0, 299, 0, 698; 255 means "255 more, continue"
+    index = np.array([0, 300, 301, 1000])
+    assert _encode_gaps(index).tolist() == [0, 255, 44, 0, 255, 255, 188]
+    assert _decode_gaps(np.array([0, 255, 44, 0, 255, 255, 188], dtype=np.uint8)).tolist() == [
+        0,
+        300,
+        301,
+        1000,
+    ]
+
+
+@pytest.mark.parametrize("gap", [254, 255, 256, 510, 511, 765, 70_000])
+def test_gaps_around_and_beyond_one_byte(gap: int) -> None:
+    tensor = torch.zeros(gap + 3)
+    tensor[0], tensor[gap + 1] = 1.5, -2.5  # one gap of exactly `gap` zeros in between
+    values = tensor[tensor != 0]
+    for encoding in ("bitmask-zlib", "gaps-zlib"):
+        decoded = decode_sparse(encoding, _pattern(encoding, tensor), values, [gap + 3])
+        assert torch.equal(decoded, tensor)
+
+
+def test_mismatched_parts_are_value_errors() -> None:
+    tensor = _tensor((64,), 0.25)
+    values = tensor[tensor != 0]
+    pattern = _pattern("gaps-zlib", tensor)
+    with pytest.raises(ValueError, match="positions for"):
+        decode_sparse("gaps-zlib", pattern, values[:-1], [64])
+    with pytest.raises(ValueError, match="positions for"):
+        decode_sparse("gaps-zlib", pattern, values, [8])  # positions beyond the tensor
+    with pytest.raises(ValueError, match="bits for 100 elements"):
+        decode_sparse("bitmask-zlib", _pattern("bitmask-zlib", tensor), values, [100])
+    with pytest.raises(ValueError, match="unknown sparse encoding 'rle'"):
+        decode_sparse("rle", pattern, values, [64])

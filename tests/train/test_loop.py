@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slimkit import Splits, TrainConfig, evaluate_accuracy, train
+from slimkit.data import make_loader
+from slimkit.data._splits import take
+from slimkit.testing import seeded_model
+from slimkit.train._loop import _lr_at
+
+
+@pytest.fixture(scope="module")
+def small(fmnist: Splits) -> Splits:
+    """128 real training examples: 4 steps per epoch at batch size 32."""
+    return dataclasses.replace(fmnist, train=take(fmnist.train, 128))
+
+
+def _mean_loss(model: nn.Module, splits: Splits) -> float:
+    x, y = next(iter(make_loader(splits.train, batch_size=len(splits.train))))  # type: ignore[arg-type]
+    with torch.no_grad():
+        return float(F.cross_entropy(model.eval()(x), y))
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_training_reduces_the_loss(fmnist: Splits) -> None:
+    model = seeded_model("seed-cnn-slim")
+    before = _mean_loss(model, fmnist)
+    result = train(model, fmnist, TrainConfig(epochs=2, lr=2e-3, batch_size=64), progress=False)
+    assert len(result.losses) == len(result.val_accuracies) == 2
+    assert result.losses[1] < result.losses[0]
+    assert _mean_loss(model, fmnist) < before - 0.3
+    assert result.val_accuracies[-1] > 25.0  # chance is 10%
+    assert result.val_accuracies[-1] == evaluate_accuracy(model, fmnist.val)
+    assert not model.training
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
+    small: Splits, tmp_path: Path
+) -> None:
+    cfg = TrainConfig(epochs=2, lr=2e-3, batch_size=32, seed=3)
+    straight = seeded_model("seed-cnn-slim")
+    straight_result = train(straight, small, cfg, checkpoint=tmp_path / "a.ckpt", progress=False)
+
+    checkpoint = tmp_path / "b.ckpt"
+    steps = 0
+
+    def crash_in_second_epoch(model: nn.Module) -> None:
+        nonlocal steps
+        steps += 1
+        if steps == 6:  # 4 steps per epoch: the checkpoint of epoch 1 is on disk
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train(
+            seeded_model("seed-cnn-slim"),
+            small,
+            cfg,
+            checkpoint=checkpoint,
+            after_step=crash_in_second_epoch,
+            progress=False,
+        )
+    resumed = seeded_model("seed-cnn-slim", seed=99)  # its own weights are replaced on resume
+    resumed_result = train(resumed, small, cfg, checkpoint=checkpoint, resume=True, progress=False)
+
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], tensor), name
+    assert resumed_result.to_dict() == straight_result.to_dict()
+    assert len(resumed_result.losses) == 2
+
+
+def test_resume_without_a_checkpoint_starts_from_scratch(small: Splits, tmp_path: Path) -> None:
+    cfg = TrainConfig(epochs=1, batch_size=32)
+    a, b = seeded_model("seed-cnn-slim"), seeded_model("seed-cnn-slim")
+    train(a, small, cfg, progress=False)
+    train(b, small, cfg, checkpoint=tmp_path / "none.ckpt", resume=True, progress=False)
+    assert all(torch.equal(b.state_dict()[k], v) for k, v in a.state_dict().items())
+
+
+def test_zero_epochs_leave_the_model_as_it_is(small: Splits) -> None:
+    model = seeded_model("seed-cnn-slim")
+    before = _state(model)
+    result = train(model, small, TrainConfig(epochs=0), progress=False)
+    assert result.losses == []
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_after_step_runs_after_every_optimizer_step(small: Splits) -> None:
+    calls: list[int] = []
+    model = seeded_model("seed-cnn-slim")
+
+    def hook(m: nn.Module) -> None:
+        assert m is model and m.training
+        calls.append(len(calls))
+
+    train(model, small, TrainConfig(epochs=1, batch_size=50), after_step=hook, progress=False)
+    assert len(calls) == 3  # 128 examples in batches of 50, 50, 28
+
+
+def test_custom_loss_is_used(small: Splits) -> None:
+    seen: list[int] = []
+
+    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        seen.append(len(y))
+        return (model(x) - 1.0).pow(2).mean()  # every logit towards 1, ignoring the labels
+
+    def distance_to_one(model: nn.Module) -> float:
+        x, _ = next(iter(make_loader(small.train, batch_size=128)))
+        with torch.no_grad():
+            return float((model.eval()(x) - 1.0).pow(2).mean())
+
+    model = seeded_model("seed-cnn-slim")
+    before = distance_to_one(model)
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=1e-2, schedule="constant")
+    result = train(model, small, cfg, loss_fn=loss_fn, progress=False)
+    assert seen == [16] * 8
+    assert distance_to_one(model) < 0.75 * before
+    assert result.losses[0] < before
+
+
+def test_cosine_schedule_decays_to_zero() -> None:
+    cfg = TrainConfig(lr=0.1)
+    assert _lr_at(cfg, 0, 100) == pytest.approx(0.1)
+    assert _lr_at(cfg, 50, 100) == pytest.approx(0.05)
+    assert _lr_at(cfg, 100, 100) == pytest.approx(0.0, abs=1e-12)
+    assert _lr_at(TrainConfig(lr=0.1, schedule="constant"), 99, 100) == 0.1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"epochs": -1}, "epochs must be >= 0"),
+        ({"lr": 0.0}, "lr must be > 0"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"optimizer": "lion"}, r"optimizer must be one of \('adam', 'adamw', 'sgd'\)"),
+        ({"schedule": "step"}, r"schedule must be one of \('cosine', 'constant'\)"),
+        ({"weight_decay": -1e-4}, "weight_decay must be >= 0"),
+        ({"label_smoothing": 1.0}, r"label_smoothing must be in \[0, 1\)"),
+    ],
+)
+def test_config_validation(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=f"TrainConfig.{message}"):
+        TrainConfig(**kwargs)
+
+
+def test_config_is_keyword_only_and_round_trips() -> None:
+    cfg = TrainConfig(epochs=3, optimizer="sgd", weight_decay=5e-4)
+    assert TrainConfig(**cfg.to_dict()) == cfg
+    with pytest.raises(TypeError):
+        TrainConfig(3)  # type: ignore[misc]
