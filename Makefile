@@ -8,13 +8,13 @@ DEMO := runs/demo
 # Threads for training and latency; 2 matches the reference machine of the README's numbers.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup data demo test test-slow lint format bench clean
+.PHONY: setup data demo test test-slow lint format bench coverage clean
 
 setup: $(STAMP) data
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,onnx]'
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,onnx,hf]'
 	@touch $@
 
 data:
@@ -37,16 +37,19 @@ test-slow: setup
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 	$(VENV)/bin/mypy
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix src tests benchmarks
-	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks scripts
+	$(VENV)/bin/ruff format src tests benchmarks scripts
 
 bench: setup
 	$(PY) benchmarks/unstructured.py
+
+coverage: setup
+	$(PY) scripts/coverage.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

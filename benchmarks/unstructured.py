@@ -30,7 +30,7 @@ from slimkit.prune import Masks, prunable_layers, weight_sparsity
 
 BASELINE_RECIPES = {
     "seed-cnn": slimkit.TrainConfig(epochs=12, lr=2e-3, optimizer="adam"),
-    "resnet20": slimkit.TrainConfig(epochs=6, lr=0.1, optimizer="sgd", weight_decay=5e-4),
+    "resnet20": slimkit.TrainConfig(epochs=3, lr=0.1, optimizer="sgd", weight_decay=5e-4),
 }
 
 
@@ -182,12 +182,14 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         "Produced by:",
         "",
         "```",
-        "python benchmarks/unstructured.py "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+        "python benchmarks/unstructured.py --models seed-cnn --threads 1",
+        "python benchmarks/unstructured.py --models resnet20 --finetune-limit 5000 --threads 1",
+        "python benchmarks/unstructured.py --threads 1   # renders both models from the saved results",
         "```",
         "",
-        f"Machine: {platform.machine()}, {args.threads} threads, torch {torch.__version__}. "
-        "Fashion-MNIST: 55,000 train / 5,000 validation / 10,000 test. Every row prunes the same "
+        f"Machine: {platform.machine()}, {args.threads} thread(s), torch {torch.__version__}. "
+        "Results accumulate in `runs/bench/unstructured.json` (an interrupted run resumes). "
+        "Fashion-MNIST: 50,000 train / 10,000 validation / 10,000 test. Every row prunes the same "
         "trained baseline once (one-shot, global scope over all Conv/Linear weights) and fine-tunes "
         "it (Adam, cosine schedule; epochs, learning rate and number of training examples per model "
         "below) with pruned weights held at zero. `torch-l1` is "

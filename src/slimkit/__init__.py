@@ -7,13 +7,23 @@ from .errors import (
     ArtifactError,
     DataError,
     ModelError,
+    PruningTargetError,
     SlimkitError,
     UnsupportedOpError,
 )
 from .export import load, load_weights, read_spec, save
 from .measure import Profile, count_macs, evaluate_accuracy, profile
 from .models import create_model
-from .prune import AGP, Global, OneShot, PerLayer, UnstructuredConfig, prune, search_sparsity
+from .prune import (
+    AGP,
+    Global,
+    OneShot,
+    PerLayer,
+    StructuredConfig,
+    UnstructuredConfig,
+    prune,
+    search_sparsity,
+)
 from .train import TrainConfig, train
 
 __all__ = [
@@ -26,8 +36,10 @@ __all__ = [
     "OneShot",
     "PerLayer",
     "Profile",
+    "PruningTargetError",
     "SlimkitError",
     "Splits",
+    "StructuredConfig",
     "TrainConfig",
     "UnstructuredConfig",
     "UnsupportedOpError",

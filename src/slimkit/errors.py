@@ -13,6 +13,7 @@ __all__ = [
     "DataError",
     "MissingDependencyError",
     "ModelError",
+    "PruningTargetError",
     "SlimkitError",
     "UnsupportedOpError",
 ]
@@ -40,6 +41,18 @@ class MissingDependencyError(SlimkitError):
 
 class UnsupportedOpError(SlimkitError):
     """An operation cannot be handled by the requested transformation."""
+
+
+class PruningTargetError(SlimkitError):
+    """A structured pruning target cannot be met with the channels that may be removed.
+
+    Attributes:
+        report: what was reachable and what blocked the rest, for the user to inspect.
+    """
+
+    def __init__(self, message: str, report: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.report = report or {}
 
 
 class AccuracyBudgetError(SlimkitError):

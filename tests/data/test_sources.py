@@ -21,8 +21,8 @@ def _indices(dataset: object) -> list[int]:
 
 def test_fashion_mnist_sizes_and_shapes(fmnist_full: Splits) -> None:
     assert (len(fmnist_full.train), len(fmnist_full.val), len(fmnist_full.test)) == (
-        55_000,
-        5_000,
+        50_000,
+        10_000,
         10_000,
     )
     assert fmnist_full.input_shape == (1, 28, 28)
@@ -52,7 +52,7 @@ def test_train_val_split_is_disjoint_and_complete(fmnist_full: Splits) -> None:
 def test_train_val_split_is_fixed(fmnist_full: Splits, fmnist: Splits) -> None:
     full = fmnist_full.train.dataset
     torch.manual_seed(12345)  # the split must not depend on the global seed
-    again_train, again_val = split_train_val(full, 5_000)
+    again_train, again_val = split_train_val(full, 10_000)
     assert _indices(again_val) == _indices(fmnist_full.val)
     assert _indices(again_train) == _indices(fmnist_full.train)
     # A separate load with limits keeps the first examples of the same validation split.

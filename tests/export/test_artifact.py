@@ -182,3 +182,18 @@ def test_loading_never_unpickles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     with safe_open(str(path), framework="numpy") as handle:
         assert json.loads(handle.metadata()["slimkit"])["format"] == "slimkit-artifact"
         assert handle.get_tensor("fc2.bias").shape == (10,)
+
+
+def test_artifact_is_readable_by_others_like_any_new_file(tmp_path: Path) -> None:
+    # safetensors creates files as 0600; a served artifact must follow the umask like open()
+    import os
+    import stat
+
+    import slimkit
+
+    previous = os.umask(0o022)
+    try:
+        path = slimkit.save(slimkit.create_model("seed-cnn"), tmp_path / "m.safetensors")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

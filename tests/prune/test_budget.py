@@ -202,3 +202,16 @@ def test_iterative_search_with_an_impossible_budget(
 def test_bad_search_arguments(original: nn.Module, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _search(original, **kwargs)
+
+
+def test_iterative_search_never_retries_a_failed_sparsity(
+    monkeypatch: pytest.MonkeyPatch, original: nn.Module
+) -> None:
+    # fails beyond 92%: after 93.75% fails and 91.16% passes, the full step would land on
+    # 93.75% again; the search splits the gap instead
+    _install(monkeypatch, original, lambda s: 0.0 if s <= 0.92 else 5.0)
+    search = _search(original, max_drop=1.0, max_trials=6, max_sparsity=0.99)
+    tried = [t.sparsity for t in search.trials]
+    assert tried == [0.5, 0.75, 0.875, 0.9375, 0.9116, 0.9257]
+    assert len(set(tried)) == len(tried)
+    assert search.best is not None and search.best.sparsity == 0.9116

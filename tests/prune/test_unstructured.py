@@ -201,7 +201,9 @@ def test_exclude_pattern_matching_no_layer_lists_the_layers() -> None:
 
 
 def test_prune_rejects_an_unknown_config_type() -> None:
-    with pytest.raises(TypeError, match="prune\\(\\) takes one of UnstructuredConfig, got dict"):
+    with pytest.raises(
+        TypeError, match="prune\\(\\) takes one of UnstructuredConfig, StructuredConfig, got dict"
+    ):
         prune(TinyConvNet(), {"sparsity": 0.5})
 
 

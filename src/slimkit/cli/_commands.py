@@ -16,13 +16,15 @@ from .. import export
 from .._device import resolve_device
 from ..data import Splits, load_data
 from ..errors import DataError
-from ..measure import evaluate_accuracy, profile
+from ..graph import DependencyGraph
+from ..measure import count_macs, count_params, evaluate_accuracy, profile
 from ..models import arch_of, create_model, model_names
 from ..prune import (
     AGP,
     Global,
     OneShot,
     PerLayer,
+    StructuredConfig,
     Trial,
     UnstructuredConfig,
     prune,
@@ -140,8 +142,8 @@ def _unstructured_config(args: argparse.Namespace, sparsity: float) -> Unstructu
     schedule = AGP(steps=args.agp_steps) if args.schedule == "agp" else OneShot()
     return UnstructuredConfig(
         sparsity=sparsity,
-        importance=args.importance,
-        scope=Global() if args.scope == "global" else PerLayer(),
+        importance=args.importance or "magnitude",
+        scope=PerLayer() if args.scope == "layer" else Global(),
         exclude=tuple(args.exclude),
         schedule=schedule,
     )
@@ -157,7 +159,95 @@ def _print_trial(trial: Trial) -> None:
     )
 
 
+def _structured_config(args: argparse.Namespace) -> StructuredConfig:
+    return StructuredConfig(
+        ratio=args.ratio,
+        target_macs=args.target_macs,
+        target_latency=args.target_latency,
+        importance=args.importance or "l2",
+        scope=Global() if args.scope == "global" else PerLayer(),
+        round_to=args.round_to,
+        ignore=tuple(args.ignore),
+        schedule=AGP(steps=args.agp_steps) if args.schedule == "agp" else OneShot(),
+    )
+
+
+def cmd_prune_structured(args: argparse.Namespace) -> int:
+    cfg = _structured_config(args)  # validate before reading anything
+    source = Path(args.artifact)
+    model = export.load(source)
+    splits = _data(args)
+    _check_fits(model, splits, str(source))
+    device = resolve_device(args.device)
+    finetune = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=args.seed)
+    pruned = prune(model, cfg, data=splits, finetune=finetune, device=device)
+    example = splits.test[0][0].unsqueeze(0)
+    metrics = {
+        "macs": count_macs(pruned.cpu(), example),
+        "baseline_macs": count_macs(model.cpu(), example),
+        "params": count_params(pruned),
+        "baseline_params": count_params(model),
+        "val_accuracy": evaluate_accuracy(pruned, splits.val, device=device),
+        "test_accuracy": evaluate_accuracy(pruned, splits.test, device=device),
+        "baseline_test_accuracy": evaluate_accuracy(model, splits.test, device=device),
+    }
+    provenance = {
+        "command": "prune",
+        "parent": str(source),
+        "parent_sha256": _sha256(source),
+        "config": cfg.to_dict(),
+        "finetune": finetune.to_dict(),
+        "data": splits.describe(),
+        "report": pruned.slimkit_prune_report,
+    }
+    export.save(pruned.cpu(), args.out, provenance=provenance, metrics=metrics)
+    if args.json:
+        print_json({"out": args.out, **metrics})
+    else:
+        print(
+            f"saved {args.out}: MACs {metrics['macs']:,} ({metrics['macs'] / metrics['baseline_macs']:.0%} "
+            f"of {metrics['baseline_macs']:,}), test top-1 {metrics['test_accuracy']:.2f}% "
+            f"(baseline {metrics['baseline_test_accuracy']:.2f}%)"
+        )
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    if Path(args.model).is_file():
+        model = export.load(args.model)
+        kwargs = arch_of(model).get("kwargs", {})
+    else:
+        kwargs = {
+            "in_channels": args.in_channels,
+            "num_classes": args.num_classes,
+            "image_size": args.image_size,
+        }
+        model = create_model(args.model, **kwargs)
+    size = kwargs.get("image_size", args.image_size)
+    example = torch.randn(1, kwargs.get("in_channels", args.in_channels), size, size)
+    graph = DependencyGraph.build(model, example)
+    if args.json:
+        groups = [
+            {
+                "index": g.index,
+                "units": len(g.units),
+                "unit_size": g.unit_size,
+                "blocked_units": g.blocked_units,
+                "sources": list(g.sources),
+                "members": [str(m) for m in g.members],
+                "reasons": list(g.reasons),
+            }
+            for g in graph.groups
+        ]
+        print_json({**graph.summary(), "groups": groups})
+    else:
+        print(graph.table(limit=args.limit, members=args.members))
+    return 0
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
+    if args.method == "structured":
+        return cmd_prune_structured(args)
     if (args.sparsity is None) == (args.max_drop is None):
         raise ValueError("pass exactly one of --sparsity S or --max-drop P")
     source = Path(args.artifact)
@@ -228,5 +318,6 @@ COMMANDS = {
     "train": cmd_train,
     "profile": cmd_profile,
     "prune": cmd_prune,
+    "graph": cmd_graph,
     "quantize": cmd_quantize,
 }

@@ -57,9 +57,12 @@ def _profile_parser(sub: argparse._SubParsersAction) -> None:
 def _prune_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prune", help="prune a trained artifact")
     p.add_argument("artifact", metavar="ARTIFACT")
-    p.add_argument("--method", default="unstructured", choices=["unstructured"])
+    p.add_argument("--method", default="unstructured", choices=["unstructured", "structured"])
     p.add_argument(
-        "--importance", default="magnitude", choices=["magnitude", "taylor", "activation", "random"]
+        "--importance",
+        default=None,
+        choices=["magnitude", "taylor", "activation", "random", "l1", "l2", "bn-scale", "apoz"],
+        help="default: magnitude (unstructured), l2 (structured)",
     )
     target = p.add_mutually_exclusive_group()
     target.add_argument("--sparsity", type=float, help="fraction of weights to zero, in [0, 1)")
@@ -68,7 +71,15 @@ def _prune_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="accuracy budget in points: find the largest sparsity within it",
     )
-    p.add_argument("--scope", default="global", choices=["global", "layer"])
+    structured = p.add_argument_group("structured (--method structured)")
+    structured.add_argument("--ratio", type=float, help="fraction of channels removed per group")
+    structured.add_argument("--target-macs", type=float, help="fraction of MACs to keep")
+    structured.add_argument(
+        "--target-latency", type=float, help="fraction of this machine's latency to keep"
+    )
+    structured.add_argument("--round-to", type=int, default=1, help="keep widths multiples of N")
+    structured.add_argument("--ignore", nargs="*", default=[], help="layers whose outputs stay")
+    p.add_argument("--scope", default=None, choices=["global", "layer"])
     p.add_argument("--exclude", nargs="*", default=[], help="layer names or patterns to keep")
     p.add_argument("--schedule", default="oneshot", choices=["oneshot", "agp"])
     p.add_argument("--agp-steps", type=int, default=4)
@@ -87,6 +98,17 @@ def _prune_parser(sub: argparse._SubParsersAction) -> None:
     _add_common(p)
 
 
+def _graph_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("graph", help="print the groups of coupled channels of a model")
+    p.add_argument("model", metavar="MODEL", help="a registered model name or an artifact")
+    p.add_argument("--in-channels", type=int, default=1)
+    p.add_argument("--image-size", type=int, default=28)
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--limit", type=int, default=None, help="print at most N groups")
+    p.add_argument("--members", action="store_true", help="list every tensor each group touches")
+    _add_common(p, data=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="slimkit", description="Make PyTorch models smaller and faster, keeping accuracy."
@@ -98,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _profile_parser(sub)
     _prune_parser(sub)
+    _graph_parser(sub)
     quantize_parser(sub, _add_common)
     return parser
 

@@ -137,7 +137,7 @@ def load_data(
     name: str,
     *,
     data_dir: str | Path | None = None,
-    val_size: int = 5000,
+    val_size: int = 10_000,
     limit_train: int | None = None,
     limit_eval: int | None = None,
 ) -> Splits:
@@ -149,6 +149,8 @@ def load_data(
         data_dir: where the IDX files live (default: ``$SLIMKIT_DATA_DIR`` or the Debian
             package's directory).
         val_size: number of training examples held out for validation (fixed permutation).
+            10,000 by default: with 5,000 the standard error of an accuracy difference is
+            about 0.3 points, too coarse for budgets of half a point.
         limit_train: keep only this many training examples (quick experiments, tests).
         limit_eval: keep only this many validation and test examples.
 

@@ -7,6 +7,11 @@ tensors only: nothing is unpickled and no code from the file runs.
 Quantized models (format version 2) add a ``quantization`` section: the scheme, its config and
 the quantization report. Their integer weights are ordinary int8/uint8 tensors beside float32
 scales; loading rebuilds the quantized module structure from the section, then fills it.
+
+Structurally pruned models (format version 2) add a ``structure`` section: the shapes of the
+tensors that pruning resized and the width attributes it changed (``out_channels``,
+``num_heads``, ``hidden_dim``, ...). Loading builds the registered architecture, resizes those
+tensors, sets those attributes, then fills the weights: pruning is not re-run.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ FLOAT_FORMAT_VERSION = 1  # float models keep version 1, so older slimkit versio
 METADATA_KEY = "slimkit"
 SPEC_ATTR = "slimkit_spec"
 QUANT_ATTR = "slimkit_quantization"
+STRUCTURE_ATTR = "slimkit_structure"
 
 
 def _crc(tensor: torch.Tensor) -> int:
@@ -95,9 +101,11 @@ def save(
         from ..quantize import quantization_spec  # quantize imports export: import late
 
         quantization = quantization_spec(model)
+    structure = getattr(model, STRUCTURE_ATTR, None)
+    plain = quantization is None and not structure
     spec = {
         "format": FORMAT,
-        "format_version": FLOAT_FORMAT_VERSION if quantization is None else FORMAT_VERSION,
+        "format_version": FLOAT_FORMAT_VERSION if plain else FORMAT_VERSION,
         "slimkit_version": __version__,
         "arch": arch_of(model),
         "tensors": layout,
@@ -105,6 +113,8 @@ def save(
         "provenance": provenance if provenance is not None else previous.get("provenance", {}),
         "metrics": metrics if metrics is not None else previous.get("metrics", {}),
     }
+    if structure:
+        spec["structure"] = structure
     if quantization is not None:
         spec["quantization"] = quantization
     with atomic_path(path) as tmp:
@@ -222,6 +232,11 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
     state = _decode_state(path, spec)
     arch = spec["arch"]
     model = create_model(arch["name"], **arch.get("kwargs", {}))
+    if "structure" in spec:
+        from ..graph import restore_structure as resize_pruned
+
+        model = resize_pruned(model, spec["structure"])
+        setattr(model, STRUCTURE_ATTR, spec["structure"])
     if "quantization" in spec:
         from ..quantize import restore_structure  # quantize imports export: import late
 

@@ -1,10 +1,13 @@
-"""Pruning: unstructured sparsity, schedules, and tuning the threshold to an accuracy budget."""
+"""Pruning: unstructured sparsity, structured channel removal, schedules, accuracy budgets."""
 
 from ._api import prune, register_prune_handler
 from ._budget import BudgetSearch, Trial, search_sparsity
 from ._config import AGP, Global, OneShot, PerLayer, UnstructuredConfig
+from ._structured import StructuredConfig, prune_structured, select_units
 from ._targets import Masks, prunable_layers, sparsity_of
 from ._unstructured import prune_step, prune_unstructured, weight_sparsity
+
+register_prune_handler(StructuredConfig, prune_structured)
 
 __all__ = [
     "AGP",
@@ -13,14 +16,17 @@ __all__ = [
     "Masks",
     "OneShot",
     "PerLayer",
+    "StructuredConfig",
     "Trial",
     "UnstructuredConfig",
     "prunable_layers",
     "prune",
     "prune_step",
+    "prune_structured",
     "prune_unstructured",
     "register_prune_handler",
     "search_sparsity",
+    "select_units",
     "sparsity_of",
     "weight_sparsity",
 ]

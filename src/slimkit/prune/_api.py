@@ -31,6 +31,7 @@ def prune(
     device: str | torch.device = "cpu",
     inplace: bool = False,
     progress: bool = True,
+    **options: Any,
 ) -> nn.Module:
     """Prune ``model`` as ``cfg`` says and return the pruned model.
 
@@ -44,15 +45,26 @@ def prune(
         device: ``auto``, ``cpu`` or ``cuda``.
         inplace: modify ``model`` itself.
         progress: show progress bars.
+        **options: method-specific inputs, e.g. ``example_inputs=`` and ``calib_data=`` for
+            :class:`~slimkit.StructuredConfig`.
 
     Example:
         >>> cfg = slimkit.UnstructuredConfig(sparsity=0.9, importance="taylor")
         >>> small = slimkit.prune(model, cfg, data=splits, finetune=slimkit.TrainConfig(epochs=1))
+        >>> cfg = slimkit.StructuredConfig(target_macs=0.5, round_to=8)
+        >>> smaller = slimkit.prune(model, cfg, example_inputs=torch.randn(1, 1, 28, 28))
     """
     handler = _HANDLERS.get(type(cfg))
     if handler is None:
         known = ", ".join(t.__name__ for t in _HANDLERS)
         raise TypeError(f"prune() takes one of {known}, got {type(cfg).__name__}")
     return handler(
-        model, cfg, data=data, finetune=finetune, device=device, inplace=inplace, progress=progress
+        model,
+        cfg,
+        data=data,
+        finetune=finetune,
+        device=device,
+        inplace=inplace,
+        progress=progress,
+        **options,
     )

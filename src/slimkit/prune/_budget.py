@@ -77,8 +77,9 @@ def search_sparsity(
 
     - ``iterative`` (default; Han et al. 2015): prune → fine-tune → validate → prune more,
       each trial starting from the last model within budget. The density (1 - sparsity)
-      halves while trials pass; after a failure the step shrinks (its square root) and the
-      next trial starts again from the last good model. Fine-tuning accumulates along the
+      halves while trials pass; after a failure the step shrinks (its square root), the next
+      trial starts again from the last good model, and no trial goes as far as a sparsity
+      that already failed (it splits the gap instead). Fine-tuning accumulates along the
       accepted path, so high sparsities recover better than from one-shot pruning.
     - ``bisect``: independent trials from the dense model, bisecting the density on a log
       scale between 1 and ``1 - max_sparsity``; assumes accuracy falls as sparsity rises.
@@ -164,13 +165,17 @@ def _iterative(
     model: nn.Module, run_trial: TrialRunner, max_trials: int, max_sparsity: float
 ) -> None:
     current, good = model, 0.0  # the last model within budget and its log density
-    step, floor = math.log(0.5), _log_density(max_sparsity)
+    floor, failed = _log_density(max_sparsity), None  # failed: the sparsest known failure
+    step = math.log(0.5)
     for index in range(1, max_trials + 1):
-        target = max(good + step, floor)
-        if target >= good - 1e-9:  # the step has shrunk to nothing or the ceiling is reached
+        target = good + step
+        if failed is not None and target <= failed + 1e-3:
+            target = (good + failed) / 2  # never retry a sparsity known to fail: split the gap
+        target = max(target, floor)
+        if _sparsity(target) <= _sparsity(good):  # the gap has closed: nothing left to try
             break
         trial, candidate = run_trial(index, current, _sparsity(target))
         if trial.within_budget:
             current, good = candidate, _log_density(trial.sparsity)
         else:
-            step /= 2  # half the log step: the square root of the density ratio
+            failed, step = _log_density(trial.sparsity), step / 2

@@ -86,6 +86,7 @@ def dequantize_int4_grouped(packed: torch.Tensor, scales: torch.Tensor) -> torch
 
 def sqnr(reference: torch.Tensor, approx: torch.Tensor) -> float:
     """Signal-to-quantization-noise ratio in dB (higher is better; int8 weights give ~40)."""
+    reference, approx = reference.detach(), approx.detach()
     signal = reference.double().pow(2).mean()
     noise = (reference.double() - approx.double()).pow(2).mean().clamp_min(1e-30)
     return float(10 * torch.log10(signal / noise))

@@ -19,15 +19,27 @@ from torch.utils.data import TensorDataset
 from ..data import Splits, load_data
 from ..errors import DataError
 from ..models import create_model
+from ._structured import (
+    ConcatNet,
+    check_structured,
+    exactness_gap,
+    torchvision_case,
+    zero_units_,
+)
 
 __all__ = [
     "MISSING_DATA_HINT",
+    "ConcatNet",
     "ConstantClassifier",
     "TinyConvNet",
+    "check_structured",
+    "exactness_gap",
     "fashion_mnist_slice",
     "fixed_init_",
     "random_splits",
     "seeded_model",
+    "torchvision_case",
+    "zero_units_",
 ]
 
 #: Appended to data errors raised by the fixtures: how a developer gets the real dataset.

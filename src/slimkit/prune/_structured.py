@@ -1,0 +1,535 @@
+"""Structured pruning: remove whole channels, conv groups and attention heads.
+
+The model is traced into a :class:`~slimkit.graph.DependencyGraph`; each group of coupled
+channels is scored by a group criterion; the lowest units are removed from every layer they
+touch; the result is re-traced to verify every op's shape against the plan (a divergence blocks
+the channels at that op and the plan is redone). The user's model is never modified until a
+verified pruned copy exists.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._device import resolve_device
+from ..data import Splits, make_loader
+from ..errors import PruningTargetError, UnsupportedOpError
+from ..graph import DependencyGraph, Group, Structure, apply_plan
+from ..importance import GROUP, unit_scores
+from ..importance._base import Batch
+from ..measure import count_macs, measure_latency
+from ..train import TrainConfig, train
+from ._config import AGP, Global, OneShot, PerLayer
+
+STRUCTURE_ATTR = "slimkit_structure"
+REPORT_ATTR = "slimkit_prune_report"
+MAX_REPAIRS = 12
+MACS_TOLERANCE = 0.05  # channel counts are integers: MACs move in steps of a few percent
+
+
+@dataclass(frozen=True, kw_only=True)
+class StructuredConfig:
+    """Remove channels, conv groups and attention heads, making the model physically smaller.
+
+    Exactly one of ``ratio``, ``target_macs`` and ``target_latency`` is set.
+
+    Attributes:
+        ratio: fraction of each group's units removed, in [0, 1) (with :class:`Global`, the
+            fraction of all units, distributed by normalised importance).
+        target_macs: fraction of the MACs to keep, in (0, 1]; the ratio is searched until
+            the MACs are within 5% of the target.
+        target_latency: fraction of the latency measured on this machine to keep, in (0, 1];
+            pruning iterates prune → measure until within ``latency_tolerance`` of it.
+        importance: ``l1``, ``l2``, ``bn-scale``, ``taylor``, ``activation``, ``apoz``, ``random``.
+        scope: :class:`PerLayer` (the same ratio in every group, with overrides by module
+            name) or :class:`Global`.
+        round_to: keep channel counts multiples of this (e.g. 8 for SIMD).
+        ignore: module names or patterns whose output channels are kept. Layers whose outputs
+            reach the model output (the classifier) are always kept.
+        schedule: :class:`OneShot` or :class:`AGP` (steps with fine-tuning between them).
+        max_ratio: the largest fraction of a group's units that may be removed.
+        calib_batches: batches read by data-driven criteria.
+        latency_tolerance: relative distance to the latency target that is accepted.
+        latency_threads: CPU threads for latency measurements (None: the current setting).
+    """
+
+    ratio: float | None = None
+    target_macs: float | None = None
+    target_latency: float | None = None
+    importance: str = "l2"
+    scope: Global | PerLayer = field(default_factory=PerLayer)
+    round_to: int = 1
+    ignore: tuple[str, ...] = ()
+    schedule: OneShot | AGP = field(default_factory=OneShot)
+    max_ratio: float = 0.9
+    calib_batches: int = 4
+    latency_tolerance: float = 0.1
+    latency_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        goals = [self.ratio, self.target_macs, self.target_latency]
+        if sum(g is not None for g in goals) != 1:
+            raise ValueError(
+                "StructuredConfig needs exactly one of ratio=, target_macs= or target_latency="
+            )
+        if self.ratio is not None and not 0.0 <= self.ratio < 1.0:
+            raise ValueError(
+                f"StructuredConfig.ratio must be in [0, 1) (0.5 = half the channels), got {self.ratio}"
+            )
+        for name in ("target_macs", "target_latency"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value <= 1.0:
+                raise ValueError(
+                    f"StructuredConfig.{name} must be in (0, 1] (0.5 = half of the original), "
+                    f"got {value}"
+                )
+        self._check_options()
+
+    def _check_options(self) -> None:
+        if self.importance not in GROUP:
+            raise ValueError(
+                f"StructuredConfig.importance must be one of {GROUP.names()}, got {self.importance!r}"
+            )
+        if not isinstance(self.scope, Global | PerLayer):
+            raise ValueError("StructuredConfig.scope must be Global() or PerLayer(...)")
+        if not isinstance(self.schedule, OneShot | AGP):
+            raise ValueError("StructuredConfig.schedule must be OneShot() or AGP(steps=...)")
+        if not isinstance(self.round_to, int) or self.round_to < 1:
+            raise ValueError(
+                f"StructuredConfig.round_to must be an integer >= 1, got {self.round_to}"
+            )
+        if isinstance(self.ignore, str):
+            raise ValueError("StructuredConfig.ignore must be a tuple of names, not a string")
+        if not 0.0 < self.max_ratio < 1.0:
+            raise ValueError(f"StructuredConfig.max_ratio must be in (0, 1), got {self.max_ratio}")
+        if self.calib_batches < 1:
+            raise ValueError(
+                f"StructuredConfig.calib_batches must be >= 1, got {self.calib_batches}"
+            )
+        if not 0.0 < self.latency_tolerance < 1.0:
+            raise ValueError(
+                f"StructuredConfig.latency_tolerance must be in (0, 1), got {self.latency_tolerance}"
+            )
+
+    @property
+    def goal(self) -> tuple[str, float]:
+        """(``ratio`` | ``macs`` | ``latency``, value)."""
+        if self.ratio is not None:
+            return "ratio", self.ratio
+        if self.target_macs is not None:
+            return "macs", self.target_macs
+        assert self.target_latency is not None
+        return "latency", self.target_latency
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": "structured",
+            "ratio": self.ratio,
+            "target_macs": self.target_macs,
+            "target_latency": self.target_latency,
+            "importance": self.importance,
+            "scope": self.scope.to_dict(),
+            "round_to": self.round_to,
+            "ignore": list(self.ignore),
+            "schedule": self.schedule.to_dict(),
+            "max_ratio": self.max_ratio,
+            "calib_batches": self.calib_batches,
+            "latency_tolerance": self.latency_tolerance,
+            "latency_threads": self.latency_threads,
+        }
+
+
+# -- choosing units ------------------------------------------------------------------------------
+
+
+def _matches(name: str, pattern: str) -> bool:
+    return name == pattern or fnmatch.fnmatchcase(name, pattern)
+
+
+def _group_ratio(
+    graph: DependencyGraph, group: Group, cfg: StructuredConfig, ratio: float
+) -> float:
+    if isinstance(cfg.scope, PerLayer):
+        for pattern, value in cfg.scope.overrides.items():
+            if any(_matches(m, pattern) for m in group.sources):
+                return value
+    return ratio
+
+
+def _rounded_keep(group: Group, keep: int, round_to: int) -> tuple[int, str | None]:
+    """Units to keep so that the layer's width is a multiple of ``round_to``."""
+    if round_to == 1:
+        return keep, None
+    step = round_to // math.gcd(round_to, group.unit_size)
+    total, blocked = len(group.units) + group.blocked_units, group.blocked_units
+    if total < step:
+        return len(group.units), (
+            f"group {group.index} ({', '.join(group.modules[:2])}) has {total * group.unit_size} "
+            f"channels, fewer than round_to={round_to}: left unpruned"
+        )
+    kept_total = min(max(step, round((keep + blocked) / step) * step), total // step * step)
+    return max(kept_total - blocked, 0), None
+
+
+def _global_removals(
+    graph: DependencyGraph, scores: dict[int, float], cfg: StructuredConfig, ratio: float
+) -> dict[int, int]:
+    """Global scope: rank units of all groups by importance normalised per group."""
+    ranked: list[tuple[float, int]] = []
+    for group in graph.groups:
+        values = np.array([scores.get(int(u), 0.0) for u in group.units])
+        scale = values.mean() if len(values) and values.mean() > 0 else 1.0
+        ranked.extend((v / scale, group.index) for v in values)
+    ranked.sort()
+    budget = round(ratio * len(ranked))
+    caps = {g.index: math.floor(cfg.max_ratio * len(g.units)) for g in graph.groups}
+    counts: dict[int, int] = dict.fromkeys(caps, 0)
+    for _, index in ranked:
+        if budget == 0:
+            break
+        if counts[index] < caps[index]:
+            counts[index] += 1
+            budget -= 1
+    return counts
+
+
+def select_units(
+    graph: DependencyGraph,
+    scores: dict[int, float],
+    cfg: StructuredConfig,
+    ratio: float,
+    *,
+    stagger: bool = False,
+) -> tuple[list[int], list[str]]:
+    """The units to remove at ``ratio`` and notes on groups left unpruned.
+
+    ``stagger`` offsets each group's rounding differently, so that groups of equal size do not
+    all lose a unit at the same ratio: MACs then fall smoothly with the ratio, which a target
+    search needs (each group stays within one unit of the ratio).
+    """
+    notes: list[str] = []
+    removed: list[int] = []
+    global_counts = (
+        _global_removals(graph, scores, cfg, ratio) if isinstance(cfg.scope, Global) else None
+    )
+    for group in graph.groups:
+        n = len(group.units)
+        if n == 0:
+            continue
+        if global_counts is not None:
+            drop = global_counts[group.index]
+        else:
+            phase = (group.index * 0.6180339887) % 1.0 if stagger else 0.0
+            share = min(_group_ratio(graph, group, cfg, ratio), cfg.max_ratio)
+            drop = min(math.floor(share * n + phase * (share > 0)), math.floor(cfg.max_ratio * n))
+        keep = max(n - drop, 1 if group.blocked_units == 0 else 0)
+        keep, note = _rounded_keep(group, keep, cfg.round_to)
+        if note:
+            notes.append(note)
+        order = sorted(group.units.tolist(), key=lambda u: (scores.get(u, 0.0), u))
+        removed.extend(order[: n - keep])
+    return removed, notes
+
+
+# -- one verified pruning ------------------------------------------------------------------------
+
+
+@dataclass
+class Candidate:
+    model: nn.Module
+    structure: Structure
+    removed: list[int]
+    notes: list[str]
+    fraction: float = 1.0
+
+
+def prune_verified(
+    graph: DependencyGraph,
+    model: nn.Module,
+    scores: dict[int, float],
+    cfg: StructuredConfig,
+    ratio: float,
+    *,
+    stagger: bool = False,
+) -> Candidate:
+    """Prune a copy of ``model`` at ``ratio`` and verify it; repair by blocking divergences.
+
+    Raises:
+        UnsupportedOpError: if the pruned model keeps diverging from the plan.
+    """
+    for _ in range(MAX_REPAIRS):
+        removed, notes = select_units(graph, scores, cfg, ratio, stagger=stagger)
+        pruned = copy.deepcopy(model)
+        structure = apply_plan(pruned, graph.plan(removed))
+        bad = graph.verify(pruned, removed)
+        if bad is None:
+            return Candidate(pruned, structure, removed, notes)
+        if not graph.block_op(bad):
+            break
+    raise UnsupportedOpError(
+        "the pruned model does not compute what the dependency graph planned "
+        f"({'; '.join(graph.divergences[-3:])}); add the modules named there to ignore=, or "
+        "register an op rule / module handler for them (slimkit.graph.register_op_rule)"
+    )
+
+
+# -- goals: ratio, MACs, latency -----------------------------------------------------------------
+
+Metric = Callable[[nn.Module], float]
+
+
+def _metric(kind: str, example: Any, cfg: StructuredConfig) -> Metric:
+    x = example if isinstance(example, torch.Tensor) else None
+    if kind == "macs":
+        if x is None:
+            raise ValueError("target_macs needs a single tensor as example_inputs")
+        return lambda m: float(count_macs(m, x))
+    if kind == "latency":
+        if x is None:
+            raise ValueError("target_latency needs a single tensor as example_inputs")
+        return lambda m: measure_latency(m, x, threads=cfg.latency_threads, min_seconds=0.3)
+    return lambda m: 0.0
+
+
+def _blocked_summary(graph: DependencyGraph) -> str:
+    reasons: list[str] = []
+    for group in graph.groups:
+        reasons.extend(r for r in group.reasons if r not in reasons)
+    unsupported = ", ".join(f"{k} in {v[0]}" for k, v in graph.unsupported.items())
+    text = "; ".join(reasons[:4]) or "none"
+    return text + (f"; unsupported ops: {unsupported}" if unsupported else "")
+
+
+def _search(
+    graph: DependencyGraph,
+    model: nn.Module,
+    scores: dict[int, float],
+    cfg: StructuredConfig,
+    target: float,
+    baseline: float,
+    metric: Metric,
+    tolerance: float,
+) -> Candidate:
+    """Bisect the ratio until the metric is within ``tolerance`` of ``target`` × baseline."""
+    evaluated: list[Candidate] = []
+
+    def at(ratio: float) -> Candidate:
+        candidate = prune_verified(graph, model, scores, cfg, ratio, stagger=True)
+        candidate.fraction = metric(candidate.model) / baseline
+        evaluated.append(candidate)
+        return candidate
+
+    deepest = at(cfg.max_ratio)
+    if deepest.fraction > target * (1 + tolerance):
+        raise PruningTargetError(
+            f"cannot reach {target:.0%} of the original: removing the most allowed "
+            f"(max_ratio={cfg.max_ratio}) keeps {deepest.fraction:.0%}; "
+            f"{sum(g.blocked_units for g in graph.groups)} units are blocked ({_blocked_summary(graph)}). "
+            "Allow a larger max_ratio, ignore fewer layers, or aim higher",
+            report={"reachable_fraction": deepest.fraction},
+        )
+    low, high = 0.0, cfg.max_ratio
+    for _ in range(10):
+        if abs(evaluated[-1].fraction - target) <= tolerance * target:
+            break
+        ratio = (low + high) / 2
+        candidate = at(ratio)
+        low, high = (ratio, high) if candidate.fraction > target else (low, ratio)
+    # Among candidates close enough, prefer one that meets the target (at or below it).
+    best = min(
+        evaluated,
+        key=lambda c: (
+            abs(c.fraction - target) > tolerance * target,
+            c.fraction > target,
+            abs(c.fraction - target),
+        ),
+    )
+    if abs(best.fraction - target) > tolerance * target:
+        raise PruningTargetError(
+            f"no ratio came within {tolerance:.0%} of {target:.0%} (closest: {best.fraction:.0%}); "
+            "the model's units are too coarse for this target, try a nearby one",
+            report={"closest_fraction": best.fraction},
+        )
+    return best
+
+
+# -- the handler ---------------------------------------------------------------------------------
+
+
+def _calibration(
+    cfg: StructuredConfig, data: Splits | None, calib_data: Iterable[Batch] | None
+) -> list[Batch] | None:
+    if calib_data is not None:
+        return list(islice(iter(calib_data), cfg.calib_batches))
+    if data is None:
+        return None
+    loader = make_loader(data.train, batch_size=64, shuffle=True, seed=1234)
+    return list(islice(iter(loader), cfg.calib_batches))
+
+
+def _example_inputs(
+    model: nn.Module, given: Any, calib: list[Batch] | None, data: Splits | None
+) -> Any:
+    if given is not None:
+        return given
+    if calib:
+        return calib[0][0][:1]
+    if data is not None:
+        return data.train[0][0].unsqueeze(0)
+    arch = getattr(model, "slimkit_arch", None)
+    if arch is not None:
+        kw = arch.get("kwargs", {})
+        size = kw.get("image_size", 28)
+        return torch.randn(1, kw.get("in_channels", 1), size, size)
+    raise ValueError(
+        "structured pruning traces the model: pass example_inputs=torch.randn(1, C, H, W) "
+        "(or data=/calib_data=)"
+    )
+
+
+def _to(inputs: Any, device: torch.device) -> Any:
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device)
+    if isinstance(inputs, dict):
+        return {k: _to(v, device) for k, v in inputs.items()}
+    if isinstance(inputs, list | tuple):
+        return type(inputs)(_to(v, device) for v in inputs)
+    return inputs
+
+
+def _step_goals(cfg: StructuredConfig) -> list[float]:
+    """The goal of each step: cumulative ratios, or fractions of the original metric to keep."""
+    kind, value = cfg.goal
+    removed = value if kind == "ratio" else 1.0 - value
+    ramp = cfg.schedule.sparsities(removed) if isinstance(cfg.schedule, AGP) else [removed]
+    return ramp if kind == "ratio" else [1.0 - r for r in ramp]
+
+
+@dataclass
+class _Run:
+    cfg: StructuredConfig
+    example: Any
+    calib: list[Batch] | None
+    metric: Metric
+    baseline: float
+    report: dict[str, Any]
+
+
+def _prune_step(run: _Run, model: nn.Module, goal: float, previous: float) -> Candidate:
+    cfg = run.cfg
+    graph = DependencyGraph.build(model, run.example, ignore=cfg.ignore)
+    if not any(g.prunable for g in graph.groups):
+        raise PruningTargetError(
+            f"nothing can be pruned: all {len(graph.groups)} channel groups are blocked "
+            f"({_blocked_summary(graph)}); ignore fewer layers",
+            report=graph.summary(),
+        )
+    criterion = GROUP.get(cfg.importance)()
+    scores = unit_scores(graph, criterion(graph, model, run.calib))
+    kind, _ = cfg.goal
+    if kind == "ratio":
+        relative = 1.0 - (1.0 - goal) / (1.0 - previous) if previous < 1 else 0.0
+        candidate = prune_verified(graph, model, scores, cfg, relative)
+    else:
+        tolerance = cfg.latency_tolerance if kind == "latency" else MACS_TOLERANCE
+        candidate = _search(graph, model, scores, cfg, goal, run.baseline, run.metric, tolerance)
+    _note(run.report, graph, candidate)
+    return candidate
+
+
+def _note(report: dict[str, Any], graph: DependencyGraph, candidate: Candidate) -> None:
+    report["steps"].append(
+        {
+            "groups": len(graph.groups),
+            "units_removed": len(candidate.removed),
+            "fraction": candidate.fraction if candidate.fraction != 1.0 else None,
+        }
+    )
+    report["left_unpruned"] = [
+        {
+            "group": g.index,
+            "layers": list(g.sources) or g.modules[:4],
+            "units": g.blocked_units,
+            "reasons": list(g.reasons),
+        }
+        for g in graph.groups
+        if g.blocked_units
+    ] + [{"note": n} for n in candidate.notes]
+    report["unsupported_ops"] = {k: list(v) for k, v in graph.unsupported.items()}
+    report["divergences_repaired"] = list(graph.divergences)
+
+
+def _split_epochs(total: int, steps: int) -> list[int]:
+    return [total // steps + (1 if i < total % steps else 0) for i in range(steps)]
+
+
+def prune_structured(
+    model: nn.Module,
+    cfg: StructuredConfig,
+    *,
+    data: Splits | None = None,
+    finetune: TrainConfig | None = None,
+    device: str | torch.device = "cpu",
+    inplace: bool = False,
+    progress: bool = True,
+    example_inputs: Any = None,
+    calib_data: Iterable[Batch] | None = None,
+) -> nn.Module:
+    """Structured pruning; the handler behind ``slimkit.prune(model, StructuredConfig(...))``.
+
+    The returned model is an ordinary, smaller ``nn.Module``. It carries
+    ``slimkit_prune_report`` (what was pruned, what was left and why) and ``slimkit_structure``
+    (the shapes :func:`slimkit.save` stores so that :func:`slimkit.load` rebuilds it).
+
+    Raises:
+        PruningTargetError: if nothing can be pruned or the target cannot be reached.
+        UnsupportedOpError: if the model cannot be traced.
+    """
+    device = resolve_device(device)
+    criterion = GROUP.get(cfg.importance)()
+    calib = _calibration(cfg, data, calib_data)
+    if criterion.needs_data and calib is None:
+        raise ValueError(f"importance {cfg.importance!r} needs data= or calib_data= batches")
+    if finetune is not None and finetune.epochs and data is None:
+        raise ValueError("fine-tuning needs data=Splits(...)")
+    work = copy.deepcopy(model).to(device)
+    example = _to(_example_inputs(model, example_inputs, calib, data), device)
+    kind, _ = cfg.goal
+    metric = _metric(kind, example, cfg)
+    run = _Run(cfg, example, calib, metric, metric(work) if kind != "ratio" else 1.0, {"steps": []})
+    structure = Structure(**getattr(model, STRUCTURE_ATTR, {}))
+    goals = _step_goals(cfg)
+    epochs = _split_epochs(finetune.epochs if finetune else 0, len(goals))
+    previous = 0.0
+    for index, (goal, step_epochs) in enumerate(zip(goals, epochs, strict=True)):
+        candidate = _prune_step(run, work, goal, previous)
+        work, previous = candidate.model, goal
+        structure = structure.merge(candidate.structure)
+        if finetune is not None and step_epochs and data is not None:
+            step_cfg = TrainConfig(**{**finetune.to_dict(), "epochs": step_epochs})
+            train(
+                work,
+                data,
+                step_cfg,
+                device=device,
+                progress=progress,
+                desc=f"fine-tune {index + 1}/{len(goals)}",
+            )
+    work.eval()
+    run.report["config"] = cfg.to_dict()
+    setattr(work, STRUCTURE_ATTR, structure.to_dict())
+    setattr(work, REPORT_ATTR, run.report)
+    if inplace:
+        model.__dict__.update(work.__dict__)  # the user's object becomes the verified copy
+        return model
+    return work
