@@ -25,7 +25,7 @@ $(DEMO)/seed-cnn.safetensors: | setup
 
 demo: setup $(DEMO)/seed-cnn.safetensors
 	$(SLIMKIT) prune $(DEMO)/seed-cnn.safetensors --data fashion-mnist --method unstructured \
-		--importance magnitude --max-drop 0.5 --finetune-epochs 1 --max-trials 5 \
+		--importance magnitude --max-drop 0.5 --finetune-epochs 2 --max-trials 5 \
 		--out $(DEMO)/seed-cnn-pruned.safetensors
 	$(SLIMKIT) profile $(DEMO)/seed-cnn.safetensors $(DEMO)/seed-cnn-pruned.safetensors \
 		--data fashion-mnist --device cpu
