@@ -200,16 +200,11 @@ def cmd_prune_structured(args: argparse.Namespace) -> int:
         "data": splits.describe(),
         "report": pruned.slimkit_prune_report,
     }
-    export.save(pruned.cpu(), args.out, provenance=provenance, metrics=metrics)
-    if args.json:
-        print_json({"out": args.out, **metrics})
-    else:
-        print(
-            f"saved {args.out}: MACs {metrics['macs']:,} ({metrics['macs'] / metrics['baseline_macs']:.0%} "
-            f"of {metrics['baseline_macs']:,}), test top-1 {metrics['test_accuracy']:.2f}% "
-            f"(baseline {metrics['baseline_test_accuracy']:.2f}%)"
-        )
-    return 0
+    summary = (
+        f"MACs {metrics['macs']:,} ({metrics['macs'] / metrics['baseline_macs']:.0%} "
+        f"of {metrics['baseline_macs']:,})"
+    )
+    return _save_pruned(args, pruned, provenance, metrics, summary)
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -286,13 +281,24 @@ def cmd_prune(args: argparse.Namespace) -> int:
         pruned = prune(model, cfg, data=splits, finetune=finetune, device=device)
     provenance["config"] = cfg.to_dict()
     metrics = _final_metrics(model, pruned, splits, cfg, device)
+    summary = f"sparsity {metrics['sparsity']:.2%} of prunable weights"
+    return _save_pruned(args, pruned, provenance, metrics, summary)
+
+
+def _save_pruned(
+    args: argparse.Namespace,
+    pruned: torch.nn.Module,
+    provenance: dict[str, Any],
+    metrics: dict[str, Any],
+    summary: str,
+) -> int:
     export.save(pruned.cpu(), args.out, provenance=provenance, metrics=metrics)
     if args.json:
         print_json({"out": args.out, **metrics})
     else:
         print(
-            f"saved {args.out}: sparsity {metrics['sparsity']:.2%} of prunable weights, test top-1 "
-            f"{metrics['test_accuracy']:.2f}% (baseline {metrics['baseline_test_accuracy']:.2f}%)"
+            f"saved {args.out}: {summary}, test top-1 {metrics['test_accuracy']:.2f}% "
+            f"(baseline {metrics['baseline_test_accuracy']:.2f}%)"
         )
     return 0
 
