@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -166,7 +167,13 @@ def main() -> None:
                     continue
                 torch.manual_seed(0)
                 results[key] = run_one(
-                    model, criterion, sparsity, ft_splits, finetune, workdir / "scratch.safetensors"
+                    model,
+                    criterion,
+                    sparsity,
+                    ft_splits,
+                    finetune,
+                    workdir
+                    / f"scratch-{os.getpid()}.safetensors",  # one per process: workers may run side by side
                 )
                 print(key, results[key], flush=True)
                 results_path.write_text(json.dumps(results, indent=1))
@@ -200,17 +207,27 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         "| model | sparsity | criterion | test top-1 (%) | Δ vs dense (points) | bytes | × smaller |",
         "|---|---|---|---|---|---|---|",
     ]
+    order = {
+        c: i for i, c in enumerate(["magnitude", "taylor", "activation", "random", "torch-l1"])
+    }
     for name in args.models.split(","):
         dense = results.get(f"{name}/dense")
         if dense is None:
             continue
+        header = lines.index(
+            "| model | sparsity | criterion | test top-1 (%) | Δ vs dense (points) | bytes | × smaller |"
+        )
+        lines.insert(
+            header - 1, f"- {name} settings: `{json.dumps(results.get(f'{name}/settings'))}`"
+        )
         lines.append(
             f"| {name} | 0 | dense | {dense['test_accuracy']:.2f} | – | {dense['bytes']:,} | 1.0 |"
         )
-        for key, row in results.items():
-            if not key.startswith(f"{name}/") or key.endswith(("/dense", "/settings")):
-                continue
-            _, sparsity, criterion = key.split("/")
+        rows = [k.split("/") for k in results if k.startswith(f"{name}/") and k.count("/") == 2]
+        for _, sparsity, criterion in sorted(
+            rows, key=lambda r: (float(r[1]), order.get(r[2], 99))
+        ):
+            row = results[f"{name}/{sparsity}/{criterion}"]
             delta = row["test_accuracy"] - dense["test_accuracy"]
             lines.append(
                 f"| {name} | {float(sparsity):.0%} | {criterion} | {row['test_accuracy']:.2f} | "
