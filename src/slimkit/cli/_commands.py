@@ -172,14 +172,21 @@ def _structured_config(args: argparse.Namespace) -> StructuredConfig:
     )
 
 
-def cmd_prune_structured(args: argparse.Namespace) -> int:
-    cfg = _structured_config(args)  # validate before reading anything
+def _prune_inputs(
+    args: argparse.Namespace,
+) -> tuple[Path, torch.nn.Module, Splits, torch.device, TrainConfig]:
+    """What both pruning methods read: the parent artifact, the data, the device, fine-tuning."""
     source = Path(args.artifact)
     model = export.load(source)
     splits = _data(args)
     _check_fits(model, splits, str(source))
-    device = resolve_device(args.device)
     finetune = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=args.seed)
+    return source, model, splits, resolve_device(args.device), finetune
+
+
+def cmd_prune_structured(args: argparse.Namespace) -> int:
+    cfg = _structured_config(args)  # validate before reading anything
+    source, model, splits, device, finetune = _prune_inputs(args)
     pruned = prune(model, cfg, data=splits, finetune=finetune, device=device)
     example = splits.test[0][0].unsqueeze(0)
     metrics = {
@@ -245,12 +252,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         return cmd_prune_structured(args)
     if (args.sparsity is None) == (args.max_drop is None):
         raise ValueError("pass exactly one of --sparsity S or --max-drop P")
-    source = Path(args.artifact)
-    model = export.load(source)
-    splits = _data(args)
-    _check_fits(model, splits, str(source))
-    device = resolve_device(args.device)
-    finetune = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=args.seed)
+    source, model, splits, device, finetune = _prune_inputs(args)
     provenance: dict[str, Any] = {
         "command": "prune",
         "parent": str(source),
