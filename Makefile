@@ -8,13 +8,13 @@ DEMO := runs/demo
 # Threads for training and latency; 2 matches the reference machine of the README's numbers.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup data demo test test-slow lint format bench coverage clean
+.PHONY: setup data demo test test-slow test-distributed lint format bench coverage clean
 
 setup: $(STAMP) data
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,onnx,hf]'
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,onnx,hf,distributed]'
 	@touch $@
 
 data:
@@ -24,17 +24,19 @@ $(DEMO)/seed-cnn.safetensors: | setup
 	$(SLIMKIT) train --model seed-cnn --data fashion-mnist --epochs 12 --out $@ --resume
 
 demo: setup $(DEMO)/seed-cnn.safetensors
-	$(SLIMKIT) prune $(DEMO)/seed-cnn.safetensors --data fashion-mnist --method unstructured \
-		--importance magnitude --max-drop 0.5 --finetune-epochs 2 --max-trials 5 \
-		--out $(DEMO)/seed-cnn-pruned.safetensors
-	$(SLIMKIT) profile $(DEMO)/seed-cnn.safetensors $(DEMO)/seed-cnn-pruned.safetensors \
-		--data fashion-mnist --device cpu
+	$(SLIMKIT) compress $(DEMO)/seed-cnn.safetensors --data fashion-mnist --max-drop 0.5 \
+		--goal latency --trials 6 --device cpu --out $(DEMO)/compress --resume
 
 test: setup
 	$(PY) -m pytest -q
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+# A PostgreSQL server (started by the tests themselves) and several processes.
+test-distributed: setup
+	@bash scripts/ensure_postgres.sh
+	$(PY) -m pytest -q -m distributed
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Exercise slimkit's CUDA paths in a few minutes on a GPU machine: the `gpu` test tier plus a
-# short CLI run (train → prune → profile) with --device cuda. Writes logs to ${OUT:-/tmp}.
+# short CLI run (train → prune → profile → compress) with --device cuda. Writes logs to ${OUT:-/tmp}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp}"
@@ -15,3 +15,7 @@ run=$(mktemp -d)
     --out "$run/p.safetensors"
 .venv-gpu/bin/slimkit profile "$run/m.safetensors" "$run/p.safetensors" --device cuda --json \
     | tee "$out/gpu_profile.json"
+# compress with recovery (KD) on the GPU; latency is measured on the CPU backends.
+.venv-gpu/bin/slimkit compress "$run/m.safetensors" --max-drop 2 --goal latency --trials 2 \
+    --recover-epochs 1 --device cuda --limit-train 4096 --limit-eval 1024 --out "$run/compress" \
+    --json | tee "$out/gpu_compress.json"

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .._device import resolve_device
 from ..data import Splits, make_loader
 from ..measure import evaluate_accuracy
+from . import _distributed
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._config import TrainConfig
 
@@ -92,6 +93,9 @@ def train(
     """
     device = resolve_device(device)
     model.to(device)
+    parallel = _distributed.wrap(model, device)
+    main_rank = _distributed.rank() == 0
+    progress = progress and main_rank
     optimizer = _make_optimizer(model, cfg)
     loss_fn = loss_fn or cross_entropy_loss(cfg.label_smoothing)
     loader = make_loader(splits.train, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
@@ -105,7 +109,7 @@ def train(
     for epoch in range(start_epoch, cfg.epochs):
         result.losses.append(
             _run_epoch(
-                model,
+                parallel,
                 loader,
                 optimizer,
                 cfg,
@@ -129,7 +133,7 @@ def train(
                 f"val top-1 {result.val_accuracies[-1]:.2f}%",
                 file=sys.stderr,
             )
-        if checkpoint is not None:
+        if checkpoint is not None and main_rank:
             info = {"epoch": epoch + 1, "config": cfg.to_dict(), "history": result.to_dict()}
             save_checkpoint(checkpoint, model, optimizer, info)
     model.eval()
@@ -153,7 +157,8 @@ def _run_epoch(
         loader.set_epoch(epoch)
     running, count = 0.0, 0
     with bar:
-        for step, (x, y) in enumerate(loader, start=epoch * len(loader)):
+        for step, batch in enumerate(loader, start=epoch * len(loader)):
+            x, y = _distributed.shard(batch)
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(cfg, step, total_steps)
             loss = loss_fn(model, x.to(device), y.to(device))

@@ -1,0 +1,215 @@
+"""compress benchmark: slimkit compress (each goal) vs the best single-technique peers.
+
+For one trained model, in one process:
+
+- ``slimkit compress`` with ``--max-drop`` and each goal (latency, size), run directories under
+  ``--workdir`` (a finished run is reused, an interrupted one resumes);
+- peer 1: Torch-Pruning (``MetaPruner``, group L2, ratio bisected to 50% of the MACs) plus
+  plain fine-tuning with as many epochs as compress's recovery, run as fp32 ONNX Runtime;
+- peer 2: ``onnxruntime.quantization.quantize_static`` (QDQ, per-channel, MinMax) on the fp32
+  graph, calibrated on the batches slimkit's calibration reads.
+
+Test accuracy (full test split), bytes on disk, latency at batch 1 and 64 interleaved (every
+variant timed once per round, medians) at a fixed thread count, ratios against fp32 eager, and
+the wall time of each compress run. Each run rewrites its model's section of the doc.
+
+    python benchmarks/compress.py --artifact runs/bench/seed-cnn.safetensors
+    python benchmarks/compress.py --artifact runs/bench-structured/resnet56/baseline.safetensors \\
+        --limit-train 10000 --recover-epochs 3 --trials 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import slimkit
+from slimkit.measure import count_params, evaluate_accuracy
+from slimkit.quantize import OrtModule, export_onnx, fold_batchnorm
+from slimkit.quantize._calib import calibration_batches
+from slimkit.search import CompressConfig, compress
+
+sys.path.insert(0, str(Path(__file__).parent))
+from quantize import _interleaved, _peer_ort
+from structured import torch_pruning_at, torch_pruning_ratio
+
+GOALS = ("latency", "size")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--artifact", default="runs/bench/seed-cnn.safetensors")
+    p.add_argument("--max-drop", type=float, default=0.5)
+    p.add_argument("--trials", type=int, default=6)
+    p.add_argument("--recover-epochs", type=int, default=2)
+    p.add_argument("--limit-train", type=int, default=None)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--workdir", default="runs/bench-compress")
+    p.add_argument("--out", default="docs/benchmarks/compress.md")
+    return p.parse_args(argv)
+
+
+def run_compress(
+    model: torch.nn.Module, splits: Any, goal: str, args: argparse.Namespace, tag: str
+) -> dict[str, Any]:
+    cfg = CompressConfig(
+        max_drop=args.max_drop,
+        goal=goal,
+        trials=args.trials,
+        recover_epochs=args.recover_epochs,
+        latency_threads=args.threads,
+    )
+    data_args = {"name": "fashion-mnist", "limit_train": args.limit_train}
+    run_dir = Path(args.workdir) / f"{tag}-{goal}"
+    return compress(model, splits, cfg, run_dir, resume=True, data_args=data_args)
+
+
+def torch_pruning_peer(
+    model: torch.nn.Module, splits: Any, args: argparse.Namespace
+) -> torch.nn.Module:
+    example = splits.example_input(1)
+    pruned = torch_pruning_at(model, torch_pruning_ratio(model, 0.5, example), example)
+    finetune = slimkit.TrainConfig(epochs=args.recover_epochs, lr=1e-3)
+    slimkit.train(pruned, splits, finetune, progress=False)
+    return pruned.eval()
+
+
+def _ort_fp32(
+    model: torch.nn.Module, x: torch.Tensor, path: Path, threads: int
+) -> tuple[OrtModule, Path]:
+    folded = copy.deepcopy(model).eval()
+    fold_batchnorm(folded)
+    onnx = export_onnx(folded, path, x)
+    return OrtModule(onnx, threads), onnx
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model = slimkit.load(args.artifact)
+    arch = model.slimkit_spec["arch"]["name"]
+    splits = slimkit.load_data("fashion-mnist", limit_train=args.limit_train)
+    work = Path(tempfile.mkdtemp(prefix="slimkit-cbench-"))
+    x1 = splits.example_input(1)
+
+    summaries = {goal: run_compress(model, splits, goal, args, arch) for goal in GOALS}
+    fp32_ort, fp32_onnx = _ort_fp32(model, x1, work / "fp32.onnx", args.threads)
+    tp = torch_pruning_peer(model, splits, args)
+    tp_ort, tp_onnx = _ort_fp32(tp, x1, work / "tp.onnx", args.threads)
+    calib = calibration_batches(splits, model, batches=8, batch_size=64)
+    peer_q = _peer_ort(fp32_onnx, work / "peer.onnx", calib)
+
+    variants: dict[str, dict[str, Any]] = {
+        "fp32 eager (original)": {"model": model, "bytes": Path(args.artifact).stat().st_size},
+        "fp32 onnxruntime": {"model": fp32_ort, "bytes": fp32_onnx.stat().st_size},
+        "Torch-Pruning 50% MACs + fine-tune (ort fp32)": {
+            "model": tp_ort,
+            "bytes": tp_onnx.stat().st_size,
+        },
+        "ort quantize_static (peer)": {
+            "model": OrtModule(peer_q, args.threads),
+            "bytes": peer_q.stat().st_size,
+        },
+    }
+    for goal, s in summaries.items():
+        files = s["files"]
+        runner = (
+            OrtModule(files["onnx"], args.threads)
+            if "onnx" in files
+            else slimkit.load(files["artifact"])
+        )
+        variants[f"slimkit compress --goal {goal}"] = {
+            "model": runner,
+            "bytes": Path(files["artifact"]).stat().st_size,
+            "wall_s": sum(st["seconds"] for st in s["stages"]),
+            "plan": s["plan"],
+        }
+    rows = []
+    for name, v in variants.items():
+        print(f"accuracy: {name}", flush=True)
+        rows.append(
+            {
+                "name": name,
+                "test_accuracy": evaluate_accuracy(v["model"], splits.test),
+                **{k: v[k] for k in ("bytes", "wall_s", "plan") if k in v},
+            }
+        )
+    rows[2]["params"] = count_params(tp)
+    with torch.no_grad():
+        for label, x in (("b1", x1), ("b64", splits.example_input(64))):
+            runners = {n: (lambda m=v["model"], x=x: m(x)) for n, v in variants.items()}
+            for name, ms in _interleaved(runners, args.rounds).items():
+                next(r for r in rows if r["name"] == name)[label] = ms
+    section = render(rows, args, arch, summaries)
+    write(Path(args.out), arch, section)
+    Path(args.workdir, f"{arch}.json").write_text(json.dumps(rows, indent=1, default=str))
+    print(section)
+    return 0
+
+
+def render(
+    rows: list[dict[str, Any]], args: argparse.Namespace, arch: str, summaries: dict[str, Any]
+) -> str:
+    base = rows[0]
+    cmd = " ".join(["python benchmarks/compress.py", *sys.argv[1:]])
+    lines = [
+        f"## {arch}",
+        "",
+        f"`{args.artifact}`; budget {args.max_drop} points of validation top-1; {args.trials} trials, "
+        f"{args.recover_epochs} recovery epoch(s) (the Torch-Pruning peer gets as many fine-tune "
+        f"epochs); {args.threads} thread(s); latency medians of {args.rounds} interleaved rounds; "
+        f"{platform.machine()}, torch {torch.__version__}.",
+        "",
+        f"```\n{cmd}\n```",
+        "",
+        "| variant | test top-1 | Δ test | bytes | smaller | b1 ms | b64 ms | b64 speedup vs fp32 eager | compress wall time |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        wall = f"{r['wall_s'] / 60:.1f} min" if "wall_s" in r else "–"
+        lines.append(
+            f"| {r['name']} | {r['test_accuracy']:.2f} | {r['test_accuracy'] - base['test_accuracy']:+.2f} | "
+            f"{r['bytes']:,} | {base['bytes'] / r['bytes']:.1f}× | {r['b1']:.3f} | {r['b64']:.2f} | "
+            f"{base['b64'] / r['b64']:.2f}× | {wall} |"
+        )
+    lines.append("")
+    for goal, s in summaries.items():
+        plan = s["plan"]
+        lines.append(
+            f"- `--goal {goal}` chose: keep {plan['macs_keep']:.0%} of the MACs (per-group ratios "
+            f"{json.dumps({k: round(v, 2) for k, v in plan['ratios'].items()})}), sparsity "
+            f"{plan['sparsity']:.0%}, precision {plan['precision']}; validation drop "
+            f"{s['budget']['val_drop']:+.2f}, test drop {s['budget']['test_drop']:+.2f}."
+        )
+    return "\n".join(lines) + "\n"
+
+
+HEADER = """# compress benchmark
+
+`slimkit compress` against the best single-technique peers measured on the same model, one
+section per model, each regenerated by the command recorded in it (`benchmarks/compress.py`).
+"""
+
+
+def write(out: Path, arch: str, section: str) -> None:
+    text = out.read_text() if out.exists() else HEADER
+    sections = re.split(r"(?m)^(?=## )", text)
+    kept = [s for s in sections[1:] if not s.startswith(f"## {arch}\n")]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        sections[0].rstrip() + "\n\n" + "\n".join(s.rstrip() + "\n" for s in [*kept, section])
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,181 @@
+"""``slimkit compress``, ``worker``, ``report`` and ``run``: the accuracy-budgeted pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .. import export
+from ..data import load_data
+from ..errors import SlimkitError
+from ..search import GOALS, CompressConfig, compress, run_worker
+from ._output import print_json, profile_table
+
+AddCommon = Callable[[argparse.ArgumentParser], None]
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90``, ``90s``, ``30m`` or ``2h``."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"--time-budget must look like 90s, 30m or 2h, got {text!r}")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> None:
+    """Add ``compress``, ``worker`` and ``report`` to ``sub``."""
+    p = sub.add_parser(
+        "compress", help="smallest/fastest model within an accuracy budget (prune+KD+int8)"
+    )
+    p.add_argument("artifact", metavar="ARTIFACT")
+    p.add_argument("--max-drop", type=float, default=0.5, help="budget: validation points")
+    p.add_argument("--goal", choices=GOALS, default="latency")
+    p.add_argument("--backend", choices=["onnxruntime", "torch"], default="onnxruntime")
+    p.add_argument("--time-budget", default=None, help="stop starting trials after e.g. 30m")
+    p.add_argument("--trials", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--importance", default="l2", help="structured pruning criterion")
+    p.add_argument("--recover", choices=["kd", "ce"], default="kd")
+    p.add_argument("--recover-epochs", type=int, default=2)
+    p.add_argument("--recover-lr", type=float, default=1e-3)
+    p.add_argument("--qat-epochs", type=int, default=1)
+    p.add_argument("--no-quantize", action="store_true", help="prune only; keep fp32")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for latency")
+    p.add_argument("--storage", default=None, help="Optuna storage URL shared with workers")
+    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
+    add_common(p)
+
+    w = sub.add_parser("worker", help="join a compress run's search from another process")
+    w.add_argument("run_dir", metavar="RUN_DIR")
+    w.add_argument("--storage", default=None, help="the run's Optuna storage URL")
+    add_common(w)
+
+    run = sub.add_parser("run", help="run a compress recipe (YAML) with key=value overrides")
+    run.add_argument("recipe", metavar="RECIPE")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    run.add_argument("--resume", action="store_true")
+    run.add_argument("--json", action="store_true")
+    run.add_argument("--debug", action="store_true")
+
+    r = sub.add_parser("report", help="regenerate RUN_DIR/report.html and report.md")
+    r.add_argument("run_dir", metavar="RUN_DIR")
+    r.add_argument("--json", action="store_true")
+    r.add_argument("--debug", action="store_true")
+
+
+def config_from_args(args: argparse.Namespace) -> CompressConfig:
+    return CompressConfig(
+        max_drop=args.max_drop,
+        goal=args.goal,
+        backend=args.backend,
+        trials=args.trials,
+        time_budget_s=parse_duration(args.time_budget) if args.time_budget else None,
+        seed=args.seed,
+        importance=args.importance,
+        recover=args.recover,
+        recover_epochs=args.recover_epochs,
+        recover_lr=args.recover_lr,
+        qat_epochs=args.qat_epochs,
+        quantize=not args.no_quantize,
+        latency_threads=args.threads,
+    )
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def finish(summary: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print_json(summary)
+        return 0
+    print(profile_table(["original", "compressed"], [summary["baseline"], summary["result"]]))
+    r = summary["ratios"]
+    print(
+        f"\n{r['speedup_b64']:.2f}× faster at batch 64 ({summary['result']['backend']} vs fp32 "
+        f"eager), {r['smaller']:.2f}× smaller; test drop {summary['budget']['test_drop']:+.2f} "
+        f"points (budget {summary['budget']['max_drop']} on validation)"
+    )
+    print(f"report: {summary['files']['report']}")
+    return 0
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    """Run (or resume) the compress pipeline on ARTIFACT into RUN_DIR."""
+    cfg = config_from_args(args)
+    data_args = {
+        "name": args.data,
+        "data_dir": args.data_dir,
+        "limit_train": args.limit_train,
+        "limit_eval": args.limit_eval,
+    }
+    model = export.load(args.artifact)
+    splits = load_data(**data_args)
+    summary = compress(
+        model,
+        splits,
+        cfg,
+        args.out,
+        resume=args.resume,
+        storage=args.storage,
+        device=args.device,
+        data_args=data_args,
+        log=_say,
+    )
+    return finish(summary, args.json)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the compress pipeline a recipe file describes."""
+    from ..search import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    model = export.load(recipe.model)
+    summary = compress(
+        model,
+        load_data(**recipe.data),
+        recipe.compress,
+        recipe.out,
+        resume=args.resume,
+        storage=recipe.storage,
+        device=recipe.device,
+        data_args=recipe.data,
+        log=_say,
+    )
+    return finish(summary, args.json)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    done = run_worker(args.run_dir, storage=args.storage, device=args.device, log=_say)
+    if args.json:
+        print_json({"trials_completed": done})
+    else:
+        print(f"worker: {done} trial(s) completed")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..report import write_report
+
+    if not (Path(args.run_dir) / "state.json").exists():
+        raise SlimkitError(f"{args.run_dir} is not a compress run directory (no state.json)")
+    paths = write_report(args.run_dir)
+    if args.json:
+        print_json(paths)
+    else:
+        print(f"report: {paths['html']}")
+    return 0
+
+
+COMPRESS_COMMANDS = {
+    "compress": cmd_compress,
+    "worker": cmd_worker,
+    "report": cmd_report,
+    "run": cmd_run,
+}

@@ -1,0 +1,255 @@
+"""Render a compress run directory as ``report.html`` (plots embedded) and ``report.md``.
+
+Everything is read from the run directory (``state.json``, ``trials.json``,
+``summary.json``), so ``slimkit report RUN_DIR`` regenerates the report at any time.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_path
+from ..errors import MissingDependencyError, SlimkitError
+
+ROWS = (
+    ("test top-1 (%)", "test_accuracy", "{:.2f}"),
+    ("validation top-1 (%)", "val_accuracy", "{:.2f}"),
+    ("parameters", "params", "{:,}"),
+    ("non-zero parameters", "nonzero_params", "{:,}"),
+    ("MACs", "macs", "{:,}"),
+    ("bytes on disk", "bytes", "{:,}"),
+    ("latency b1 (ms)", "latency_ms_b1", "{:.3f}"),
+    ("latency b64 (ms)", "latency_ms_b64", "{:.2f}"),
+)
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise MissingDependencyError(
+            "reports draw with matplotlib: pip install matplotlib"
+        ) from err
+    return plt
+
+
+def _png(fig: Any) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _load(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    state_path, summary_path = run_dir / "state.json", run_dir / "summary.json"
+    if not state_path.exists() or not summary_path.exists():
+        raise SlimkitError(
+            f"{run_dir} has no finished compress run (state.json and summary.json are needed); "
+            "run `slimkit compress ... --out RUN_DIR --resume` to finish it"
+        )
+    trials_path = run_dir / "trials.json"
+    trials = json.loads(trials_path.read_text()) if trials_path.exists() else []
+    return json.loads(state_path.read_text()), trials, json.loads(summary_path.read_text())
+
+
+def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points (goal, accuracy) not beaten on both: lower goal and higher accuracy."""
+    front, best = [], float("-inf")
+    for goal, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
+        if accuracy > best:
+            front.append((goal, accuracy))
+            best = accuracy
+    return front
+
+
+GOAL_AXIS = {
+    "latency": ("latency_ms_b64", "latency at batch 64 (ms)"),
+    "size": ("bytes", "bytes on disk"),
+    "macs": ("macs", "MACs"),
+}
+
+
+def _trials_plot(trials: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    plt = _pyplot()
+    key, label = GOAL_AXIS[summary["goal"]]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    base = summary["baseline"]
+    floor = base["val_accuracy"] - summary["budget"]["max_drop"]
+    points = [(float(t[key]), float(t["val_accuracy"])) for t in trials]
+    for label, colour, within in (
+        ("trials within budget", "tab:green", True),
+        ("trials over budget", "tab:red", False),
+    ):
+        chosen = [p for p in points if (p[1] >= floor) == within]
+        if chosen:
+            ax.scatter([p[0] for p in chosen], [p[1] for p in chosen], c=colour, s=28, label=label)
+    if points:
+        front = _pareto(points)
+        ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
+    ax.scatter(
+        [base[key]], [base["val_accuracy"]], marker="*", s=160, c="tab:blue", label="original"
+    )
+    result = summary["result"]
+    ax.scatter(
+        [result[key]],
+        [result["val_accuracy"]],
+        marker="D",
+        s=60,
+        facecolors="none",
+        edgecolors="k",
+        label="chosen",
+    )
+    ax.axhline(
+        floor, color="tab:red", lw=1, ls=":", label=f"budget (−{summary['budget']['max_drop']} pts)"
+    )
+    ax.set_xscale("log")
+    ax.set_xlabel(label)
+    ax.set_ylabel("validation top-1 (%)")
+    ax.legend(fontsize=8)
+    ax.set_title("every trial: accuracy vs goal")
+    return _png(fig)
+
+
+def _sensitivity_plot(curves: list[dict[str, Any]]) -> str:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ranked = sorted(curves, key=lambda c: -max(c["drops"] or [0]))
+    for c in ranked[:12]:
+        ax.plot([0, *c["ratios"]], [0, *c["drops"]], marker="o", lw=1, label=c["key"])
+    ax.set_xlabel("fraction of the group's channels removed (no fine-tuning)")
+    ax.set_ylabel("validation drop (points)")
+    ax.set_title(
+        f"sensitivity of channel groups ({min(len(curves), 12)} most sensitive of {len(curves)})"
+    )
+    if curves:
+        ax.legend(fontsize=7, ncol=2)
+    return _png(fig)
+
+
+def _widths_plot(curves: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    plt = _pyplot()
+    ratios = summary["plan"]["ratios"]
+    names = [c["key"] for c in curves]
+    before = [c["channels"] for c in curves]
+    after = [round(c["channels"] * (1 - ratios.get(c["key"], 0.0))) for c in curves]
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.28 * len(names)), 4.2))
+    xs = range(len(names))
+    ax.bar(xs, before, color="lightgray", label="original width")
+    ax.bar(xs, after, color="tab:blue", label="kept (planned)")
+    ax.set_xticks(list(xs), names, rotation=90, fontsize=7)
+    ax.set_ylabel("channels")
+    plan = summary["plan"]
+    ax.set_title(
+        f"per-layer width; then sparsity {plan['sparsity']:.0%}, precision {plan['precision']}"
+    )
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _stages_plot(stages: list[dict[str, Any]]) -> str:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 2.6))
+    ax.barh([s["name"] for s in stages], [s["seconds"] for s in stages], color="tab:gray")
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds")
+    ax.set_title("time per stage")
+    return _png(fig)
+
+
+def _table(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows = []
+    for label, key, fmt in ROWS:
+        before, after = summary["baseline"].get(key), summary["result"].get(key)
+        rows.append(
+            (
+                label,
+                fmt.format(before) if before is not None else "–",
+                fmt.format(after) if after is not None else "–",
+            )
+        )
+    return rows
+
+
+def _markdown(summary: dict[str, Any], trials: list[dict[str, Any]]) -> str:
+    r = summary["ratios"]
+    lines = [
+        "# slimkit compress report",
+        "",
+        f"Goal: **{summary['goal']}**, budget: **{summary['budget']['max_drop']} points** of validation "
+        f"top-1. Validation drop {summary['budget']['val_drop']:+.2f}, test drop "
+        f"{summary['budget']['test_drop']:+.2f}. Batch-64 speedup {r['speedup_b64']:.2f}×, "
+        f"{r['smaller']:.2f}× smaller, {r['macs']:.2f}× fewer MACs "
+        f"(result on {summary['result']['backend']}, original fp32 eager PyTorch, "
+        f"{summary['result']['threads']} thread(s)).",
+        "",
+        "| | original | compressed |",
+        "|---|---:|---:|",
+        *[f"| {a} | {b} | {c} |" for a, b, c in _table(summary)],
+        "",
+        f"Plan: keep {summary['plan']['macs_keep']:.0%} of the MACs by structured pruning, then "
+        f"sparsity {summary['plan']['sparsity']:.0%}, precision {summary['plan']['precision']}.",
+        "",
+        "| trial | MACs kept | sparsity | precision | val top-1 | drop | bytes | b64 ms |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for t in trials:
+        lines.append(
+            f"| {t['number']} | {t['structured']['macs_fraction']:.0%} | {t['sparsity']:.0%} | "
+            f"{t['precision']} | {t['val_accuracy']:.2f} | {t['drop']:+.2f} | {t['bytes']:,} | "
+            f"{t['latency_ms_b64']:.2f} |"
+        )
+    lines += ["", "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {s['name']} | {s['seconds']:.1f} |" for s in summary["stages"]]
+    return "\n".join(lines) + "\n"
+
+
+def _html(summary: dict[str, Any], markdown: str, images: dict[str, str]) -> str:
+    table = "".join(
+        f"<tr><td>{html.escape(a)}</td><td>{b}</td><td>{c}</td></tr>" for a, b, c in _table(summary)
+    )
+    figures = "".join(
+        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(name)}</figcaption></figure>"
+        for name, data in images.items()
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>slimkit compress report</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+td:first-child{{text-align:left}}figure{{margin:1.5em 0}}img{{max-width:100%}}
+pre{{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}}</style></head><body>
+<h1>slimkit compress report</h1>
+<table><tr><th></th><th>original</th><th>compressed</th></tr>{table}</table>
+{figures}
+<h2>Details</h2><pre>{html.escape(markdown)}</pre>
+</body></html>
+"""
+
+
+def write_report(run_dir: str | Path) -> dict[str, str]:
+    """Write ``report.html`` and ``report.md`` for a finished compress run; returns their paths."""
+    run_dir = Path(run_dir)
+    state, trials, summary = _load(run_dir)
+    curves = state["stages"].get("sensitivity", {}).get("output", {}).get("curves", [])
+    summary = {**summary, "stages": summary.get("stages", [])}
+    images = {
+        "accuracy vs goal, every trial": _trials_plot(trials, summary),
+        "sensitivity curves": _sensitivity_plot(curves),
+        "per-layer width, sparsity and precision": _widths_plot(curves, summary),
+        "time per stage": _stages_plot(summary["stages"] or [{"name": "-", "seconds": 0}]),
+    }
+    markdown = _markdown(summary, trials)
+    paths = {"html": run_dir / "report.html", "markdown": run_dir / "report.md"}
+    with atomic_path(paths["markdown"]) as tmp:
+        tmp.write_text(markdown)
+    with atomic_path(paths["html"]) as tmp:
+        tmp.write_text(_html(summary, markdown, images))
+    return {k: str(v) for k, v in paths.items()}

@@ -1,0 +1,28 @@
+"""Accuracy-budgeted search: ``compress`` combines pruning, distillation and quantization.
+
+The user states a budget (points of validation accuracy) and a goal (latency, size or MACs);
+``compress`` measures per-group sensitivity, plans per-layer ratios, searches the plan's
+knobs with Optuna, verifies the best candidate, exports it and writes a report.
+"""
+
+from ._compress import compress, open_study, run_worker, trial_records
+from ._config import GOALS, CompressConfig
+from ._plan import GroupCurve, Pruner, measure_curves, plan_for_macs
+from ._recipe import Recipe, load_recipe
+from ._run import RunDir
+
+__all__ = [
+    "GOALS",
+    "CompressConfig",
+    "GroupCurve",
+    "Pruner",
+    "Recipe",
+    "RunDir",
+    "compress",
+    "load_recipe",
+    "measure_curves",
+    "open_study",
+    "plan_for_macs",
+    "run_worker",
+    "trial_records",
+]

@@ -1,0 +1,653 @@
+"""``compress``: the accuracy-budgeted search over pruning, distillation and quantization.
+
+Stages (each checkpointed in the run directory, so ``resume=True`` continues after the last
+finished one): baseline → sensitivity → plan → search (Optuna) → verify → export → report.
+Only validation data is read until the export stage, which measures the test set once.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._device import resolve_device
+from ..data import Splits, load_data
+from ..errors import AccuracyBudgetError, MissingDependencyError, SlimkitError
+from ..export import load, save
+from ..measure import count_macs, count_nonzero_params, count_params, evaluate_accuracy
+from ..measure import measure_latency as eager_latency
+from ._config import CompressConfig
+from ._plan import GroupCurve, Pruner, measure_curves, plan_for_macs
+from ._run import RunDir, write_json
+from ._trial import Context, goal_value, run_trial
+
+Log = Callable[[str], None]
+STUDY = "compress"
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# -- stages ---------------------------------------------------------------------------------------
+
+
+def _baseline(run: RunDir, model: nn.Module, splits: Splits, cfg: CompressConfig, log: Log) -> None:
+    with run.stage("baseline", {}) as out:
+        log("baseline: measuring the original model")
+        path = save(model, run.path / "baseline.safetensors")
+        x = splits.example_input(64)
+        out.update(
+            val_accuracy=evaluate_accuracy(model, splits.val),
+            params=count_params(model),
+            nonzero_params=count_nonzero_params(model),
+            macs=count_macs(model, x[:1]),
+            bytes=path.stat().st_size,
+            latency_ms_b1=eager_latency(model, x[:1], threads=cfg.latency_threads),
+            latency_ms_b64=eager_latency(model, x, threads=cfg.latency_threads),
+            artifact=str(path),
+        )
+        log(
+            f"baseline: val top-1 {out['val_accuracy']:.2f}%, {out['bytes']:,} bytes, "
+            f"{out['macs']:,} MACs, b64 {out['latency_ms_b64']:.2f} ms"
+        )
+
+
+def _sensitivity(
+    run: RunDir, pruner: Pruner, splits: Splits, cfg: CompressConfig, log: Log
+) -> None:
+    with run.stage("sensitivity", {}) as out:
+        log(
+            f"sensitivity: {len(pruner.group_keys())} channel groups × {len(cfg.sensitivity_ratios)} ratios"
+        )
+        base, curves = measure_curves(
+            pruner,
+            splits,
+            cfg.sensitivity_ratios,
+            cfg.sensitivity_images,
+            on_probe=lambda i, n: log(f"sensitivity: group {i}/{n}") if i % 10 == 0 else None,
+        )
+        out.update(
+            subset_accuracy=base,
+            images=cfg.sensitivity_images,
+            curves=[c.to_dict() for c in curves],
+        )
+        out["quantization"] = _quant_sensitivity(pruner.model, splits, cfg, log)
+        out["int8_keep_float"] = _first_layer_probe(run, pruner.model, splits, cfg, log)
+
+
+def _quant_sensitivity(
+    model: nn.Module, splits: Splits, cfg: CompressConfig, log: Log
+) -> list[Any]:
+    """Per-layer accuracy loss when quantized alone, where slimkit.quantize provides it."""
+    if not cfg.int8:
+        return []
+    try:
+        from ..quantize import sensitivity
+    except ImportError:
+        return []
+    from ..quantize import Int8StaticConfig
+
+    log("sensitivity: int8 per layer")
+    records = sensitivity(model, Int8StaticConfig(observer="percentile"), splits, batches=4)
+    return [r.to_dict() if hasattr(r, "to_dict") else r for r in records]
+
+
+def _first_layer_probe(
+    run: RunDir, model: nn.Module, splits: Splits, cfg: CompressConfig, log: Log
+) -> list[str]:
+    """Keep the first layer in float when that makes the int8 graph faster here.
+
+    A first convolution over 1–3 input channels is a GEMM with a tiny inner dimension: its
+    int8 kernel can cost more than the float one on CPUs without VNNI. Both graphs are timed
+    side by side; the faster one decides for every trial.
+    """
+    if not (cfg.int8 and cfg.goal == "latency"):
+        return []
+    from ..quantize import Int8StaticConfig, quantizable_layers
+
+    layers = quantizable_layers(model)
+    if len(layers) < 2:
+        return []
+    variants = {}
+    for tag, exclude in (("int8", ()), ("first-float", (layers[0],))):
+        q = quantize_model(model, Int8StaticConfig(observer="percentile", exclude=exclude), splits)
+        save(q, run.path / "probe" / f"{tag}.safetensors")
+        variants[tag] = {"onnx": str(run.path / "probe" / f"{tag}.onnx"), "latency_ms_b64": 0.0}
+    with _threads(cfg.latency_threads):
+        timed = _remeasure_latency(list(variants.values()), splits, cfg)
+    faster = timed[0]["onnx"].endswith("first-float.onnx")
+    ms = {Path(v["onnx"]).stem: round(v["latency_ms_b64"], 3) for v in timed}
+    log(
+        f"sensitivity: int8 b64 latency {ms}; first layer {layers[0]!r} "
+        + ("stays float" if faster else "is quantized too")
+    )
+    return [layers[0]] if faster else []
+
+
+def quantize_model(model: nn.Module, qcfg: Any, splits: Splits) -> nn.Module:
+    from ..quantize import quantize
+
+    return quantize(model, qcfg, calib_data=splits, progress=False)
+
+
+def _plan(
+    run: RunDir, pruner: Pruner, curves: list[GroupCurve], cfg: CompressConfig, log: Log
+) -> None:
+    """The starting point of the search: the deepest MACs cut the curves predict within budget.
+
+    The curves are measured without fine-tuning, so they overstate the final loss; the plan
+    allows twice the budget before recovery and lets the search correct it.
+    """
+    with run.stage("plan", {}) as out:
+        allowance = 2.0 * cfg.max_drop
+        best_keep, best_ratios = 1.0, {}
+        for keep in (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1):
+            if keep < cfg.min_macs_keep:
+                break
+
+            ratios, fraction = plan_for_macs(pruner, curves, keep)
+            predicted = sum(c.drop_at(ratios.get(c.key, 0.0)) for c in curves)
+            if predicted > allowance or fraction > keep + 0.05:
+                break
+            best_keep, best_ratios = keep, ratios
+        best_keep = min(max(best_keep, cfg.min_macs_keep), cfg.max_macs_keep)
+        out.update(initial_macs_keep=best_keep, ratios=best_ratios, allowance=allowance)
+        log(f"plan: start the search at {best_keep:.0%} of the MACs")
+
+
+# -- the search -----------------------------------------------------------------------------------
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError as err:
+        raise MissingDependencyError("compress searches with Optuna: pip install optuna") from err
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def open_study(run: RunDir, storage: str | None) -> Any:
+    optuna = _optuna()
+    if storage is None:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        backend = JournalFileBackend(str(run.path / "study.journal"))
+        store: Any = JournalStorage(backend)
+    else:
+        store = storage
+    return optuna.create_study(
+        study_name=STUDY, storage=store, direction="minimize", load_if_exists=True
+    )
+
+
+def _sampler(cfg: CompressConfig, completed: int) -> Any:
+    """A TPE sampler seeded by the number of completed trials, so resumed runs repeat."""
+    optuna = _optuna()
+
+    return optuna.samplers.TPESampler(
+        seed=cfg.seed + completed,
+        n_startup_trials=max(2, min(4, cfg.trials // 3)),
+    )
+
+
+def _suggest(trial: Any, cfg: CompressConfig) -> dict[str, Any]:
+    params = {"macs_keep": trial.suggest_float("macs_keep", cfg.min_macs_keep, cfg.max_macs_keep)}
+    if cfg.goal == "size":
+        params["sparsity"] = trial.suggest_float("sparsity", 0.0, cfg.max_sparsity)
+    return params
+
+
+def _requeue_stale(study: Any, log: Log) -> None:
+    """Trials left RUNNING by a dead process of this host are failed and queued again."""
+    optuna = _optuna()
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        owner = str(t.user_attrs.get("owner", ""))
+        name, _, pid = owner.partition(":")
+        if name == host and pid.isdigit() and not _alive(int(pid)):
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            study.enqueue_trial(t.params)
+            log(f"search: trial {t.number} was interrupted; it runs again")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def search_loop(
+    ctx: Context, run: RunDir, storage: str | None, log: Log, deadline: float | None
+) -> None:
+    """Ask, run and tell trials until the study holds ``cfg.trials`` completed ones."""
+    optuna = _optuna()
+    cfg = ctx.cfg
+    study = open_study(run, storage)
+    states = optuna.trial.TrialState
+    failures = 0
+    while True:
+        trials = study.get_trials(deepcopy=False)
+        completed = sum(t.state == states.COMPLETE for t in trials)
+        running = sum(t.state == states.RUNNING for t in trials)
+        if completed + running >= cfg.trials or failures > cfg.trials:
+            return
+        if deadline is not None and time.time() > deadline:
+            log("search: time budget spent")
+            return
+        study.sampler = _sampler(cfg, completed)
+        trial = study.ask()
+        trial.set_user_attr("owner", _owner())
+        params = _suggest(trial, cfg)
+        out_dir = run.path / "trials" / f"{trial.number:04d}"
+        try:
+            # Seeded by its slot (trials completed before it), so a trial that is re-run
+            # after an interruption trains exactly as it would have.
+            record = run_trial(ctx, params, out_dir, seed=cfg.seed + completed)
+        except KeyboardInterrupt:
+            study.tell(trial, state=states.FAIL)
+            study.enqueue_trial(params)
+            raise
+        except SlimkitError as err:
+            failures += 1
+            trial.set_user_attr("error", str(err))
+            study.tell(trial, state=states.FAIL)
+            log(f"search: trial {trial.number} failed: {err}")
+            continue
+        record["number"] = trial.number
+        trial.set_constraint("accuracy_drop", record["drop"] - cfg.max_drop)
+        for key, value in record.items():
+            trial.set_user_attr(key, value)
+        study.tell(trial, goal_value(record, cfg.goal))
+        ok = "within budget" if record["drop"] <= cfg.max_drop else "over budget"
+        log(
+            f"search: trial {trial.number} keep {params['macs_keep']:.0%} MACs"
+            + (f", sparsity {params['sparsity']:.0%}" if "sparsity" in params else "")
+            + f" → val {record['val_accuracy']:.2f}% (drop {record['drop']:+.2f}, {ok}), "
+            f"{record['bytes']:,} B, b64 {record['latency_ms_b64']:.2f} ms"
+        )
+
+
+def trial_records(study: Any) -> list[dict[str, Any]]:
+    optuna = _optuna()
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return [dict(t.user_attrs) for t in sorted(done, key=lambda t: t.number)]
+
+
+def _wait_for_workers(study: Any, log: Log) -> None:
+    optuna = _optuna()
+    while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        log("search: waiting for trials other workers are running")
+        time.sleep(5)
+
+
+# -- verify and back off --------------------------------------------------------------------------
+
+
+def _best_first(records: list[dict[str, Any]], cfg: CompressConfig) -> list[dict[str, Any]]:
+    feasible = [r for r in records if r["drop"] <= cfg.max_drop]
+    return sorted(feasible, key=lambda r: (goal_value(r, cfg.goal), -r["val_accuracy"]))
+
+
+def _reload_deployed(record: dict[str, Any], cfg: CompressConfig) -> nn.Module:
+    if record.get("onnx"):
+        from ..quantize import OrtModule
+
+        return OrtModule(record["onnx"], threads=cfg.latency_threads or torch.get_num_threads())
+    return load(record["artifact"])
+
+
+def interleaved_ms(
+    runners: Sequence[Callable[[torch.Tensor], object]], x: torch.Tensor, rounds: int = 15
+) -> list[float]:
+    """Median milliseconds per call of each runner, timed interleaved (one call each per round).
+
+    Measured alone at different moments, latencies on a shared machine drift; interleaving
+    gives every runner the same conditions, so their ratios are fair.
+    """
+    import statistics
+
+    times: list[list[float]] = [[] for _ in runners]
+    with torch.no_grad():
+        for runner in runners:
+            runner(x)
+        for _ in range(rounds):
+            for index, runner in enumerate(runners):
+                start = time.perf_counter()
+                runner(x)
+                times[index].append((time.perf_counter() - start) * 1000.0)
+    return [statistics.median(samples) for samples in times]
+
+
+def _remeasure_latency(
+    candidates: list[dict[str, Any]], splits: Splits, cfg: CompressConfig
+) -> list[dict[str, Any]]:
+    """Time the candidates again side by side; fastest first."""
+    runners = [_reload_deployed(r, cfg) for r in candidates]
+    for record, ms in zip(
+        candidates, interleaved_ms(runners, splits.example_input(64)), strict=True
+    ):
+        record["latency_ms_b64_trial"] = record["latency_ms_b64"]
+        record["latency_ms_b64"] = ms
+    return sorted(candidates, key=lambda r: (r["latency_ms_b64"], -r.get("val_accuracy", 0.0)))
+
+
+def _verify(run: RunDir, ctx: Context, records: list[dict[str, Any]], log: Log) -> None:
+    cfg = ctx.cfg
+    with run.stage("verify", {}) as out:
+        checked: list[dict[str, Any]] = []
+        ranked = _best_first(records, cfg)
+        if cfg.goal == "latency" and len(ranked) > 1:
+            with _threads(cfg.latency_threads):
+                ranked = _remeasure_latency(ranked[:4], ctx.splits, cfg) + ranked[4:]
+            log(
+                "verify: the fastest candidates re-timed side by side: "
+                + ", ".join(f"trial {r['number']} {r['latency_ms_b64']:.2f} ms" for r in ranked[:4])
+            )
+        for record in ranked:
+            accuracy = evaluate_accuracy(_reload_deployed(record, cfg), ctx.splits.val)
+            drop = ctx.baseline_val - accuracy
+            checked.append({"number": record["number"], "val_accuracy": accuracy, "drop": drop})
+            if drop <= cfg.max_drop:
+                log(
+                    f"verify: trial {record['number']} holds: val {accuracy:.2f}% (drop {drop:+.2f})"
+                )
+                out.update(chosen=record, checked=checked, backoff=[])
+                return
+        backoff = []
+        if cfg.int8:
+            # The lightest compressed plan: no pruning, int8 only (QAT if PTQ misses).
+            log("verify: no trial within budget; backing off to int8 without pruning")
+            record = run_trial(ctx, {"macs_keep": 1.0}, run.path / "backoff", cfg.seed)
+            record["number"] = "backoff"
+            backoff.append(record)
+            if record["drop"] <= cfg.max_drop:
+                out.update(chosen=record, checked=checked, backoff=backoff)
+                return
+        best = (
+            max(records + backoff, key=lambda r: r["val_accuracy"]) if records or backoff else None
+        )
+        raise AccuracyBudgetError(
+            f"no plan kept validation accuracy within {cfg.max_drop} points of "
+            f"{ctx.baseline_val:.2f}%; the closest lost {best['drop']:.2f} points "
+            f"(trial {best.get('number')}, artifact {best['artifact']}). Allow a larger "
+            "--max-drop, more --trials or more recovery epochs"
+            if best
+            else "no trial completed",
+            best=best,
+        )
+
+
+def _threads(threads: int | None) -> Any:
+    from ..measure import fixed_threads
+
+    return fixed_threads(threads)
+
+
+# -- export ---------------------------------------------------------------------------------------
+
+
+def _profile_keys(
+    model: nn.Module, splits: Splits, record: dict[str, Any], backend: str, threads: int
+) -> dict[str, Any]:
+    return {
+        "test_accuracy": evaluate_accuracy(model, splits.test),
+        "val_accuracy": record["val_accuracy"],
+        "params": record.get("params_count", record.get("params")),
+        "nonzero_params": record["nonzero_params"],
+        "macs": record["macs"],
+        "bytes": record["bytes"],
+        "latency_ms_b1": record["latency_ms_b1"],
+        "latency_ms_b64": record["latency_ms_b64"],
+        "threads": threads,
+        "device": "cpu",
+        "backend": backend,
+    }
+
+
+def _export(run: RunDir, ctx: Context, log: Log) -> None:
+    cfg = ctx.cfg
+    with run.stage("export", {}) as out:
+        chosen = run.output("verify")["chosen"]
+        artifact = run.path / "model.safetensors"
+        shutil.copyfile(chosen["artifact"], artifact)
+        files = {"artifact": str(artifact)}
+        if chosen.get("onnx"):
+            shutil.copyfile(chosen["onnx"], run.path / "model.onnx")
+            files["onnx"] = str(run.path / "model.onnx")
+        threads = cfg.latency_threads or torch.get_num_threads()
+        base = run.output("baseline")
+        log("export: measuring the test set once")
+        deployed = _reload_deployed(chosen, cfg)
+        baseline = _profile_keys(ctx.model, ctx.splits, base, "torch", threads)
+        backend = "onnxruntime" if chosen.get("onnx") else "torch"
+        result = _profile_keys(deployed, ctx.splits, chosen, backend, threads)
+        log("export: timing the original and the result side by side")
+        x = ctx.splits.example_input(64)
+        with _threads(cfg.latency_threads):
+            for key, batch in (("latency_ms_b1", x[:1]), ("latency_ms_b64", x)):
+                baseline[key], result[key] = interleaved_ms([ctx.model, deployed], batch)
+        out.update(baseline=baseline, result=result, files=files, chosen_number=chosen["number"])
+
+
+def _summary(run: RunDir, cfg: CompressConfig) -> dict[str, Any]:
+    export = run.output("export")
+    chosen = run.output("verify")["chosen"]
+    baseline, result = export["baseline"], export["result"]
+    return {
+        "baseline": baseline,
+        "result": result,
+        "budget": {
+            "max_drop": cfg.max_drop,
+            "val_drop": baseline["val_accuracy"] - result["val_accuracy"],
+            "test_drop": baseline["test_accuracy"] - result["test_accuracy"],
+        },
+        "goal": cfg.goal,
+        "plan": {
+            "macs_keep": chosen["params"].get("macs_keep"),
+            "ratios": chosen["structured"]["ratios"],
+            "sparsity": chosen["sparsity"],
+            "precision": chosen["precision"],
+        },
+        "ratios": {
+            "speedup_b64": baseline["latency_ms_b64"] / result["latency_ms_b64"],
+            "smaller": baseline["bytes"] / result["bytes"],
+            "macs": baseline["macs"] / max(result["macs"], 1),
+        },
+        "stages": run.stage_times(),
+        "files": {
+            **export["files"],
+            "report": str(run.path / "report.html"),
+            "summary": str(run.path / "summary.json"),
+        },
+        "config": cfg.to_dict(),
+    }
+
+
+# -- entry points ---------------------------------------------------------------------------------
+
+
+def _context(
+    run: RunDir, model: nn.Module, splits: Splits, cfg: CompressConfig, device: torch.device
+) -> Context:
+    pruner = Pruner.build(model, splits, cfg.importance, cfg.round_to)
+    ctx = Context(model, splits, cfg, pruner, [], run.output("baseline")["val_accuracy"], device)
+    _read_sensitivity(run, ctx)
+    return ctx
+
+
+def _read_sensitivity(run: RunDir, ctx: Context) -> None:
+    """Curves for the plan; the layers int8 hurts most, for the float fallback."""
+    if not run.done("sensitivity"):
+        return
+    output = run.output("sensitivity")
+    ctx.curves = [GroupCurve.from_dict(c) for c in output["curves"]]
+    ranked = output.get("quantization", [])
+    ctx.keep_float = list(output.get("int8_keep_float", []))
+    ctx.float_fallback = [
+        r["layer"] for r in ranked if r["accuracy_drop"] > 0 and r["layer"] not in ctx.keep_float
+    ][:2]
+
+
+def compress(
+    model: nn.Module,
+    splits: Splits,
+    cfg: CompressConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    storage: str | None = None,
+    device: str | torch.device = "cpu",
+    data_args: dict[str, Any] | None = None,
+    log: Log | None = _stderr,
+) -> dict[str, Any]:
+    """Find the smallest/fastest compressed model within an accuracy budget.
+
+    Args:
+        model: the trained float model (not modified). It must be saveable by
+            :func:`slimkit.save` (a registered or torchvision architecture).
+        splits: the data; validation accuracy steers the search, the test set is read once
+            at the end.
+        cfg: the budget, goal and search settings.
+        run_dir: where every stage, trial, the final artifacts and the report are written.
+        resume: continue the run in ``run_dir`` after its last finished stage.
+        storage: an Optuna storage URL (e.g. ``postgresql://...``) shared with
+            ``slimkit worker`` processes; default: a journal file in ``run_dir``.
+        device: where recovery training runs (latency is measured on the CPU).
+        data_args: how workers reload the data (``load_data`` keyword arguments).
+        log: receives one line per event (None: silent).
+
+    Returns:
+        The summary also written to ``run_dir/summary.json``: ``baseline`` and ``result``
+        (the keys of ``slimkit profile --json``), ``budget``, ``goal``, ``plan``, ``stages``
+        and ``files``.
+
+    Raises:
+        AccuracyBudgetError: if no plan keeps the budget (the best one is attached).
+    """
+    say = log or (lambda _message: None)
+    torch_device = resolve_device(device)
+    model = copy.deepcopy(model).cpu().eval()
+    config = {
+        "compress": cfg.to_dict(),
+        "data": data_args or {"name": splits.name},
+        "storage": storage,
+    }
+    run = RunDir.create(Path(run_dir), config, resume)
+    if not run.done("baseline"):
+        _baseline(run, model, splits, cfg, say)
+    ctx = _context(run, model, splits, cfg, torch_device)
+    if not run.done("sensitivity"):
+        _sensitivity(run, ctx.pruner, splits, cfg, say)
+        _read_sensitivity(run, ctx)
+    if not run.done("plan"):
+        _plan(run, ctx.pruner, ctx.curves, cfg, say)
+    if not run.done("search"):
+        study = open_study(run, storage)
+        if not study.get_trials(deepcopy=False):
+            study.enqueue_trial({"macs_keep": run.output("plan")["initial_macs_keep"]})
+        _requeue_stale(study, say)
+        start = time.time()
+        deadline = start + cfg.time_budget_s if cfg.time_budget_s else None
+        search_loop(ctx, run, storage, say, deadline)
+        _wait_for_workers(study, say)
+        with run.stage("search", {}, started=start) as out:
+            records = trial_records(study)
+            write_json(run.path / "trials.json", records)
+            out.update(trials=len(records), file=str(run.path / "trials.json"))
+    records = _read_records(run)
+    if not run.done("verify"):
+        _verify(run, ctx, records, say)
+    if not run.done("export"):
+        _export(run, ctx, say)
+    if not run.done("report"):
+        with run.stage("report", {}) as out:
+            summary = _summary(run, cfg)
+            write_json(run.path / "summary.json", summary)
+            from ..report import write_report
+
+            out.update(files=write_report(run.path))
+    summary = _summary(run, cfg)
+    write_json(run.path / "summary.json", summary)
+    return summary
+
+
+def _read_records(run: RunDir) -> list[dict[str, Any]]:
+    from ._run import read_json
+
+    return list(read_json(Path(run.output("search")["file"])))
+
+
+def _reloaded(run: RunDir) -> RunDir:
+    run.reload()
+    return run
+
+
+def _wait_for(
+    ready: Callable[[], bool], deadline: float, poll_s: float, say: Log, run_dir: object
+) -> None:
+    while not ready():
+        if time.time() > deadline:
+            raise SlimkitError(
+                f"{run_dir} did not reach its search stage in time; start "
+                "`slimkit compress ... --out RUN_DIR --storage URL` first"
+            )
+        say("worker: waiting for the run to reach its search stage")
+        time.sleep(poll_s)
+
+
+def run_worker(
+    run_dir: str | os.PathLike[str],
+    *,
+    storage: str | None = None,
+    device: str = "cpu",
+    log: Log | None = _stderr,
+    poll_s: float = 0.5,
+    wait_s: float = 600.0,
+) -> int:
+    """Join a compress run's search: run trials of its study until it holds enough.
+
+    The run directory must be reachable (a shared file system). The worker waits up to
+    ``wait_s`` seconds for the run to exist and finish its plan stage. Returns the number of
+    trials this worker completed.
+
+    Raises:
+        SlimkitError: if the run does not reach its search stage in time.
+    """
+    say = log or (lambda _message: None)
+    deadline = time.time() + wait_s
+    path = Path(run_dir)
+    # Load what is ready as soon as it is ready, so the worker joins the search quickly.
+    _wait_for(lambda: (path / "state.json").exists(), deadline, poll_s, say, run_dir)
+    run = RunDir.open(path)
+    config = run.state["config"]
+    cfg = CompressConfig.from_dict(config["compress"])
+    storage = storage or config.get("storage")
+    splits = load_data(**config["data"])
+    _wait_for(lambda: _reloaded(run).done("plan"), deadline, poll_s, say, run_dir)
+    model = load(run.output("baseline")["artifact"])
+    ctx = _context(run, model, splits, cfg, resolve_device(device))
+    study = open_study(run, storage)
+    before = len(trial_records(study))
+    search_loop(ctx, run, storage, say, None)
+    return len(trial_records(study)) - before

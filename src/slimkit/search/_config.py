@@ -1,0 +1,118 @@
+"""The compress configuration: an accuracy budget, a goal and the search's knobs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+GOALS = ("latency", "size", "macs")
+BACKENDS = ("onnxruntime", "torch")
+RECOVERY = ("kd", "ce")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompressConfig:
+    """What ``compress`` must achieve, and how hard it may search.
+
+    Args:
+        max_drop: the accuracy budget, in points of validation top-1 below the original.
+        goal: what to minimise within the budget: ``latency`` (batch-64 latency on
+            ``backend``), ``size`` (bytes of the artifact) or ``macs``.
+        backend: where the result runs: ``onnxruntime`` (int8 QDQ graph) or ``torch`` (eager;
+            no int8 there, so only pruning helps).
+        trials: how many candidate plans the search evaluates (each one pruned, recovered,
+            quantized and validated).
+        time_budget_s: stop starting new trials after this many seconds of search.
+        seed: seeds the sampler and every trial's training, so a run is repeatable.
+        importance: the structured pruning criterion (see ``StructuredConfig``).
+        recover: ``kd`` (distil from the original model) or ``ce`` (plain fine-tuning).
+        recover_epochs: epochs of recovery after structured pruning in each trial.
+        recover_lr: peak learning rate of the recovery.
+        sensitivity_ratios: pruning ratios probed per channel group in the sensitivity stage.
+        sensitivity_images: validation images read per sensitivity probe.
+        min_macs_keep: the smallest fraction of MACs the search may keep.
+        max_macs_keep: the largest (1.0 lets the search skip structured pruning).
+        max_sparsity: the largest unstructured sparsity the search may try (size goal only).
+        quantize: quantize to int8 (static, calibrated) when the backend runs int8.
+        qat_epochs: when post-training quantization misses the budget, fine-tune with
+            quantization-aware training for this many epochs (0 disables it).
+        latency_threads: CPU threads for latency measurements (None: torch's current setting).
+        round_to: keep channel counts multiples of this.
+    """
+
+    max_drop: float = 0.5
+    goal: str = "latency"
+    backend: str = "onnxruntime"
+    trials: int = 8
+    time_budget_s: float | None = None
+    seed: int = 0
+    importance: str = "l2"
+    recover: str = "kd"
+    recover_epochs: int = 2
+    recover_lr: float = 1e-3
+    sensitivity_ratios: tuple[float, ...] = (0.3, 0.6)
+    sensitivity_images: int = 2000
+    min_macs_keep: float = 0.1
+    max_macs_keep: float = 1.0
+    max_sparsity: float = 0.95
+    quantize: bool = True
+    qat_epochs: int = 1
+    latency_threads: int | None = None
+    round_to: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_drop < 0:
+            raise ValueError(f"CompressConfig.max_drop must be >= 0 points, got {self.max_drop}")
+        for name, value, allowed in (
+            ("goal", self.goal, GOALS),
+            ("backend", self.backend, BACKENDS),
+            ("recover", self.recover, RECOVERY),
+        ):
+            if value not in allowed:
+                raise ValueError(f"CompressConfig.{name} must be one of {allowed}, got {value!r}")
+        if self.trials < 1:
+            raise ValueError(f"CompressConfig.trials must be >= 1, got {self.trials}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ValueError("CompressConfig.time_budget_s must be > 0 seconds (or None)")
+        if not 0.0 < self.min_macs_keep <= 1.0:
+            raise ValueError(
+                f"CompressConfig.min_macs_keep must be in (0, 1], got {self.min_macs_keep}"
+            )
+        if not self.min_macs_keep <= self.max_macs_keep <= 1.0:
+            raise ValueError(
+                "CompressConfig.max_macs_keep must be in [min_macs_keep, 1], "
+                f"got {self.max_macs_keep}"
+            )
+        if not 0.0 <= self.max_sparsity < 1.0:
+            raise ValueError(
+                f"CompressConfig.max_sparsity must be in [0, 1), got {self.max_sparsity}"
+            )
+        if not self.sensitivity_ratios or not all(0 < r < 1 for r in self.sensitivity_ratios):
+            raise ValueError("CompressConfig.sensitivity_ratios must be values in (0, 1)")
+        if self.recover_epochs < 0 or self.qat_epochs < 0:
+            raise ValueError("CompressConfig.recover_epochs and qat_epochs must be >= 0")
+        if self.sensitivity_images < 1 or self.round_to < 1:
+            raise ValueError("CompressConfig.sensitivity_images and round_to must be >= 1")
+
+    @property
+    def int8(self) -> bool:
+        """Whether candidates are quantized to int8 (only ONNX Runtime runs our int8 graphs)."""
+        return self.quantize and self.backend == "onnxruntime"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["sensitivity_ratios"] = list(self.sensitivity_ratios)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CompressConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown CompressConfig keys {unknown}; valid keys: {', '.join(sorted(known))}"
+            )
+        values = dict(data)
+        if "sensitivity_ratios" in values:
+            values["sensitivity_ratios"] = tuple(values["sensitivity_ratios"])
+        return cls(**values)

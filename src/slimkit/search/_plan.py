@@ -1,0 +1,181 @@
+"""Sensitivity curves of channel groups and the per-group ratios that hit a MACs fraction.
+
+The sensitivity stage prunes one group at a time (no fine-tuning) and records the validation
+accuracy drop. The plan gives every group the largest ratio whose measured (interpolated)
+drop stays under a common threshold λ, so that insensitive groups lose more channels than
+sensitive ones; λ is bisected until the pruned model keeps the wanted fraction of MACs.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import Splits, make_loader
+from ..data._splits import take
+from ..graph import DependencyGraph
+from ..importance import GROUP, unit_scores
+from ..measure import count_macs, evaluate_accuracy
+from ..prune import PerLayer, StructuredConfig
+from ..prune._structured import prune_verified
+
+MAX_RATIO = 0.9
+# A tiny slope added to every curve: with it, λ = 0 prunes nothing and larger λ prunes more,
+# even for groups whose measured drop is zero at every probed ratio.
+TIE_SLOPE = 1e-3
+
+
+@dataclass
+class GroupCurve:
+    """Validation drop (points) and MACs fraction when only this group is pruned."""
+
+    key: str
+    channels: int
+    ratios: list[float]
+    drops: list[float]
+    macs_fraction: list[float]
+
+    def drop_at(self, ratio: float) -> float:
+        """Monotone, linearly interpolated (and extrapolated) drop at ``ratio``."""
+        xs = [0.0, *self.ratios]
+        ys = list(np.maximum.accumulate([0.0, *[max(d, 0.0) for d in self.drops]]))
+        if ratio <= xs[-1]:
+            value = float(np.interp(ratio, xs, ys))
+        else:
+            slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+            value = ys[-1] + max(slope, 0.0) * (ratio - xs[-1])
+        return value + TIE_SLOPE * ratio
+
+    def ratio_for(self, threshold: float) -> float:
+        """The largest ratio (on a 1% grid) whose drop is at most ``threshold``."""
+        grid = np.linspace(0.0, MAX_RATIO, 91)
+        ok = [r for r in grid if self.drop_at(float(r)) <= threshold]
+        return float(ok[-1]) if ok else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "channels": self.channels,
+            "ratios": self.ratios,
+            "drops": self.drops,
+            "macs_fraction": self.macs_fraction,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GroupCurve:
+        return cls(**data)
+
+
+@dataclass
+class Pruner:
+    """A traced model with its unit scores, ready to prune with any per-group ratios."""
+
+    model: nn.Module
+    example: torch.Tensor
+    graph: DependencyGraph
+    scores: dict[int, float]
+    importance: str
+    round_to: int
+    base_macs: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.base_macs = count_macs(self.model, self.example)
+
+    @classmethod
+    def build(cls, model: nn.Module, splits: Splits, importance: str, round_to: int = 1) -> Pruner:
+        model = copy.deepcopy(model).cpu().eval()
+        example = splits.example_input(1)
+        graph = DependencyGraph.build(model, example)
+        criterion = GROUP.get(importance)()
+        calib = None
+        if criterion.needs_data:
+            loader = make_loader(splits.train, batch_size=64, shuffle=True, seed=1234)
+            calib = list(islice(iter(loader), 4))
+        scores = unit_scores(graph, criterion(graph, model, calib))
+        return cls(model, example, graph, scores, importance, round_to)
+
+    def group_keys(self) -> list[tuple[str, int]]:
+        """(override key, channels) of every prunable group."""
+        return [(g.sources[0], g.channels) for g in self.graph.groups if g.prunable and g.sources]
+
+    def config(self, ratios: dict[str, float]) -> StructuredConfig:
+        overrides = {k: min(r, MAX_RATIO) for k, r in ratios.items() if r > 0}
+        return StructuredConfig(
+            ratio=0.0,
+            scope=PerLayer(overrides=overrides),
+            importance=self.importance,
+            round_to=self.round_to,
+            max_ratio=MAX_RATIO,
+        )
+
+    def prune(self, ratios: dict[str, float]) -> nn.Module:
+        cfg = self.config(ratios)
+        return prune_verified(self.graph, self.model, self.scores, cfg, 0.0).model
+
+    def macs_fraction(self, ratios: dict[str, float]) -> float:
+        return count_macs(self.prune(ratios), self.example) / self.base_macs
+
+
+def measure_curves(
+    pruner: Pruner,
+    splits: Splits,
+    ratios: tuple[float, ...],
+    images: int,
+    on_probe: Callable[[int, int], None] | None = None,
+) -> tuple[float, list[GroupCurve]]:
+    """Prune each group alone at each ratio and measure the validation drop (no fine-tuning)."""
+    subset = take(splits.val, images)
+    base = evaluate_accuracy(pruner.model, subset)
+    keys = pruner.group_keys()
+    curves: list[GroupCurve] = []
+    for index, (key, channels) in enumerate(keys):
+        drops, fractions = [], []
+        for ratio in ratios:
+            pruned = pruner.prune({key: ratio})
+            drops.append(base - evaluate_accuracy(pruned, subset))
+            fractions.append(count_macs(pruned, pruner.example) / pruner.base_macs)
+        curves.append(GroupCurve(key, channels, list(ratios), drops, fractions))
+        if on_probe is not None:
+            on_probe(index + 1, len(keys))
+    return base, curves
+
+
+def allocate(curves: list[GroupCurve], threshold: float) -> dict[str, float]:
+    """Per-group ratios at a common sensitivity threshold λ (points of drop)."""
+    return {c.key: c.ratio_for(threshold) for c in curves}
+
+
+def plan_for_macs(
+    pruner: Pruner, curves: list[GroupCurve], keep: float, *, iterations: int = 14
+) -> tuple[dict[str, float], float]:
+    """Bisect λ until the pruned model keeps about ``keep`` of the MACs (at or below it).
+
+    Returns the per-group ratios and the MACs fraction they achieve. When even the largest
+    ratios keep more than ``keep``, those ratios are returned with their (higher) fraction.
+    """
+    if keep >= 1.0 or not curves:
+        return {}, 1.0
+    high = max(c.drop_at(MAX_RATIO) for c in curves) + 1.0
+    best = allocate(curves, high)
+    best_fraction = pruner.macs_fraction(best)
+    if best_fraction > keep:
+        return best, best_fraction
+    low = 0.0
+    for _ in range(iterations):
+        mid = (low + high) / 2
+        ratios = allocate(curves, mid)
+        fraction = pruner.macs_fraction(ratios)
+        if fraction > keep:
+            low = mid
+        else:
+            high, best, best_fraction = mid, ratios, fraction
+            if keep - fraction < 0.01:
+                break
+    return best, best_fraction

@@ -1,0 +1,105 @@
+"""The run directory: one JSON state file, written atomically after every stage."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_path
+from ..errors import SlimkitError
+
+STAGES = ("baseline", "sensitivity", "plan", "search", "verify", "export", "report")
+
+
+def write_json(path: Path, data: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, default=_jsonable))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class RunDir:
+    """``RUN_DIR/state.json``: the config, the data, and each finished stage's outputs."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.state_path = self.path / "state.json"
+        self.state: dict[str, Any] = {"stages": {}}
+
+    @classmethod
+    def create(cls, path: str | Path, config: dict[str, Any], resume: bool) -> RunDir:
+        run = cls(path)
+        if run.state_path.exists():
+            if not resume:
+                raise SlimkitError(
+                    f"{run.path} already holds a compress run; pass --resume to continue it "
+                    "or choose another --out directory"
+                )
+            run.state = read_json(run.state_path)
+            if run.state.get("config") != config:
+                raise SlimkitError(
+                    f"{run.path} was started with another configuration; resume it with the "
+                    f"same options or start a new run directory (saved: {run.state.get('config')})"
+                )
+        else:
+            run.state = {"config": config, "stages": {}}
+            run.path.mkdir(parents=True, exist_ok=True)
+            run.save()
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        run = cls(path)
+        if not run.state_path.exists():
+            raise SlimkitError(f"{run.path} is not a compress run directory (no state.json)")
+        run.state = read_json(run.state_path)
+        return run
+
+    def reload(self) -> None:
+        self.state = read_json(self.state_path)
+
+    def save(self) -> None:
+        write_json(self.state_path, self.state)
+
+    def done(self, stage: str) -> bool:
+        return stage in self.state["stages"]
+
+    def output(self, stage: str) -> dict[str, Any]:
+        return self.state["stages"][stage]["output"]
+
+    @contextmanager
+    def stage(
+        self, name: str, output: dict[str, Any], *, started: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Record ``output`` (filled by the body) and the stage's time once the body succeeds.
+
+        ``started`` (a ``time.time()`` value) counts work done before the body, e.g. trials.
+        """
+        start = time.time() if started is None else started
+        yield output
+        self.state["stages"][name] = {
+            "seconds": round(time.time() - start, 2),
+            "output": output,
+        }
+        self.save()
+
+    def stage_times(self) -> list[dict[str, Any]]:
+        return [
+            {"name": name, "seconds": self.state["stages"][name]["seconds"]}
+            for name in STAGES
+            if name in self.state["stages"]
+        ]

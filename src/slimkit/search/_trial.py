@@ -1,0 +1,170 @@
+"""One candidate of the search: prune by plan, recover, sparsify, quantize, measure."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Splits
+from ..export import save
+from ..measure import count_macs, count_nonzero_params, count_params, evaluate_accuracy
+from ..measure import measure_latency as eager_latency
+from ..prune import Global, UnstructuredConfig, prune
+from ..train import TrainConfig, train
+from ._config import CompressConfig
+from ._plan import GroupCurve, Pruner, plan_for_macs
+
+
+@dataclass
+class Context:
+    """What every trial reads: the original model, the data, the curves, the baseline."""
+
+    model: nn.Module
+    splits: Splits
+    cfg: CompressConfig
+    pruner: Pruner
+    curves: list[GroupCurve]
+    baseline_val: float
+    device: torch.device
+    float_fallback: list[str] = field(default_factory=list)
+    keep_float: list[str] = field(default_factory=list)
+
+
+def recover(model: nn.Module, ctx: Context, epochs: int, seed: int, desc: str = "recover") -> None:
+    """Fine-tune ``model`` in place: distilled from the original (kd) or with labels (ce)."""
+    if epochs <= 0:
+        return
+    train_cfg = TrainConfig(epochs=epochs, lr=ctx.cfg.recover_lr, seed=seed)
+    if ctx.cfg.recover == "kd":
+        from ..distill import DistillConfig, distill
+
+        distill(
+            model,
+            ctx.model,
+            ctx.splits,
+            DistillConfig(train=train_cfg),
+            device=ctx.device,
+            progress=False,
+        )
+    else:
+        train(model, ctx.splits, train_cfg, device=ctx.device, progress=False, desc=desc)
+    model.cpu().eval()
+
+
+def structured_step(ctx: Context, keep: float, seed: int) -> tuple[nn.Module, dict[str, Any]]:
+    """Prune to about ``keep`` of the MACs with the sensitivity plan, then recover."""
+    ratios, fraction = plan_for_macs(ctx.pruner, ctx.curves, keep)
+    if not ratios:
+        return copy.deepcopy(ctx.model), {"ratios": {}, "macs_fraction": 1.0}
+    pruned = prune(
+        ctx.model, ctx.pruner.config(ratios), example_inputs=ctx.pruner.example, progress=False
+    )
+    recover(pruned, ctx, ctx.cfg.recover_epochs, seed)
+    return pruned, {"ratios": ratios, "macs_fraction": fraction}
+
+
+def sparsify(model: nn.Module, ctx: Context, sparsity: float, seed: int) -> nn.Module:
+    """Unstructured global magnitude sparsity on what remains, with one epoch of fine-tuning."""
+    if sparsity <= 0:
+        return model
+    finetune = TrainConfig(epochs=1, lr=ctx.cfg.recover_lr, seed=seed)
+    cfg = UnstructuredConfig(sparsity=sparsity, scope=Global())
+    return prune(model, cfg, data=ctx.splits, finetune=finetune, device=ctx.device, progress=False)
+
+
+def quantize_step(
+    model: nn.Module, ctx: Context, seed: int, allow_qat: bool
+) -> tuple[nn.Module, str]:
+    """int8 static (calibrated); when that misses the budget, keep the layers most sensitive
+    to int8 in float (one, then two), then try quantization-aware training.
+
+    ``ctx.keep_float`` layers (chosen once by a latency probe) stay float in every variant.
+    """
+    from ..quantize import Int8StaticConfig, QATConfig, quantize
+
+    base = tuple(ctx.keep_float)
+
+    def within(q: nn.Module) -> bool:
+        return ctx.baseline_val - evaluate_accuracy(q, ctx.splits.val) <= ctx.cfg.max_drop
+
+    def label(scheme: str, floats: tuple[str, ...]) -> str:
+        return f"{scheme}, float: {', '.join(floats)}" if floats else scheme
+
+    def static(floats: tuple[str, ...]) -> nn.Module:
+        cfg = Int8StaticConfig(observer="percentile", exclude=floats)
+        return quantize(model, cfg, calib_data=ctx.splits, progress=False)
+
+    q, floats = static(base), base
+    if not allow_qat or within(q):
+        return q, label("int8-static", floats)
+    for count in (1, 2):
+        if len(ctx.float_fallback) < count:
+            break
+        floats = base + tuple(ctx.float_fallback[:count])
+        q = static(floats)
+        if within(q):
+            return q, label("int8-static", floats)
+    if not ctx.cfg.qat_epochs:
+        return q, label("int8-static", floats)
+    qat = QATConfig(
+        observer="percentile",
+        exclude=base,
+        finetune=TrainConfig(epochs=ctx.cfg.qat_epochs, lr=ctx.cfg.recover_lr / 10, seed=seed),
+    )
+    return quantize(model, qat, data=ctx.splits, calib_data=ctx.splits, progress=False), label(
+        "qat", base
+    )
+
+
+def run_trial(ctx: Context, params: dict[str, Any], out_dir: Path, seed: int) -> dict[str, Any]:
+    """Build, save and measure one candidate; returns its record (validation only)."""
+    torch.manual_seed(seed)
+    model, structured = structured_step(ctx, float(params.get("macs_keep", 1.0)), seed)
+    sparsity = float(params.get("sparsity", 0.0))
+    model = sparsify(model, ctx, sparsity, seed)
+    record: dict[str, Any] = {
+        "params": params,
+        "structured": structured,
+        "sparsity": sparsity,
+        "float_val_accuracy": evaluate_accuracy(model, ctx.splits.val),
+        "params_count": count_params(model),
+        "nonzero_params": count_nonzero_params(model),
+        "macs": count_macs(model, ctx.pruner.example),
+        "precision": "fp32",
+    }
+    deployed: nn.Module = model
+    if ctx.cfg.int8:
+        from ..quantize import OrtModule, onnx_path
+
+        # Fallbacks can only win back what quantization lost: not worth it when the float
+        # model is already over budget; QAT would also refill the zeros of a sparse model.
+        allow_qat = (
+            sparsity == 0 and ctx.baseline_val - record["float_val_accuracy"] <= ctx.cfg.max_drop
+        )
+        model, record["precision"] = quantize_step(model, ctx, seed, allow_qat=allow_qat)
+        artifact = save(model, out_dir / "model.safetensors")
+        threads = ctx.cfg.latency_threads or torch.get_num_threads()
+        deployed = OrtModule(onnx_path(artifact), threads=threads)
+        record["onnx"] = str(onnx_path(artifact))
+    else:
+        artifact = save(model, out_dir / "model.safetensors")
+    record["artifact"] = str(artifact)
+    record["bytes"] = artifact.stat().st_size
+    record["val_accuracy"] = evaluate_accuracy(deployed, ctx.splits.val)
+    record["drop"] = ctx.baseline_val - record["val_accuracy"]
+    x = ctx.splits.example_input(64)
+    record["latency_ms_b64"] = eager_latency(deployed, x, threads=ctx.cfg.latency_threads)
+    record["latency_ms_b1"] = eager_latency(deployed, x[:1], threads=ctx.cfg.latency_threads)
+    return record
+
+
+def goal_value(record: dict[str, Any], goal: str) -> float:
+    """The number the search minimises for ``goal``."""
+    return float(
+        {"latency": record["latency_ms_b64"], "size": record["bytes"], "macs": record["macs"]}[goal]
+    )

@@ -1,0 +1,87 @@
+"""compress end to end on a small trained model and a real Fashion-MNIST slice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from torch import nn
+
+from slimkit import AccuracyBudgetError, Splits, load
+from slimkit.search import CompressConfig, compress
+
+PROFILE_KEYS = {
+    "test_accuracy", "val_accuracy", "params", "nonzero_params", "macs", "bytes",
+    "latency_ms_b1", "latency_ms_b64", "threads", "device", "backend",
+}  # fmt: skip
+
+FAST = {"trials": 2, "recover": "ce", "recover_epochs": 1, "sensitivity_images": 256}
+
+
+def test_budget_is_honoured_and_the_run_is_complete(
+    trained: nn.Module, small_splits: Splits, tmp_path: Path
+) -> None:
+    cfg = CompressConfig(max_drop=1.0, goal="size", latency_threads=1, **FAST)
+    summary = compress(trained, small_splits, cfg, tmp_path / "run", log=None)
+
+    assert set(summary["baseline"]) == PROFILE_KEYS == set(summary["result"])
+    assert summary["baseline"]["val_accuracy"] - summary["result"]["val_accuracy"] <= 1.0
+    assert summary["result"]["backend"] == "onnxruntime"
+    # int8 weights alone make it ~4x smaller; sparsity and pruning add to that.
+    assert summary["result"]["bytes"] * 3.5 < summary["baseline"]["bytes"]
+    assert [s["name"] for s in summary["stages"]] == [
+        "baseline", "sensitivity", "plan", "search", "verify", "export", "report"
+    ]  # fmt: skip
+    files = summary["files"]
+    for key in ("artifact", "onnx", "report", "summary"):
+        assert Path(files[key]).is_file(), key
+    on_disk = json.loads(Path(files["summary"]).read_text())
+    assert on_disk["result"] == summary["result"]
+    # The exported artifact reloads and reproduces the validation accuracy the run reported.
+    from slimkit import evaluate_accuracy
+    from slimkit.quantize import OrtModule
+
+    reloaded = OrtModule(files["onnx"], threads=1)
+    assert evaluate_accuracy(reloaded, small_splits.val) == summary["result"]["val_accuracy"]
+    assert load(files["artifact"]) is not None
+    html = Path(files["report"]).read_text()
+    assert html.count("data:image/png;base64,") == 4
+    trials = json.loads((tmp_path / "run" / "trials.json").read_text())
+    assert len(trials) == 2
+
+
+def test_impossible_budget_raises_with_the_best_plan(
+    trained: nn.Module, small_splits: Splits, tmp_path: Path
+) -> None:
+    cfg = CompressConfig(
+        max_drop=0.0,
+        goal="macs",
+        quantize=False,
+        min_macs_keep=0.1,
+        max_macs_keep=0.15,
+        trials=2,
+        recover_epochs=0,
+        sensitivity_images=256,
+    )
+    with pytest.raises(AccuracyBudgetError, match=r"within 0\.0 points") as info:
+        compress(trained, small_splits, cfg, tmp_path / "run", log=None)
+    best = info.value.best
+    assert isinstance(best, dict) and best["drop"] > 0
+    assert Path(best["artifact"]).is_file()
+
+
+def test_existing_run_needs_resume_and_same_config(
+    trained: nn.Module, small_splits: Splits, tmp_path: Path
+) -> None:
+    from slimkit import SlimkitError
+
+    cfg = CompressConfig(max_drop=5.0, goal="macs", quantize=False, **FAST)
+    compress(trained, small_splits, cfg, tmp_path / "run", log=None)
+    with pytest.raises(SlimkitError, match="--resume"):
+        compress(trained, small_splits, cfg, tmp_path / "run", log=None)
+    other = CompressConfig(max_drop=4.0, goal="macs", quantize=False, **FAST)
+    with pytest.raises(SlimkitError, match="another configuration"):
+        compress(trained, small_splits, other, tmp_path / "run", resume=True, log=None)
+    again = compress(trained, small_splits, cfg, tmp_path / "run", resume=True, log=None)
+    assert again["result"]["macs"] < again["baseline"]["macs"]

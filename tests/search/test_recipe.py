@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slimkit.search import load_recipe
+
+RECIPES = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
+
+
+def test_there_are_shipped_recipes() -> None:
+    assert {p.stem for p in RECIPES} >= {"seed-cnn", "resnet56"}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_every_shipped_recipe_loads(path: Path) -> None:
+    recipe = load_recipe(path)
+    assert recipe.model.endswith(".safetensors")
+    assert recipe.data["name"] == "fashion-mnist"
+    assert recipe.compress.max_drop == 0.5
+
+
+def test_overrides_and_errors(tmp_path: Path) -> None:
+    path = RECIPES[0]
+    recipe = load_recipe(path, ["compress.trials=3", "compress.goal=size", "out=/tmp/x"])
+    assert (recipe.compress.trials, recipe.compress.goal, recipe.out) == (3, "size", "/tmp/x")
+    with pytest.raises(ValueError, match=r"valid keys: .*trials"):
+        load_recipe(path, ["compress.trails=3"])
+    with pytest.raises(ValueError, match="key=value"):
+        load_recipe(path, ["compress.trials"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: m.safetensors\nout: o\nstages: []\n")
+    with pytest.raises(ValueError, match="valid keys: compress, data, device, model, out, storage"):
+        load_recipe(bad)
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("model: m.safetensors\n")
+    with pytest.raises(ValueError, match="needs 'out'"):
+        load_recipe(missing)
