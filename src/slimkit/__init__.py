@@ -2,6 +2,7 @@
 
 from ._version import __version__
 from .data import Splits, load_data
+from .distill import AttentionTransfer, DistillConfig, HintKD, LogitKD, distill, slim
 from .errors import (
     AccuracyBudgetError,
     ArtifactError,
@@ -24,14 +25,20 @@ from .prune import (
     prune,
     search_sparsity,
 )
+from .search import CompressConfig, compress
 from .train import TrainConfig, train
 
 __all__ = [
     "AGP",
     "AccuracyBudgetError",
     "ArtifactError",
+    "AttentionTransfer",
+    "CompressConfig",
     "DataError",
+    "DistillConfig",
     "Global",
+    "HintKD",
+    "LogitKD",
     "ModelError",
     "OneShot",
     "PerLayer",
@@ -44,8 +51,10 @@ __all__ = [
     "UnstructuredConfig",
     "UnsupportedOpError",
     "__version__",
+    "compress",
     "count_macs",
     "create_model",
+    "distill",
     "evaluate_accuracy",
     "load",
     "load_data",
@@ -55,5 +64,6 @@ __all__ = [
     "read_spec",
     "save",
     "search_sparsity",
+    "slim",
     "train",
 ]

@@ -15,6 +15,7 @@ import torch
 from .. import export
 from .._device import resolve_device
 from ..data import Splits, load_data
+from ..distill import DistillConfig, kd_loss
 from ..errors import DataError
 from ..graph import DependencyGraph
 from ..measure import count_macs, count_params, evaluate_accuracy, profile
@@ -33,6 +34,11 @@ from ..prune import (
 )
 from ..quantize import profile_deployed
 from ..train import TrainConfig, train
+from ..train._distributed import init_from_env
+from ..train._distributed import rank as dist_rank
+from ..train._loop import LossFn
+from ._compress import COMPRESS_COMMANDS
+from ._distill import cmd_distill, cmd_slim
 from ._output import print_json, profile_table
 from ._quantize import cmd_quantize
 
@@ -93,6 +99,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.resume and checkpoint.exists():
         checkpoint.unlink()  # a fresh run must not silently continue an old one
     device = resolve_device(args.device)
+    # Under `torchrun --nproc-per-node N -m slimkit train ...` every rank trains a slice of
+    # each batch; rank 0 alone writes the artifact.
+    if init_from_env(device) and dist_rank() != 0:
+        train(model, splits, cfg, device=device, checkpoint=None, progress=False)
+        return 0
     history = train(model, splits, cfg, device=device, checkpoint=checkpoint, resume=args.resume)
     test_accuracy = evaluate_accuracy(model, splits.test, device=device)
     metrics = {
@@ -184,10 +195,29 @@ def _prune_inputs(
     return source, model, splits, resolve_device(args.device), finetune
 
 
+def _recovery(
+    args: argparse.Namespace, teacher: torch.nn.Module
+) -> tuple[LossFn | None, dict[str, Any]]:
+    """The fine-tuning loss: KD from the unpruned model (the default) or plain cross-entropy."""
+    if args.finetune_epochs == 0:
+        return None, {"method": "none"}
+    if args.recover == "ce":
+        return None, {"method": "ce"}
+    defaults = DistillConfig()
+    loss_fn = kd_loss(teacher, temperature=defaults.temperature, alpha=defaults.alpha)
+    return loss_fn, {
+        "method": "kd",
+        "teacher": "parent",
+        "temperature": defaults.temperature,
+        "alpha": defaults.alpha,
+    }
+
+
 def cmd_prune_structured(args: argparse.Namespace) -> int:
     cfg = _structured_config(args)  # validate before reading anything
     source, model, splits, device, finetune = _prune_inputs(args)
-    pruned = prune(model, cfg, data=splits, finetune=finetune, device=device)
+    loss_fn, recover = _recovery(args, model)
+    pruned = prune(model, cfg, data=splits, finetune=finetune, device=device, loss_fn=loss_fn)
     example = splits.test[0][0].unsqueeze(0)
     metrics = {
         "macs": count_macs(pruned.cpu(), example),
@@ -204,6 +234,7 @@ def cmd_prune_structured(args: argparse.Namespace) -> int:
         "parent_sha256": _sha256(source),
         "config": cfg.to_dict(),
         "finetune": finetune.to_dict(),
+        "recover": recover,
         "data": splits.describe(),
         "report": pruned.slimkit_prune_report,
     }
@@ -253,11 +284,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if (args.sparsity is None) == (args.max_drop is None):
         raise ValueError("pass exactly one of --sparsity S or --max-drop P")
     source, model, splits, device, finetune = _prune_inputs(args)
+    loss_fn, recover = _recovery(args, model)
     provenance: dict[str, Any] = {
         "command": "prune",
         "parent": str(source),
         "parent_sha256": _sha256(source),
         "finetune": finetune.to_dict(),
+        "recover": recover,
         "data": splits.describe(),
     }
     if args.max_drop is not None:
@@ -273,6 +306,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             strategy=args.strategy,
             device=device,
             on_trial=_print_trial,
+            loss_fn=loss_fn,
         )
         assert search.model is not None and search.best is not None  # search raises otherwise
         pruned = search.model
@@ -280,7 +314,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         provenance["budget_search"] = search.to_dict()
     else:
         cfg = _unstructured_config(args, args.sparsity)
-        pruned = prune(model, cfg, data=splits, finetune=finetune, device=device)
+        pruned = prune(model, cfg, data=splits, finetune=finetune, device=device, loss_fn=loss_fn)
     provenance["config"] = cfg.to_dict()
     metrics = _final_metrics(model, pruned, splits, cfg, device)
     summary = f"sparsity {metrics['sparsity']:.2%} of prunable weights"
@@ -328,4 +362,7 @@ COMMANDS = {
     "prune": cmd_prune,
     "graph": cmd_graph,
     "quantize": cmd_quantize,
+    "distill": cmd_distill,
+    "slim": cmd_slim,
+    **COMPRESS_COMMANDS,
 }

@@ -11,6 +11,8 @@ from .._device import DEVICE_CHOICES
 from .._version import __version__
 from ..errors import AccuracyBudgetError, SlimkitError
 from ._commands import COMMANDS
+from ._compress import compress_parsers
+from ._distill import distill_parser, slim_parser
 from ._quantize import quantize_parser
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUDGET = 0, 1, 2, 3
@@ -85,6 +87,13 @@ def _prune_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--agp-steps", type=int, default=4)
     p.add_argument("--finetune-epochs", type=int, default=2)
     p.add_argument("--finetune-lr", type=float, default=1e-3)
+    p.add_argument(
+        "--recover",
+        default=None,
+        choices=["kd", "ce"],
+        help="fine-tuning loss: kd (distil the unpruned model; the default when fine-tuning) "
+        "or ce (plain cross-entropy)",
+    )
     p.add_argument("--max-trials", type=int, default=6, help="budget search: trials at most")
     p.add_argument("--max-sparsity", type=float, default=0.99, help="budget search: upper bound")
     p.add_argument(
@@ -122,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     _prune_parser(sub)
     _graph_parser(sub)
     quantize_parser(sub, _add_common)
+    distill_parser(sub, _add_common)
+    slim_parser(sub, _add_common)
+    compress_parsers(sub, _add_common)
     return parser
 
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..data import Splits
 from ..train import TrainConfig
+from ..train._loop import LossFn
 from ._config import UnstructuredConfig
 from ._unstructured import prune_unstructured
 
@@ -31,6 +32,7 @@ def prune(
     device: str | torch.device = "cpu",
     inplace: bool = False,
     progress: bool = True,
+    loss_fn: LossFn | None = None,
     **options: Any,
 ) -> nn.Module:
     """Prune ``model`` as ``cfg`` says and return the pruned model.
@@ -45,6 +47,8 @@ def prune(
         device: ``auto``, ``cpu`` or ``cuda``.
         inplace: modify ``model`` itself.
         progress: show progress bars.
+        loss_fn: the fine-tuning loss, ``loss_fn(model, x, y)`` (cross-entropy by default;
+            :func:`slimkit.distill.kd_loss` distils the unpruned model instead).
         **options: method-specific inputs, e.g. ``example_inputs=`` and ``calib_data=`` for
             :class:`~slimkit.StructuredConfig`.
 
@@ -66,5 +70,6 @@ def prune(
         device=device,
         inplace=inplace,
         progress=progress,
+        loss_fn=loss_fn,
         **options,
     )

@@ -15,6 +15,7 @@ from ..data import Splits
 from ..errors import AccuracyBudgetError
 from ..measure import evaluate_accuracy
 from ..train import TrainConfig
+from ..train._loop import LossFn
 from ._config import UnstructuredConfig
 from ._unstructured import prune_unstructured
 
@@ -68,6 +69,7 @@ def search_sparsity(
     on_trial: Callable[[Trial], None] | None = None,
     progress: bool = True,
     strategy: str = "iterative",
+    loss_fn: LossFn | None = None,
 ) -> BudgetSearch:
     """Find the largest sparsity whose fine-tuned validation accuracy stays within ``max_drop``.
 
@@ -96,6 +98,7 @@ def search_sparsity(
         on_trial: called with each finished trial (live progress).
         progress: show fine-tuning progress bars.
         strategy: ``iterative`` or ``bisect`` (see above).
+        loss_fn: the fine-tuning loss (cross-entropy by default).
 
     Raises:
         ValueError: for a negative budget or a bad trial count.
@@ -115,7 +118,13 @@ def search_sparsity(
     def run_trial(index: int, start: nn.Module, sparsity: float) -> tuple[Trial, nn.Module]:
         cfg = dataclasses.replace(template, sparsity=sparsity)
         candidate = prune_unstructured(
-            start, cfg, data=data, finetune=finetune, device=device, progress=progress
+            start,
+            cfg,
+            data=data,
+            finetune=finetune,
+            device=device,
+            progress=progress,
+            loss_fn=loss_fn,
         )
         accuracy = evaluate_accuracy(candidate, data.val, device=device)
         drop = baseline - accuracy

@@ -29,6 +29,7 @@ from ..importance import GROUP, unit_scores
 from ..importance._base import Batch
 from ..measure import count_macs, measure_latency
 from ..train import TrainConfig, train
+from ..train._loop import LossFn
 from ._config import AGP, Global, OneShot, PerLayer
 
 STRUCTURE_ATTR = "slimkit_structure"
@@ -484,12 +485,14 @@ def prune_structured(
     progress: bool = True,
     example_inputs: Any = None,
     calib_data: Iterable[Batch] | None = None,
+    loss_fn: LossFn | None = None,
 ) -> nn.Module:
     """Structured pruning; the handler behind ``slimkit.prune(model, StructuredConfig(...))``.
 
     The returned model is an ordinary, smaller ``nn.Module``. It carries
     ``slimkit_prune_report`` (what was pruned, what was left and why) and ``slimkit_structure``
     (the shapes :func:`slimkit.save` stores so that :func:`slimkit.load` rebuilds it).
+    ``loss_fn`` is the fine-tuning loss (cross-entropy by default).
 
     Raises:
         PruningTargetError: if nothing can be pruned or the target cannot be reached.
@@ -522,6 +525,7 @@ def prune_structured(
                 data,
                 step_cfg,
                 device=device,
+                loss_fn=loss_fn,
                 progress=progress,
                 desc=f"fine-tune {index + 1}/{len(goals)}",
             )

@@ -14,6 +14,7 @@ from ..data import Splits, make_loader
 from ..importance import ELEMENTWISE
 from ..importance._base import weight_of
 from ..train import TrainConfig, train
+from ..train._loop import LossFn
 from ._config import AGP, Global, PerLayer, UnstructuredConfig
 from ._targets import Masks, prunable_layers, sparsity_of
 
@@ -88,10 +89,12 @@ def prune_unstructured(
     device: str | torch.device = "cpu",
     inplace: bool = False,
     progress: bool = True,
+    loss_fn: LossFn | None = None,
 ) -> nn.Module:
     """Prune ``model`` to ``cfg.sparsity`` and fine-tune with pruned weights held at zero.
 
-    With :class:`AGP` the fine-tuning epochs are spread over the pruning steps.
+    With :class:`AGP` the fine-tuning epochs are spread over the pruning steps. ``loss_fn``
+    is the fine-tuning loss (cross-entropy by default).
     """
     device = resolve_device(device)
     if not inplace:
@@ -116,6 +119,7 @@ def prune_unstructured(
                 step_cfg,
                 device=device,
                 after_step=masks.apply,
+                loss_fn=loss_fn,
                 progress=progress,
                 desc=f"fine-tune {index + 1}/{len(steps)}",
             )

@@ -1,0 +1,242 @@
+"""``slimkit distill`` and ``slimkit slim``: build a DistillConfig from the flags and call the API."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import export
+from .._device import resolve_device
+from ..data import Splits, load_data
+from ..distill import AUTO, INITS, DistillConfig, distill, slim
+from ..distill._config import HintLayers
+from ..errors import DataError
+from ..importance import GROUP
+from ..measure import count_macs, count_params, evaluate_accuracy
+from ..models import arch_of, create_model
+from ..train import TrainConfig
+from ._output import print_json
+
+AddCommon = Callable[[argparse.ArgumentParser], None]
+
+
+def _add_kd_options(p: argparse.ArgumentParser, *, epochs: int, lr: float, flag: str) -> None:
+    p.add_argument(flag, type=int, default=epochs, dest="epochs", help="training epochs")
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--temperature", type=float, default=4.0, help="softmax temperature T > 0")
+    p.add_argument("--alpha", type=float, default=0.9, help="weight of the KD term in [0, 1]")
+    p.add_argument(
+        "--hint",
+        default=None,
+        metavar="auto|S:T,...",
+        help="FitNets hints: 'auto' (pair layers by spatial size) or student:teacher pairs",
+    )
+    p.add_argument("--hint-weight", type=float, default=1.0)
+    p.add_argument("--attention-weight", type=float, default=0.0, help="attention transfer")
+    p.add_argument("--no-cache", action="store_true", help="recompute teacher logits each step")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def distill_parser(sub: argparse._SubParsersAction, add_common: AddCommon) -> None:
+    """Add the ``distill`` subcommand to ``sub``."""
+    p = sub.add_parser("distill", help="train a student from a trained teacher's outputs")
+    p.add_argument("--teacher", required=True, metavar="ARTIFACT", help="the trained teacher")
+    p.add_argument(
+        "--student", required=True, help="a registered model name (seed-cnn-slim) or an artifact"
+    )
+    p.add_argument("--out", required=True, help="artifact to write (.safetensors)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt if present")
+    _add_kd_options(p, epochs=10, lr=2e-3, flag="--epochs")
+    add_common(p)
+
+
+def slim_parser(sub: argparse._SubParsersAction, add_common: AddCommon) -> None:
+    """Add the ``slim`` subcommand to ``sub``."""
+    p = sub.add_parser("slim", help="narrow every layer of a trained artifact, then distil it")
+    p.add_argument("artifact", metavar="ARTIFACT")
+    p.add_argument("--width", type=float, default=0.5, help="fraction of channels kept, (0, 1]")
+    p.add_argument("--init", default="warm", choices=list(INITS))
+    p.add_argument("--importance", default="l2", choices=GROUP.names())
+    p.add_argument("--round-to", type=int, default=1, help="keep widths multiples of N")
+    p.add_argument("--out", required=True, help="artifact to write (.safetensors)")
+    _add_kd_options(p, epochs=2, lr=1e-3, flag="--distill-epochs")
+    add_common(p)
+
+
+def parse_hints(text: str | None) -> HintLayers:
+    """``None`` → no hints, ``auto`` → automatic, ``s1:t1,s2:t2`` → name pairs."""
+    if not text:
+        return ()
+    if text == AUTO:
+        return AUTO
+    pairs = []
+    for item in text.split(","):
+        student, sep, teacher = item.strip().partition(":")
+        if not sep or not student or not teacher:
+            raise ValueError(
+                f"--hint takes 'auto' or student_layer:teacher_layer pairs separated by commas, "
+                f"got {item!r}"
+            )
+        pairs.append((student, teacher))
+    return tuple(pairs)
+
+
+def _config(args: argparse.Namespace) -> DistillConfig:
+    hints = parse_hints(args.hint)
+    return DistillConfig(
+        temperature=args.temperature,
+        alpha=args.alpha,
+        hint_layers=hints,
+        hint_weight=args.hint_weight,
+        attention_weight=args.attention_weight,
+        cache_teacher=not args.no_cache,
+        train=TrainConfig(
+            epochs=args.epochs,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            optimizer=args.optimizer,
+            weight_decay=args.weight_decay,
+            seed=args.seed,
+        ),
+    )
+
+
+def _data(args: argparse.Namespace) -> Splits:
+    return load_data(
+        args.data, data_dir=args.data_dir, limit_train=args.limit_train, limit_eval=args.limit_eval
+    )
+
+
+def _check_fits(model: nn.Module, splits: Splits, source: str) -> None:
+    classes = arch_of(model).get("kwargs", {}).get("num_classes", splits.num_classes)
+    if classes != splits.num_classes:
+        raise DataError(
+            f"{source} predicts {classes} classes but {splits.name} has {splits.num_classes}; "
+            "use data with the same classes"
+        )
+
+
+def _student(args: argparse.Namespace, splits: Splits) -> tuple[nn.Module, dict[str, Any]]:
+    if Path(args.student).is_file():
+        source = Path(args.student)
+        student = export.load(source)
+        return student, {"parent": str(source), "parent_sha256": _sha256(source)}
+    torch.manual_seed(args.seed)
+    student = create_model(
+        args.student,
+        in_channels=splits.input_shape[0],
+        num_classes=splits.num_classes,
+        image_size=splits.input_shape[-1],
+    )
+    return student, {"model": args.student}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _metrics(
+    student: nn.Module, teacher: nn.Module, splits: Splits, device: torch.device
+) -> dict[str, Any]:
+    """The test set is read here, once, after training."""
+    example = splits.test[0][0].unsqueeze(0)
+    student.to(device)
+    teacher.to(device)
+    return {
+        "val_accuracy": evaluate_accuracy(student, splits.val, device=device),
+        "test_accuracy": evaluate_accuracy(student, splits.test, device=device),
+        "teacher_test_accuracy": evaluate_accuracy(teacher, splits.test, device=device),
+        "macs": count_macs(student.cpu(), example),
+        "teacher_macs": count_macs(teacher.cpu(), example),
+        "params": count_params(student),
+        "teacher_params": count_params(teacher),
+    }
+
+
+def _report(args: argparse.Namespace, out: Path, metrics: dict[str, Any]) -> int:
+    if args.json:
+        print_json({"out": str(out), **metrics})
+    else:
+        print(
+            f"saved {out}: test top-1 {metrics['test_accuracy']:.2f}% with "
+            f"{metrics['macs'] / metrics['teacher_macs']:.0%} of the teacher's MACs "
+            f"(teacher {metrics['teacher_test_accuracy']:.2f}%)"
+        )
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    """Distil TEACHER into STUDENT (a new registered model or an artifact) and save it."""
+    cfg = _config(args)  # validate before reading anything
+    splits = _data(args)
+    teacher_path = Path(args.teacher)
+    teacher = export.load(teacher_path)
+    _check_fits(teacher, splits, str(teacher_path))
+    student, origin = _student(args, splits)
+    out = Path(args.out)
+    checkpoint = out.with_name(out.name + ".ckpt")
+    if not args.resume and checkpoint.exists():
+        checkpoint.unlink()  # a fresh run must not silently continue an old one
+    device = resolve_device(args.device)
+    distill(student, teacher, splits, cfg, device=device, checkpoint=checkpoint, resume=args.resume)
+    metrics = _metrics(student, teacher, splits, device)
+    provenance = {
+        "command": "distill",
+        "teacher": str(teacher_path),
+        "teacher_sha256": _sha256(teacher_path),
+        "student": origin,
+        "config": cfg.to_dict(),
+        "data": splits.describe(),
+    }
+    export.save(student.cpu(), out, provenance=provenance, metrics=metrics)
+    checkpoint.unlink(missing_ok=True)
+    return _report(args, out, metrics)
+
+
+def cmd_slim(args: argparse.Namespace) -> int:
+    """Slim ARTIFACT to --width, distil it from ARTIFACT for --distill-epochs, and save it."""
+    cfg = _config(args)
+    source = Path(args.artifact)
+    teacher = export.load(source)
+    splits = _data(args)
+    _check_fits(teacher, splits, str(source))
+    example = splits.train[0][0].unsqueeze(0)
+    torch.manual_seed(args.seed)
+    student = slim(
+        teacher,
+        args.width,
+        example_inputs=example,
+        data=splits,
+        init=args.init,
+        importance=args.importance,
+        round_to=args.round_to,
+    )
+    device = resolve_device(args.device)
+    if cfg.train.epochs:
+        distill(student, teacher, splits, cfg, device=device)
+    metrics = _metrics(student, teacher, splits, device)
+    provenance = {
+        "command": "slim",
+        "parent": str(source),
+        "parent_sha256": _sha256(source),
+        "slim": {
+            "width": args.width,
+            "init": args.init,
+            "importance": args.importance,
+            "round_to": args.round_to,
+        },
+        "distill": cfg.to_dict(),
+        "data": splits.describe(),
+        "report": getattr(student, "slimkit_prune_report", {}),
+    }
+    out = export.save(student.cpu(), args.out, provenance=provenance, metrics=metrics)
+    return _report(args, out, metrics)
