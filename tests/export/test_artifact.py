@@ -197,3 +197,21 @@ def test_artifact_is_readable_by_others_like_any_new_file(tmp_path: Path) -> Non
     finally:
         os.umask(previous)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_version_3_lists_only_non_dense_tensors_and_loads_back(tmp_path: Path) -> None:
+    import slimkit
+    from slimkit.quantize import Int8StaticConfig, quantize
+    from slimkit.testing import random_splits
+
+    model = slimkit.create_model("seed-cnn").eval()
+    q = quantize(
+        model, Int8StaticConfig(calib_batches=1), calib_data=random_splits(), progress=False
+    )
+    path = slimkit.save(q, tmp_path / "q.safetensors")
+    spec = read_spec(path)
+    assert spec["format_version"] == 3
+    assert spec["tensors"] == {}  # every tensor is dense: the safetensors header describes them
+    assert isinstance(spec["checksums"], list)
+    x = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(slimkit.load(path)(x), q(x), rtol=0, atol=0)

@@ -56,3 +56,45 @@ def test_bad_exclusion_is_one_line_error(
 def test_scheme_choices_are_listed() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["quantize", "a", "--scheme", "int3", "--out", "b"])
+
+
+def test_sensitivity_prints_a_ranked_table(
+    artifact: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["quantize", str(artifact), "--sensitivity", "--sensitivity-batches", "1"]
+    assert main([*argv, "--calib-batches", "1", "--device", "cpu", *LIMITS]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["rank", "layer", "drop", "(points)"]
+    assert [line.split()[1] for line in out[3:]] and len(out[3:]) == 4
+
+
+def test_sensitivity_json_is_sorted_worst_first(
+    artifact: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["quantize", str(artifact), "--sensitivity", "--json", "--exclude", "fc2"]
+    assert main([*argv, "--sensitivity-batches", "1", "--calib-batches", "1", *LIMITS]) == 0
+    result = json.loads(capsys.readouterr().out)
+    drops = [r["accuracy_drop"] for r in result["layers"]]
+    assert drops == sorted(drops, reverse=True) and result["images"] == 256
+    assert {r["layer"] for r in result["layers"]} == {"conv1", "conv2", "fc1"}
+    assert [p.name for p in artifact.parent.iterdir()] == [artifact.name]  # nothing written
+
+
+def test_scheme_and_out_are_required_without_sensitivity(
+    artifact: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["quantize", str(artifact), *LIMITS]) == 2
+    assert "--scheme and --out" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torch_backend_reports_the_compiled_int8_accuracy(
+    artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("torchao")
+    out = tmp_path / "q.safetensors"
+    argv = ["quantize", str(artifact), "--scheme", "int8-static", "--backend", "torch"]
+    assert main([*argv, "--out", str(out), "--json", "--calib-batches", "2", *LIMITS]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert abs(result["torch_int8_test_accuracy"] - result["test_accuracy"]) <= 1.0
+    assert "onnx" not in result and not out.with_suffix(".onnx").exists()

@@ -10,12 +10,14 @@ import slimkit
 from slimkit import Splits, UnsupportedOpError
 from slimkit.errors import MissingDependencyError
 from slimkit.quantize import (
+    FLOAT_COMPUTE,
     INT8_KERNELS,
     Int8StaticConfig,
     OrtModule,
     _onnx,
     export_onnx,
     optimized_op_types,
+    quantization_report,
     quantize,
 )
 
@@ -44,8 +46,10 @@ def test_qdq_graph_reaches_int8_kernels(deployed: tuple[nn.Module, Path]) -> Non
     ops = optimized_op_types(deployed[1])
     assert ops["QLinearConv"] == 2
     assert ops["QGemm"] + ops["QLinearMatMul"] == 2
-    assert not {"Conv", "Gemm", "MatMul", "FusedConv", "FusedGemm"} & set(ops)
+    assert not FLOAT_COMPUTE & set(ops)
     assert INT8_KERNELS & set(ops)
+    # Only the input is quantized; no Q/DQ pair is left between two int8 kernels.
+    assert ops["QuantizeLinear"] == 1 and ops["DequantizeLinear"] == 0
 
 
 def test_float_export_matches_pytorch(trained: nn.Module, qdata: Splits, tmp_path: Path) -> None:
@@ -55,26 +59,74 @@ def test_float_export_matches_pytorch(trained: nn.Module, qdata: Splits, tmp_pat
         torch.testing.assert_close(OrtModule(path)(x), trained(x), rtol=1e-4, atol=1e-4)
 
 
-def test_resnet_with_residual_adds_exports_and_runs(tmp_path: Path) -> None:
+def test_resnet_residual_adds_run_as_int8_kernels(tmp_path: Path) -> None:
     model = slimkit.create_model("resnet20").eval()
     x = torch.randn(8, 1, 28, 28)
     q = quantize(model, Int8StaticConfig(), calib_data=[x])
     path = export_onnx(q, tmp_path / "r.onnx", x[:1])
     ops = optimized_op_types(path)
-    # Known gap: ONNX Runtime keeps the residual Adds in float (DQ → Add → Q) in this graph.
-    assert ops["QLinearConv"] == 21 and ops["QLinearGlobalAveragePool"] == 1
+    # 9 residual adds (their ReLU fused) stay int8: no DQ → Add → Q round trip through float.
+    assert ops["QLinearConv"] == 21 and ops["QLinearAdd"] == 9 and ops["QGemm"] == 1
+    assert ops["QLinearGlobalAveragePool"] == 1
+    assert not FLOAT_COMPUTE & set(ops)
+    assert ops["QuantizeLinear"] == 1 and ops["DequantizeLinear"] == 0  # the input only
     with torch.no_grad():
         assert torch.allclose(OrtModule(path)(x), q(x), atol=0.1)
 
 
-class _Cat(nn.Module):
+def test_activation_scales_are_scalars(deployed: tuple[nn.Module, Path]) -> None:
+    # ONNX Runtime fuses QLinearAdd only for rank-0 scales; a [1] vector silently blocks it.
+    import onnx
+
+    graph = onnx.load(str(deployed[1])).graph
+    inits = {i.name: i for i in graph.initializer}
+    activation_qdq = [
+        n
+        for n in graph.node
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[0] not in inits
+    ]
+    assert activation_qdq
+    for node in activation_qdq:
+        assert all(list(inits[name].dims) == [] for name in node.input[1:])
+
+
+class _Cumsum(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x, x], dim=1)
+        return torch.cumsum(x, dim=1)
 
 
 def test_export_of_untranslatable_op_names_it(tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedOpError, match="cat"):
-        export_onnx(_Cat(), tmp_path / "c.onnx", torch.randn(1, 1, 4, 4))
+    with pytest.raises(UnsupportedOpError, match=r"'cumsum'.*op cumsum"):
+        export_onnx(_Cumsum(), tmp_path / "c.onnx", torch.randn(1, 1, 4, 4))
+
+
+class _FloatOps(nn.Module):
+    """Ops without an int8 kernel between quantized convs: sigmoid, SiLU, concatenation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(8, 4, 3, padding=1)
+        self.act = nn.SiLU()
+        self.fc = nn.Linear(4 * 28 * 28, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv1(x)
+        y = torch.cat([torch.sigmoid(y), self.act(y)], dim=1)
+        return self.fc(torch.relu(self.conv2(y)).flatten(1))
+
+
+def test_float_ops_are_reported_and_still_deployed(qdata: Splits, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _FloatOps().eval()
+    x = qdata.example_input(64)
+    q = quantize(model, Int8StaticConfig(), calib_data=[x])
+    ops = {entry["op"] for entry in quantization_report(q)["float_ops"]}
+    assert ops == {"sigmoid (sigmoid)", "act (SiLU)", "cat (cat)"}
+    path = export_onnx(q, tmp_path / "f.onnx", x[:1])  # no crash: they run in float
+    kernels = optimized_op_types(path)
+    assert kernels["QLinearConv"] == 2 and kernels["QGemm"] == 1
+    with torch.no_grad():
+        assert torch.allclose(OrtModule(path)(x), q(x), atol=0.05)
 
 
 def test_missing_onnxruntime_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,3 +142,20 @@ def test_missing_onnxruntime_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(importlib, "import_module", fake)
     with pytest.raises(MissingDependencyError, match=r"slimkit\[onnx\]"):
         _onnx.require("onnxruntime")
+
+
+def test_quantize_for_onnxruntime_without_onnx_fails_before_calibrating(
+    trained: nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    real = importlib.import_module
+
+    def fake(name: str, *args: object) -> object:
+        if name == "onnx":
+            raise ImportError(name)
+        return real(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib, "import_module", fake)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'slimkit\[onnx\]'"):
+        quantize(trained, Int8StaticConfig(), calib_data=None)

@@ -1,4 +1,8 @@
-"""``slimkit quantize``: build a scheme config from the flags and call :func:`slimkit.quantize`."""
+"""``slimkit quantize``: build a scheme config from the flags and call :func:`slimkit.quantize`.
+
+With ``--sensitivity`` it ranks the layers by the accuracy lost when each alone is int8 instead
+(what to keep in float with ``--exclude``), and writes nothing.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +20,14 @@ from ..measure import evaluate_accuracy
 from ..quantize import (
     SCHEMES,
     OrtModule,
+    TorchInt8Module,
     config_from_dict,
     onnx_path,
     quantization_report,
     quantize,
+    sensitivity,
 )
-from ..quantize._api import ONNX_SCHEMES
+from ..quantize._api import ONNX_SCHEMES, TORCH_INT8_SCHEMES
 from ._output import print_json
 
 
@@ -32,12 +38,25 @@ def quantize_parser(
     """Add the ``quantize`` subcommand to ``sub``."""
     p = sub.add_parser("quantize", help="quantize a trained artifact (int8, int4, fp16, bf16)")
     p.add_argument("artifact", metavar="ARTIFACT")
-    p.add_argument("--scheme", required=True, choices=list(SCHEMES))
+    p.add_argument("--scheme", choices=list(SCHEMES), help="required unless --sensitivity")
     p.add_argument(
         "--backend",
         choices=["onnxruntime", "torch"],
         default=None,
-        help="default: onnxruntime for int8-static/qat/int8-weight-only, torch otherwise",
+        help="default: onnxruntime for int8-static/qat/int8-weight-only, torch otherwise; "
+        "torch runs int8-static/qat on PyTorch int8 kernels (needs slimkit[torchao])",
+    )
+    p.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="rank layers by the validation accuracy lost when only that layer is int8; "
+        "writes nothing",
+    )
+    p.add_argument(
+        "--sensitivity-batches",
+        type=int,
+        default=8,
+        help="validation batches of 256 images read per layer (--sensitivity)",
     )
     p.add_argument("--observer", default="minmax", choices=["minmax", "percentile", "mse"])
     p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor")
@@ -47,11 +66,11 @@ def quantize_parser(
     p.add_argument("--group-size", type=int, default=32, help="int4-weight-only group size")
     p.add_argument("--qat-epochs", type=int, default=1)
     p.add_argument("--qat-lr", type=float, default=1e-4)
-    p.add_argument("--out", required=True, help="artifact to write (.safetensors)")
+    p.add_argument("--out", help="artifact to write (.safetensors); required unless --sensitivity")
     add_common(p)
 
 
-def _config(args: argparse.Namespace) -> Any:
+def _config(args: argparse.Namespace, scheme: str) -> Any:
     static = {
         "observer": args.observer,
         "per_channel": not args.per_tensor,
@@ -66,18 +85,26 @@ def _config(args: argparse.Namespace) -> Any:
         "int8-weight-only": {"exclude": list(args.exclude)},
         "int4-weight-only": {"exclude": list(args.exclude), "group_size": args.group_size},
     }
-    return config_from_dict({"scheme": args.scheme, **options.get(args.scheme, {})})
+    return config_from_dict({"scheme": scheme, **options.get(scheme, {})})
+
+
+def _splits(args: argparse.Namespace) -> Any:
+    return load_data(
+        args.data, data_dir=args.data_dir, limit_train=args.limit_train, limit_eval=args.limit_eval
+    )
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     """Quantize ARTIFACT, save it (and its .onnx for ONNX Runtime) and report accuracy."""
+    if args.sensitivity:
+        return _cmd_sensitivity(args)
+    if args.scheme is None or args.out is None:
+        raise ValueError("quantize needs --scheme and --out (or --sensitivity)")
     backend = args.backend or ("onnxruntime" if args.scheme in ONNX_SCHEMES else "torch")
-    cfg = _config(args)
+    cfg = _config(args, args.scheme)
     source = Path(args.artifact)
     model = export.load(source)
-    splits = load_data(
-        args.data, data_dir=args.data_dir, limit_train=args.limit_train, limit_eval=args.limit_eval
-    )
+    splits = _splits(args)
     device = resolve_device(args.device)
     quantized = quantize(model, cfg, calib_data=splits, data=splits, backend=backend, device=device)
     metrics: dict[str, Any] = {
@@ -94,6 +121,11 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     }
     out = export.save(quantized, args.out, provenance=provenance, metrics=metrics)
     result = _result(out, source, backend, splits, metrics, quantization_report(quantized))
+    if backend == "torch" and args.scheme in TORCH_INT8_SCHEMES:
+        # The deployed form: compiled to PyTorch's int8 kernels (one compilation per batch size).
+        print("compiling the int8 model with torch.compile ...", file=sys.stderr, flush=True)
+        runner = TorchInt8Module(quantized)
+        result["torch_int8_test_accuracy"] = evaluate_accuracy(runner, splits.test)
     if args.json:
         print_json(result)
     else:
@@ -127,6 +159,45 @@ def _print_human(result: dict[str, Any]) -> None:
     )
     if "onnx" in result:
         line += f"; {result['onnx']}: onnxruntime top-1 {result['onnx_test_accuracy']:.2f}%"
+    if "torch_int8_test_accuracy" in result:
+        line += f"; torch int8 kernels top-1 {result['torch_int8_test_accuracy']:.2f}%"
     print(line)
     for entry in result["float_ops"]:
         print(f"  left in float: {entry['op']}: {entry['reason']}", file=sys.stderr)
+
+
+def _cmd_sensitivity(args: argparse.Namespace) -> int:
+    """Print the layers of ARTIFACT ranked by their int8 sensitivity (worst first)."""
+    scheme = args.scheme or "int8-static"
+    if scheme not in ("int8-static", "qat"):
+        raise ValueError(
+            f"--sensitivity ranks int8-static layers; --scheme {scheme} has no ranking"
+        )
+    cfg = _config(args, scheme)
+    model = export.load(args.artifact)
+    splits = _splits(args)
+
+    def progress(i: int, total: int, layer: str) -> None:
+        if not args.json:
+            print(f"[{i + 1}/{total}] {layer}", file=sys.stderr, flush=True)
+
+    ranked = sensitivity(model, cfg, splits, batches=args.sensitivity_batches, on_layer=progress)
+    images = min(len(splits.val), args.sensitivity_batches * 256)
+    if args.json:
+        print_json({"images": images, "layers": [r.to_dict() for r in ranked]})
+        return 0
+    print(_sensitivity_table(ranked, images))
+    return 0
+
+
+def _sensitivity_table(ranked: list[Any], images: int) -> str:
+    width = max([len("layer"), *(len(r.layer) for r in ranked)])
+    lines = [
+        f"int8 sensitivity: validation top-1 lost when only that layer is int8 ({images} images)",
+        f"{'rank':>4}  {'layer':<{width}}  drop (points)",
+        f"{'-' * 4}  {'-' * width}  {'-' * 13}",
+    ]
+    lines += [
+        f"{i:>4}  {r.layer:<{width}}  {r.accuracy_drop:>13.2f}" for i, r in enumerate(ranked, 1)
+    ]
+    return "\n".join(lines)

@@ -34,8 +34,12 @@ from ..models import arch_of, create_model
 from ._sparse import decode_sparse, encode_sparse
 
 FORMAT = "slimkit-artifact"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FLOAT_FORMAT_VERSION = 1  # float models keep version 1, so older slimkit versions still read them
+# From version 3 the spec lists only tensors stored in a non-dense encoding: a dense tensor's
+# shape and dtype are in the safetensors header already, and on small int8 models the
+# repeated entries were several percent of the file.
+COMPACT_FROM_VERSION = 3
 METADATA_KEY = "slimkit"
 SPEC_ATTR = "slimkit_spec"
 QUANT_ATTR = "slimkit_quantization"
@@ -48,6 +52,13 @@ def _crc(tensor: torch.Tensor) -> int:
         if tensor.numel()
         else 0
     )
+
+
+def _checksums(stored: dict[str, torch.Tensor], *, compact: bool) -> Any:
+    """CRC32 of every stored tensor: by name, or (compact) a list in sorted-name order."""
+    if compact:
+        return [_crc(stored[name]) for name in sorted(stored)]
+    return {name: _crc(tensor) for name, tensor in stored.items()}
 
 
 def _encode_state(
@@ -103,13 +114,16 @@ def save(
         quantization = quantization_spec(model)
     structure = getattr(model, STRUCTURE_ATTR, None)
     plain = quantization is None and not structure
+    version = FLOAT_FORMAT_VERSION if plain else FORMAT_VERSION
+    if version >= COMPACT_FROM_VERSION:
+        layout = {name: entry for name, entry in layout.items() if entry["encoding"] != "dense"}
     spec = {
         "format": FORMAT,
-        "format_version": FLOAT_FORMAT_VERSION if plain else FORMAT_VERSION,
+        "format_version": version,
         "slimkit_version": __version__,
         "arch": arch_of(model),
         "tensors": layout,
-        "checksums": {name: _crc(tensor) for name, tensor in stored.items()},
+        "checksums": _checksums(stored, compact=version >= COMPACT_FROM_VERSION),
         "provenance": provenance if provenance is not None else previous.get("provenance", {}),
         "metrics": metrics if metrics is not None else previous.get("metrics", {}),
     }
@@ -168,7 +182,16 @@ def _read_stored(path: Path, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
             stored = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
     except Exception as err:
         raise ArtifactError(f"{path} is truncated or corrupted ({err}); re-create it") from None
-    for name, expected in spec["checksums"].items():
+    checksums = spec["checksums"]
+    if isinstance(checksums, list):  # version 3: one CRC per stored tensor, in name order
+        names = sorted(stored)
+        if len(names) != len(checksums):
+            raise ArtifactError(
+                f"{path} holds {len(names)} tensors but its spec lists {len(checksums)}; the "
+                "file is corrupted, re-create it"
+            )
+        checksums = dict(zip(names, checksums, strict=True))
+    for name, expected in checksums.items():
         if name not in stored or _crc(stored[name]) != expected:
             raise ArtifactError(
                 f"{path}: tensor {name!r} is missing or fails its checksum; the file is "
@@ -179,7 +202,12 @@ def _read_stored(path: Path, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 def _decode_state(path: Path, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
     stored = _read_stored(path, spec)
-    state: dict[str, torch.Tensor] = {}
+    # Dense tensors without an entry (version 3) are stored under their own name.
+    state: dict[str, torch.Tensor] = {
+        name: tensor
+        for name, tensor in stored.items()
+        if "::" not in name and name not in spec["tensors"]
+    }
     for name, entry in spec["tensors"].items():
         if entry["encoding"] == "dense":
             state[name] = stored[name]

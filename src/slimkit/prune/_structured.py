@@ -311,6 +311,10 @@ def _blocked_summary(graph: DependencyGraph) -> str:
     return text + (f"; unsupported ops: {unsupported}" if unsupported else "")
 
 
+def metric_is_exact(cfg: StructuredConfig) -> bool:
+    return cfg.goal[0] == "macs"
+
+
 def _search(
     graph: DependencyGraph,
     model: nn.Module,
@@ -340,8 +344,12 @@ def _search(
             report={"reachable_fraction": deepest.fraction},
         )
     low, high = 0.0, cfg.max_ratio
+    # A MACs target is a ceiling (count_macs is exact): stop only at or below it. Measured
+    # latency is noisy, so a latency target accepts either side within the tolerance.
+    ceiling = metric_is_exact(cfg)
     for _ in range(10):
-        if abs(evaluated[-1].fraction - target) <= tolerance * target:
+        last = evaluated[-1].fraction
+        if abs(last - target) <= tolerance * target and (last <= target or not ceiling):
             break
         ratio = (low + high) / 2
         candidate = at(ratio)

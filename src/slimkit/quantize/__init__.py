@@ -1,7 +1,8 @@
 """Quantization: int8 static / dynamic / QAT, int8 and int4 weight-only, fp16 and bf16.
 
 One verb, :func:`quantize`, over a config value; ONNX Runtime (QDQ graphs reaching real int8
-kernels) is the default deployment backend.
+kernels) is the default deployment backend, PyTorch's own int8 kernels (PT2E through torchao,
+:class:`TorchInt8Module`) the other. :func:`sensitivity` ranks layers for mixed precision.
 """
 
 from ._api import (
@@ -29,10 +30,13 @@ from ._fold import conv_bn_pairs, fold_batchnorm
 from ._graph import QuantReport
 from ._modules import ActQuant, DynamicQuantLinear, Int4Linear, QuantWeight
 from ._observers import MinMaxObserver, MSEObserver, Observer, PercentileObserver, make_observer
-from ._onnx import INT8_KERNELS, OrtModule, export_onnx, optimized_op_types
+from ._onnx import FLOAT_COMPUTE, INT8_KERNELS, OrtModule, export_onnx, optimized_op_types
 from ._qmath import sqnr
+from ._sensitivity import LayerSensitivity, quantizable_layers, sensitivity
+from ._torch import TorchInt8Module, require_torchao, to_qdq_graph
 
 __all__ = [
+    "FLOAT_COMPUTE",
     "INT8_KERNELS",
     "QUANT_ATTR",
     "SCHEMES",
@@ -45,6 +49,7 @@ __all__ = [
     "Int8DynamicConfig",
     "Int8StaticConfig",
     "Int8WeightOnlyConfig",
+    "LayerSensitivity",
     "MSEObserver",
     "MinMaxObserver",
     "Observer",
@@ -54,6 +59,7 @@ __all__ = [
     "QuantReport",
     "QuantWeight",
     "SchemeHandler",
+    "TorchInt8Module",
     "config_from_dict",
     "conv_bn_pairs",
     "example_input",
@@ -63,11 +69,15 @@ __all__ = [
     "onnx_path",
     "optimized_op_types",
     "profile_deployed",
+    "quantizable_layers",
     "quantization_report",
     "quantization_spec",
     "quantize",
     "register_quantize_handler",
+    "require_torchao",
     "restore_structure",
+    "sensitivity",
     "sqnr",
+    "to_qdq_graph",
     "write_deployment",
 ]

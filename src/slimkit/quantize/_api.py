@@ -11,6 +11,7 @@ from torch import nn
 
 from ..data import Splits
 from ..errors import ArtifactError
+from ..export._artifact import STRUCTURE_ATTR
 from ..models._registry import ARCH_ATTR
 from ._config import (
     BACKENDS,
@@ -25,7 +26,9 @@ from ._config import (
     scheme_of,
 )
 from ._graph import QuantReport, act_quants
+from ._onnx import require
 from ._static import quantize_qat, quantize_static, restore_static
+from ._torch import require_torchao
 from ._weight_only import (
     RESTORERS,
     quantize_bf16,
@@ -39,6 +42,10 @@ from ._weight_only import (
 QUANT_ATTR = "slimkit_quantization"
 #: Schemes whose ONNX graph runs int8 kernels (static, QAT) or stores int8 weights (weight-only).
 ONNX_SCHEMES = ("int8-static", "qat", "int8-weight-only")
+#: Schemes that the torch backend runs on PyTorch's int8 kernels (PT2E, through torchao).
+TORCH_INT8_SCHEMES = ("int8-static", "qat")
+#: Attributes a quantized model inherits from its float model (architecture, pruned widths).
+_INHERITED = (ARCH_ATTR, STRUCTURE_ATTR)
 
 QuantizeHandler = Callable[..., tuple[nn.Module, QuantReport]]
 RestoreHandler = Callable[[nn.Module, Any], nn.Module]
@@ -109,7 +116,9 @@ def quantize(
         calib_data: calibration inputs for static schemes: ``Splits`` (its training split is
             read), a dataset, a tensor or an iterable of batches.
         data: training data for QAT's fine-tuning.
-        backend: where the model will run: ``onnxruntime`` (default) or ``torch``.
+        backend: where the model will run: ``onnxruntime`` (default) or ``torch``. For
+            int8-static and QAT, ``torch`` means PyTorch's own int8 kernels through torchao
+            (:class:`TorchInt8Module`), and needs ``pip install 'slimkit[torchao]'``.
         device: device for QAT's fine-tuning.
         progress: show progress bars.
 
@@ -117,6 +126,10 @@ def quantize(
         >>> splits = slimkit.load_data("fashion-mnist")
         >>> q = quantize(model, Int8StaticConfig(observer="percentile"), calib_data=splits)
         >>> slimkit.save(q, "q.safetensors")  # also writes q.onnx
+
+    Raises:
+        MissingDependencyError: for the onnxruntime backend without onnx, or the torch
+            backend of int8-static/QAT without torchao; the message names the extra.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -126,11 +139,15 @@ def quantize(
             f"scheme {scheme_of(cfg)} has no onnxruntime deployment in slimkit (those are "
             f"{', '.join(ONNX_SCHEMES)}); use backend='torch'"
         )
+    # A missing backend fails here, before calibrating or fine-tuning, not at save time.
+    if backend == "onnxruntime":
+        require("onnx")
+    elif scheme_of(cfg) in TORCH_INT8_SCHEMES:
+        require_torchao()
     quantized, report = handler.apply(
         model, cfg, calib_data=calib_data, data=data, device=device, progress=progress
     )
-    if hasattr(model, ARCH_ATTR):
-        setattr(quantized, ARCH_ATTR, getattr(model, ARCH_ATTR))
+    _inherit(model, quantized)
     section = {
         "scheme": scheme_of(cfg),
         "config": cfg.to_dict(),
@@ -140,6 +157,12 @@ def quantize(
     }
     setattr(quantized, QUANT_ATTR, section)
     return quantized
+
+
+def _inherit(source: nn.Module, target: nn.Module) -> None:
+    for attr in _INHERITED:
+        if hasattr(source, attr):
+            setattr(target, attr, getattr(source, attr))
 
 
 def input_shape(data: Any) -> list[int] | None:
@@ -156,11 +179,18 @@ def quantization_report(model: nn.Module) -> dict[str, Any]:
     return dict(getattr(model, QUANT_ATTR, {}).get("report", {}))
 
 
+def _shortest_f32(value: float) -> float:
+    """The shortest decimal that reads back as the same float32 (scales are float32)."""
+    import numpy as np
+
+    return float(np.format_float_positional(np.float32(value), unique=True))
+
+
 def quantization_spec(model: nn.Module) -> dict[str, Any]:
     """The artifact spec section of a quantized model, with its activation parameters."""
     section = dict(getattr(model, QUANT_ATTR))
     section["activations"] = {
-        name: {"scale": float(aq.scale), "zero_point": int(aq.zero_point)}
+        name: {"scale": _shortest_f32(float(aq.scale)), "zero_point": int(aq.zero_point)}
         for name, aq in act_quants(model).items()
     }
     return section
@@ -186,7 +216,6 @@ def restore_structure(model: nn.Module, section: dict[str, Any]) -> nn.Module:
     cfg = config_from_dict(section["config"])
     restored = _handler(cfg).restore(model, cfg)
     _restore_activations(restored, section.get("activations", {}))
-    if hasattr(model, ARCH_ATTR):
-        setattr(restored, ARCH_ATTR, getattr(model, ARCH_ATTR))
+    _inherit(model, restored)
     setattr(restored, QUANT_ATTR, dict(section))
     return restored

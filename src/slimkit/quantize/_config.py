@@ -35,7 +35,8 @@ class Int8StaticConfig:
     Attributes:
         observer: how activation ranges are found: ``minmax``, ``percentile`` or ``mse``.
         per_channel: one weight scale per output channel (else one per tensor).
-        exclude: module names or fnmatch patterns of Conv/Linear layers kept in float.
+        exclude: module names or fnmatch patterns of Conv/Linear layers kept in float (mixed
+            precision; :func:`~slimkit.quantize.sensitivity` ranks the candidates).
         calib_batches: batches of calibration data read.
         calib_batch_size: examples per calibration batch.
         percentile: the ``percentile`` observer's upper percentile (e.g. 99.99).

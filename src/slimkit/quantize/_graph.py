@@ -213,7 +213,8 @@ class _Placer:
         return self.report
 
 
-def _quantizable(module: nn.Module) -> bool:
+def quantizable(module: nn.Module) -> bool:
+    """False for convs whose padding mode (reflect, circular) the int8 kernels lack."""
     return getattr(module, "padding_mode", "zeros") == "zeros"
 
 
@@ -226,7 +227,7 @@ def swap_weighted(
     """Replace every Conv/Linear (of ``types``) not excluded by ``build(module)``; return names."""
     names = []
     for name, module in list(model.named_modules()):
-        if type(module) in types and not matches(name, exclude) and _quantizable(module):
+        if type(module) in types and not matches(name, exclude) and quantizable(module):
             set_module(model, name, build(module))
             names.append(name)
     return names

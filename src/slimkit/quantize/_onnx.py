@@ -4,8 +4,8 @@ The writer walks the FX graph of a (simulated quantized or float) model and emit
 per op. Every :class:`ActQuant` becomes ``QuantizeLinear → DequantizeLinear`` with exactly its
 scale and zero point, every int8 weight an int8 initializer behind ``DequantizeLinear``, and
 every bias an int32 initializer on the grid the simulated model already uses, so ONNX Runtime's
-QDQ fusions turn the graph into QLinearConv / QLinearMatMul / QGemm kernels that compute what
-the simulated model computes. onnx and onnxruntime are optional (``pip install 'slimkit[onnx]'``).
+QDQ fusions turn the graph into QLinearConv / QLinearMatMul / QGemm / QLinearAdd kernels that
+compute what the simulated model computes (residual adds and their ReLU included). onnx and onnxruntime are optional (``pip install 'slimkit[onnx]'``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,17 @@ from ._qmath import ACT_QMIN
 
 OPSET = 17
 INPUT, OUTPUT = "input", "logits"
-INT8_KERNELS = {"QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger"}
+INT8_KERNELS = {
+    "QLinearConv",
+    "QLinearMatMul",
+    "QGemm",
+    "QLinearAdd",
+    "QLinearGlobalAveragePool",
+    "ConvInteger",
+    "MatMulInteger",
+}
+#: Float compute ops that should not survive ONNX Runtime's optimisation of an int8 graph.
+FLOAT_COMPUTE = {"Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "Add", "GlobalAveragePool"}
 
 
 def require(module: str) -> Any:
@@ -42,7 +52,8 @@ def require(module: str) -> Any:
         return importlib.import_module(module)
     except ImportError:
         raise MissingDependencyError(
-            f"the onnxruntime backend needs {module}: pip install 'slimkit[onnx]'"
+            f"the onnxruntime backend needs {module}: pip install 'slimkit[onnx]', or use "
+            "backend='torch'"
         ) from None
 
 
@@ -79,8 +90,15 @@ class _Writer:
         return f"{hint}_{self.count}"
 
     def const(self, hint: str, array: np.ndarray) -> str:
+        """An initializer holding ``array``, with its exact shape.
+
+        Shape matters: ONNX Runtime fuses ``DQ, DQ → Add → Q`` into QLinearAdd only when the
+        activation scales and zero points are scalars (rank 0), not 1-element vectors (and
+        ``np.ascontiguousarray`` turns a rank-0 array into a rank-1 one).
+        """
         name = self.name(hint)
-        self.inits.append(self.numpy_helper.from_array(np.ascontiguousarray(array), name))
+        data = np.ascontiguousarray(array).reshape(np.shape(array))
+        self.inits.append(self.numpy_helper.from_array(data, name))
         return name
 
     def op(self, op_type: str, inputs: list[str], hint: str, **attrs: Any) -> str:
@@ -151,6 +169,9 @@ def _emit_module(w: _Writer, node: fx.Node, module: nn.Module, x: str) -> str:
         return w.op("Flatten", [x], hint, axis=module.start_dim)
     if isinstance(module, nn.BatchNorm2d) and module.running_mean is not None:
         return _emit_bn(w, module, x, hint)
+    translated = _emit_float_op(w, node, module, x)
+    if translated is not None:
+        return translated
     raise _unsupported(node, type(module).__name__)
 
 
@@ -238,13 +259,52 @@ def _relu_absorbed(w: _Writer, node: fx.Node) -> bool:
     return isinstance(module, ActQuant) and int(module.zero_point) == ACT_QMIN
 
 
+#: Float ops without an int8 kernel in slimkit's rules that still translate (they run in float
+#: between DequantizeLinear and QuantizeLinear), by function, method name and module type.
+_UNARY: dict[Any, str] = {
+    torch.sigmoid: "Sigmoid",
+    F.sigmoid: "Sigmoid",
+    "sigmoid": "Sigmoid",
+    torch.tanh: "Tanh",
+    F.tanh: "Tanh",
+    "tanh": "Tanh",
+    F.hardswish: "HardSwish",
+}
+_UNARY_MODULES: dict[type, str] = {
+    nn.Sigmoid: "Sigmoid",
+    nn.Tanh: "Tanh",
+    nn.Hardswish: "HardSwish",
+}
+_SILU: tuple[Any, ...] = (F.silu, nn.SiLU)
+
+
+def _emit_float_op(w: _Writer, node: fx.Node, op: Any, x: str) -> str | None:
+    """The translation of a float elementwise op (``op``: function, method name or module)."""
+    key = type(op) if isinstance(op, nn.Module) else op
+    if key in _UNARY_MODULES or (not isinstance(op, nn.Module) and op in _UNARY):
+        return w.op(_UNARY_MODULES.get(key) or _UNARY[op], [x], node.name)
+    if key in _SILU:
+        return w.op("Mul", [x, w.op("Sigmoid", [x], node.name + "_sigmoid")], node.name)
+    if isinstance(op, nn.LeakyReLU):
+        return w.op("LeakyRelu", [x], node.name, alpha=float(op.negative_slope))
+    return None
+
+
 def _emit_function(w: _Writer, node: fx.Node, env: Callable[[Any], str]) -> str:
+    fn, hint = node.target, node.name
+    if fn is torch.cat and isinstance(node.args[0], list | tuple):
+        inputs = [env(a) for a in node.args[0]]
+        return w.op("Concat", inputs, hint, axis=int(_arg(node, 1, "dim", 0)))
     if not node.args or not isinstance(node.args[0], fx.Node):
         raise _unsupported(node, target_name(node))
-    fn, x = node.target, env(node.args[0])
-    hint = node.name
+    x = env(node.args[0])
     if fn in (operator.add, torch.add) and isinstance(node.args[1], fx.Node):
         return w.op("Add", [x, env(node.args[1])], hint)
+    if fn in (operator.mul, torch.mul) and isinstance(node.args[1], fx.Node):
+        return w.op("Mul", [x, env(node.args[1])], hint)
+    translated = _emit_float_op(w, node, fn, x)
+    if translated is not None:
+        return translated
     if fn in (torch.relu, F.relu) or (node.op == "call_method" and fn == "relu"):
         return x if _relu_absorbed(w, node) else w.op("Relu", [x], hint)
     if fn in (torch.flatten, "flatten") and _arg(node, 2, "end_dim", -1) == -1:
@@ -352,7 +412,11 @@ class OrtModule(nn.Module):
 
 
 def optimized_op_types(path: str | os.PathLike[str]) -> Counter[str]:
-    """Op types of the graph ONNX Runtime actually runs, after its optimisations (QDQ fusions)."""
+    """Op types of the graph ONNX Runtime actually runs, after its optimisations (QDQ fusions).
+
+    In a well-formed int8 graph only :data:`INT8_KERNELS`, layout and pass-through ops remain:
+    any of :data:`FLOAT_COMPUTE` means a round trip through float.
+    """
     onnx = require("onnx")
     target = Path(path).with_suffix(".ort-optimized.onnx")
     try:
