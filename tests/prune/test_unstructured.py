@@ -201,8 +201,9 @@ def test_exclude_pattern_matching_no_layer_lists_the_layers() -> None:
 
 
 def test_prune_rejects_an_unknown_config_type() -> None:
+    # Other packages may register more config types (e.g. slimkit.text's encoder pruning).
     with pytest.raises(
-        TypeError, match="prune\\(\\) takes one of UnstructuredConfig, StructuredConfig, got dict"
+        TypeError, match=r"prune\(\) takes one of UnstructuredConfig, StructuredConfig.*, got dict"
     ):
         prune(TinyConvNet(), {"sparsity": 0.5})
 
