@@ -1,5 +1,16 @@
-"""Model zoo: registered factories and the architecture spec artifacts store."""
+"""Model zoo: registered factories, the architecture spec artifacts store, and Hugging Face
+transformer directories loaded as sentence encoders."""
 
+from ._hf import (
+    POOLINGS,
+    SentenceEncoder,
+    check_hf_dir,
+    cls_pooling,
+    layer_widths,
+    load_hf,
+    mean_pooling,
+    save_hf,
+)
 from ._registry import MODELS, arch_of, create_model, model_names
 from ._resnet_cifar import CifarResNet
 from ._seed_cnn import SeedCNN
@@ -7,11 +18,19 @@ from ._torchvision import InputAdapter, torchvision_classifiers
 
 __all__ = [
     "MODELS",
+    "POOLINGS",
     "CifarResNet",
     "InputAdapter",
     "SeedCNN",
+    "SentenceEncoder",
     "arch_of",
+    "check_hf_dir",
+    "cls_pooling",
     "create_model",
+    "layer_widths",
+    "load_hf",
+    "mean_pooling",
     "model_names",
+    "save_hf",
     "torchvision_classifiers",
 ]

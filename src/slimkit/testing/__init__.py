@@ -26,9 +26,11 @@ from ._structured import (
     torchvision_case,
     zero_units_,
 )
+from ._text import TINY_SENTENCES, tiny_bert_dir, tiny_sentence_encoder
 
 __all__ = [
     "MISSING_DATA_HINT",
+    "TINY_SENTENCES",
     "ConcatNet",
     "ConstantClassifier",
     "TinyConvNet",
@@ -38,6 +40,8 @@ __all__ = [
     "fixed_init_",
     "random_splits",
     "seeded_model",
+    "tiny_bert_dir",
+    "tiny_sentence_encoder",
     "torchvision_case",
     "zero_units_",
 ]

@@ -1,0 +1,325 @@
+"""Embedding-level knowledge distillation on unlabeled text: a pruned sentence encoder learns to
+reproduce the original's embeddings (and, optionally, its hidden states layer by layer).
+
+No labels are needed: every sentence gives a target, the teacher's embedding of it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models import SentenceEncoder
+from ._prune import TextBatch
+
+REPORT_ATTR = "slimkit_distill_report"
+
+
+class EmbeddingKDLoss(nn.Module):
+    """Distance between the student's and the teacher's sentence embeddings.
+
+    ``loss = cosine_weight · mean_b (1 − cos(s_b, t_b)) + mse_weight · mean_{b,k} (s_bk − t_bk)²``
+
+    For L2-normalised embeddings ``1 − cos = ½‖s − t‖²``, so the two terms differ only in scale
+    (the MSE term is averaged over the embedding width as well).
+
+    Args:
+        cosine_weight: weight of the cosine term (>= 0).
+        mse_weight: weight of the mean squared error (>= 0).
+
+    Example:
+        >>> loss = EmbeddingKDLoss()(student_embeddings, teacher_embeddings.detach())
+    """
+
+    def __init__(self, *, cosine_weight: float = 1.0, mse_weight: float = 0.0) -> None:
+        super().__init__()
+        if cosine_weight < 0 or mse_weight < 0 or cosine_weight + mse_weight == 0:
+            raise ValueError(
+                "EmbeddingKDLoss weights must be >= 0 and not both 0, got "
+                f"cosine_weight={cosine_weight}, mse_weight={mse_weight}"
+            )
+        self.cosine_weight = float(cosine_weight)
+        self.mse_weight = float(mse_weight)
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        if student.shape != teacher.shape:
+            raise ValueError(
+                f"student embeddings {tuple(student.shape)} and teacher embeddings "
+                f"{tuple(teacher.shape)} differ; the hidden width must not be pruned"
+            )
+        loss = student.new_zeros(())
+        if self.cosine_weight:
+            cosine = F.cosine_similarity(student, teacher, dim=-1)
+            loss = loss + self.cosine_weight * (1.0 - cosine).mean()
+        if self.mse_weight:
+            loss = loss + self.mse_weight * F.mse_loss(student, teacher)
+        return loss
+
+
+def hidden_state_loss(
+    student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor], attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """Mean over layers of the squared error of real (unpadded) token states.
+
+    ``mean_l Σ_{b,t} mask_bt ‖s_lbt − t_lbt‖² / (Σ_{b,t} mask_bt · width)``; layers are paired
+    in order (both models have the same depth and width after head/FFN pruning).
+    """
+    if len(student) != len(teacher) or not student:
+        raise ValueError(
+            f"hidden-state distillation pairs layers in order: got {len(student)} student and "
+            f"{len(teacher)} teacher states (depth must not be pruned)"
+        )
+    weights = attention_mask.unsqueeze(-1).to(student[0].dtype)
+    count = weights.sum() * student[0].shape[-1]
+    losses = [
+        ((s - t).pow(2) * weights).sum() / count for s, t in zip(student, teacher, strict=True)
+    ]
+    return torch.stack(losses).mean()
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbeddingDistillConfig:
+    """How a pruned sentence encoder is trained back towards the original.
+
+    The loss is :class:`EmbeddingKDLoss` (``cosine_weight``, ``mse_weight``) plus
+    ``hidden_weight`` × :func:`hidden_state_loss` over every layer's output. AdamW (weight decay
+    0.01), linear warm-up over the first 5% of steps, then linear decay to zero; gradients are
+    clipped to norm 1. Dropout is off while training: the target is a deterministic function
+    (on all-MiniLM-L6-v2 this recovered slightly more per step than dropout 0.1).
+
+    Attributes:
+        epochs: passes over the training sentences (>= 1).
+        batch_size: sentences per step.
+        lr: peak learning rate.
+        max_length: token limit of the training sentences (longer ones are truncated).
+        cosine_weight: weight of ``1 − cos`` between the embeddings.
+        mse_weight: weight of the embeddings' mean squared error.
+        hidden_weight: weight of the layer-by-layer hidden-state error (0 turns it off).
+        seed: shuffling seed.
+    """
+
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 1e-4
+    max_length: int = 128
+    cosine_weight: float = 1.0
+    mse_weight: float = 0.0
+    hidden_weight: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"EmbeddingDistillConfig.{name} must be >= 1, got {getattr(self, name)}"
+                )
+        if not self.lr > 0:
+            raise ValueError(f"EmbeddingDistillConfig.lr must be > 0, got {self.lr}")
+        if self.max_length < 2:
+            raise ValueError(
+                f"EmbeddingDistillConfig.max_length must be >= 2, got {self.max_length}"
+            )
+        for name in ("cosine_weight", "mse_weight", "hidden_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"EmbeddingDistillConfig.{name} must be >= 0, got {getattr(self, name)}"
+                )
+        if self.cosine_weight + self.mse_weight + self.hidden_weight == 0:
+            raise ValueError("EmbeddingDistillConfig: at least one loss weight must be > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "embedding-kd", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EmbeddingDistillConfig:
+        """Rebuild a config from :meth:`to_dict` output (``method`` may be left out).
+
+        Raises:
+            ValueError: for an unknown key (the message lists the valid ones) or a bad value.
+        """
+        values = {k: v for k, v in data.items() if k != "method"}
+        valid = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - valid)
+        if unknown:
+            raise ValueError(
+                f"unknown keys {unknown} for EmbeddingDistillConfig; valid: {sorted(valid)}"
+            )
+        return cls(**values)
+
+
+def _silence_dropout(model: nn.Module) -> list[tuple[nn.Dropout, float]]:
+    """Turn dropout off (the student regresses a deterministic teacher); the old rates."""
+    found = [(m, m.p) for m in model.modules() if isinstance(m, nn.Dropout)]
+    for module, _ in found:
+        module.p = 0.0
+    return found
+
+
+def _outputs(
+    encoder: SentenceEncoder, batch: TextBatch, hidden: bool
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    batch = {k: v.to(encoder.device) for k, v in batch.items()}
+    out = encoder.backbone(**batch, output_hidden_states=hidden)
+    embeddings = encoder.pool(out.last_hidden_state, batch["attention_mask"])
+    if encoder.normalize:
+        embeddings = F.normalize(embeddings, p=2, dim=-1)
+    return embeddings, tuple(out.hidden_states[1:]) if hidden else ()
+
+
+def _schedule(total: int) -> Any:
+    warmup = max(1, round(0.05 * total))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def distill_encoder(
+    student: SentenceEncoder,
+    teacher: SentenceEncoder,
+    texts: Sequence[str],
+    cfg: EmbeddingDistillConfig,
+    *,
+    progress: bool = True,
+    max_seconds: float | None = None,
+) -> SentenceEncoder:
+    """Train ``student`` (in place) to reproduce ``teacher``'s embeddings of ``texts``.
+
+    The student carries ``slimkit_distill_report`` afterwards: steps, wall time, the mean loss
+    of each epoch.
+
+    Args:
+        student: the pruned encoder (same tokenizer and embedding width as the teacher).
+        teacher: the original encoder; frozen, run in eval mode.
+        texts: unlabeled training sentences.
+        cfg: the recipe.
+        progress: show a progress bar.
+        max_seconds: stop early (keeping what was learnt) once this much wall time has passed.
+
+    Example:
+        >>> cfg = EmbeddingDistillConfig(epochs=2, hidden_weight=1.0)
+        >>> distill_encoder(student, teacher, splits.train[:4000], cfg)
+
+    Raises:
+        ValueError: if ``texts`` is empty or the embedding widths differ.
+    """
+    if isinstance(texts, str) or not texts:
+        raise ValueError("distill_encoder() needs training sentences (a non-empty list)")
+    if student.dim != teacher.dim:
+        raise ValueError(
+            f"the student's embeddings are {student.dim} wide and the teacher's {teacher.dim}: "
+            "embedding distillation needs the same width (do not prune the hidden size)"
+        )
+    trainer = _Trainer(student, teacher, cfg, math.ceil(len(texts) / cfg.batch_size) * cfg.epochs)
+    dropouts = _silence_dropout(student)
+    bar = _bar(trainer.total, progress)
+    try:
+        report = trainer.run(texts, bar, max_seconds)
+    finally:
+        if bar is not None:
+            bar.close()
+        for module, rate in dropouts:
+            module.p = rate
+        student.eval()
+    setattr(student, REPORT_ATTR, report)
+    return student
+
+
+class _Trainer:
+    """AdamW with warm-up and linear decay over ``total`` steps; one call of :meth:`run`."""
+
+    def __init__(
+        self,
+        student: SentenceEncoder,
+        teacher: SentenceEncoder,
+        cfg: EmbeddingDistillConfig,
+        total: int,
+    ) -> None:
+        self.student, self.teacher, self.cfg, self.total = student, teacher, cfg, total
+        self.criterion = (
+            EmbeddingKDLoss(cosine_weight=cfg.cosine_weight, mse_weight=cfg.mse_weight)
+            if cfg.cosine_weight + cfg.mse_weight > 0
+            else None
+        )
+        params = [p for p in student.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(total))
+        self.length = min(cfg.max_length, student.max_length, teacher.max_length)
+
+    def step(self, texts: list[str]) -> float:
+        batch = self.student.tokenize(texts, max_length=self.length)
+        loss = _step(self.student, self.teacher, batch, self.cfg, self.criterion)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.student.parameters(), 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    def run(self, texts: Sequence[str], bar: Any, max_seconds: float | None) -> dict[str, Any]:
+        cfg = self.cfg
+        self.teacher.eval()
+        self.student.train()
+        report: dict[str, Any] = {"config": cfg.to_dict(), "texts": len(texts), "epoch_loss": []}
+        start, steps, stopped = time.perf_counter(), 0, False
+        for epoch in range(cfg.epochs):
+            order = list(range(len(texts)))
+            random.Random(cfg.seed * 1000 + epoch).shuffle(order)
+            losses = []
+            for first in range(0, len(order), cfg.batch_size):
+                losses.append(self.step([texts[i] for i in order[first : first + cfg.batch_size]]))
+                steps += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                stopped = max_seconds is not None and time.perf_counter() - start > max_seconds
+                if stopped:
+                    break
+            report["epoch_loss"].append(sum(losses) / max(len(losses), 1))
+            if stopped:
+                break
+        seconds = round(time.perf_counter() - start, 1)
+        report.update(steps=steps, seconds=seconds, stopped_early=stopped)
+        return report
+
+
+def _step(
+    student: SentenceEncoder,
+    teacher: SentenceEncoder,
+    batch: TextBatch,
+    cfg: EmbeddingDistillConfig,
+    criterion: EmbeddingKDLoss | None,
+) -> torch.Tensor:
+    hidden = cfg.hidden_weight > 0
+    with torch.no_grad():
+        t_emb, t_hidden = _outputs(teacher, batch, hidden)
+    s_emb, s_hidden = _outputs(student, batch, hidden)
+    loss = criterion(s_emb, t_emb) if criterion is not None else s_emb.new_zeros(())
+    if hidden:
+        mask = batch["attention_mask"].to(s_emb.device)
+        loss = loss + cfg.hidden_weight * hidden_state_loss(s_hidden, t_hidden, mask)
+    return loss
+
+
+def _bar(total: int, progress: bool) -> Any:
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="distil", leave=False)
+
+
+def distill_report(encoder: nn.Module) -> dict[str, Any]:
+    """What :func:`distill_encoder` did (empty for an encoder it did not train)."""
+    return dict(getattr(encoder, REPORT_ATTR, {}))

@@ -1,0 +1,112 @@
+"""Embedding distillation: losses against their formulas, config checks, a few real steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from slimkit.models import SentenceEncoder
+from slimkit.testing import TINY_SENTENCES, tiny_sentence_encoder
+from slimkit.text import (
+    EmbeddingDistillConfig,
+    EmbeddingKDLoss,
+    EncoderPruneConfig,
+    distill_encoder,
+    distill_report,
+    hidden_state_loss,
+    prune_encoder,
+)
+
+TEXTS = list(TINY_SENTENCES)
+
+
+def test_embedding_kd_loss_matches_the_formula() -> None:
+    s, t = torch.randn(5, 8), torch.randn(5, 8)
+    cosine = (s * t).sum(1) / (s.norm(dim=1) * t.norm(dim=1))
+    expected = 0.7 * (1 - cosine).mean() + 0.3 * ((s - t) ** 2).mean()
+    loss = EmbeddingKDLoss(cosine_weight=0.7, mse_weight=0.3)(s, t)
+    torch.testing.assert_close(loss, expected)
+    unit_s, unit_t = F.normalize(s, dim=1), F.normalize(t, dim=1)
+    half_squared = 0.5 * ((unit_s - unit_t) ** 2).sum(1).mean()  # 1 - cos = ½‖s - t‖² on the sphere
+    torch.testing.assert_close(EmbeddingKDLoss()(unit_s, unit_t), half_squared)
+    assert EmbeddingKDLoss()(s, s).abs() < 1e-6
+
+
+def test_hidden_state_loss_ignores_padding_and_averages_layers() -> None:
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    student = [torch.randn(2, 3, 4) for _ in range(2)]
+    teacher = [torch.randn(2, 3, 4) for _ in range(2)]
+    per_layer = []
+    for s, t in zip(student, teacher, strict=True):
+        real = [(0, 0), (0, 1), (1, 0)]
+        per_layer.append(sum(((s[b, i] - t[b, i]) ** 2).sum() for b, i in real) / (3 * 4))
+    expected = torch.stack(per_layer).mean()
+    torch.testing.assert_close(hidden_state_loss(student, teacher, mask), expected)
+    teacher[0][0, 2] += 100.0  # a padded position: no effect
+    torch.testing.assert_close(hidden_state_loss(student, teacher, mask), expected)
+    with pytest.raises(ValueError, match="pairs layers in order"):
+        hidden_state_loss(student, teacher[:1], mask)
+
+
+def test_loss_rejects_different_widths() -> None:
+    with pytest.raises(ValueError, match="hidden width must not be pruned"):
+        EmbeddingKDLoss()(torch.randn(2, 8), torch.randn(2, 6))
+    with pytest.raises(ValueError, match="not both 0"):
+        EmbeddingKDLoss(cosine_weight=0.0)
+
+
+def _gap(student: SentenceEncoder, teacher: SentenceEncoder) -> float:
+    """Mean squared distance of the last hidden states (embeddings of a random tiny BERT are
+    all nearly parallel, so their cosine says little)."""
+    batch = teacher.tokenize(TEXTS)
+    with torch.no_grad():
+        s = student.backbone(**batch).last_hidden_state
+        t = teacher.backbone(**batch).last_hidden_state
+    return float(hidden_state_loss([s], [t], batch["attention_mask"]))
+
+
+def test_distillation_brings_a_student_closer_to_its_teacher(
+    tiny: SentenceEncoder, tmp_path: Path
+) -> None:
+    other = tiny_sentence_encoder(tmp_path, seed=1)  # different weights: far from the teacher
+    student = prune_encoder(other, EncoderPruneConfig(heads=0.5, ffn=0.5, importance="l2"), TEXTS)
+    before = _gap(student, tiny)
+    cfg = EmbeddingDistillConfig(epochs=8, batch_size=4, lr=1e-3, hidden_weight=1.0)
+    distill_encoder(student, tiny, TEXTS, cfg, progress=False)
+    report = distill_report(student)
+    assert _gap(student, tiny) < 0.5 * before
+    assert report["steps"] == 8 * 3 and len(report["epoch_loss"]) == 8
+    assert report["epoch_loss"][-1] < report["epoch_loss"][0]
+    assert not student.training and not tiny.training
+
+
+def test_max_seconds_stops_early_and_says_so(tiny: SentenceEncoder) -> None:
+    student = prune_encoder(tiny, EncoderPruneConfig(heads=0.5, ffn=0.5, importance="l2"), TEXTS)
+    cfg = EmbeddingDistillConfig(epochs=50, batch_size=4)
+    distill_encoder(student, tiny, TEXTS, cfg, progress=False, max_seconds=0.0)
+    report = distill_report(student)
+    assert report["stopped_early"] and report["steps"] == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"lr": 0.0}, "lr must be > 0"),
+        ({"hidden_weight": -1.0}, "hidden_weight must be >= 0"),
+        ({"cosine_weight": 0.0}, "at least one loss weight"),
+    ],
+)
+def test_config_errors_name_the_field(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        EmbeddingDistillConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_config_round_trips_through_a_dict() -> None:
+    cfg = EmbeddingDistillConfig(epochs=2, hidden_weight=1.0)
+    assert EmbeddingDistillConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match=r"unknown keys \['epoch'\]"):
+        EmbeddingDistillConfig.from_dict({"epoch": 2})
