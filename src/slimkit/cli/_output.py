@@ -7,16 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-_ROWS = (
-    ("test_accuracy", "test top-1 (%)", "{:.2f}"),
-    ("val_accuracy", "val top-1 (%)", "{:.2f}"),
-    ("params", "parameters", "{:,}"),
-    ("nonzero_params", "non-zero parameters", "{:,}"),
-    ("macs", "MACs", "{:,}"),
-    ("bytes", "bytes on disk", "{:,}"),
-    ("latency_ms_b1", "latency b1 (ms)", "{:.3f}"),
-    ("latency_ms_b64", "latency b64 (ms)", "{:.3f}"),
-)
+from ..measure._profile import PROFILE_ROWS as _ROWS
 
 
 def _cell(value: Any, fmt: str) -> str:

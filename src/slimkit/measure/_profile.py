@@ -16,6 +16,18 @@ from ._accuracy import evaluate_accuracy
 from ._counts import count_macs, count_nonzero_params, count_params
 from ._latency import measure_latency
 
+#: How a profile is shown: (key, label, format) per row, in display order.
+PROFILE_ROWS = (
+    ("test_accuracy", "test top-1 (%)", "{:.2f}"),
+    ("val_accuracy", "val top-1 (%)", "{:.2f}"),
+    ("params", "parameters", "{:,}"),
+    ("nonzero_params", "non-zero parameters", "{:,}"),
+    ("macs", "MACs", "{:,}"),
+    ("bytes", "bytes on disk", "{:,}"),
+    ("latency_ms_b1", "latency b1 (ms)", "{:.3f}"),
+    ("latency_ms_b64", "latency b64 (ms)", "{:.3f}"),
+)
+
 
 @dataclass(frozen=True)
 class Profile:

@@ -15,17 +15,7 @@ from typing import Any
 
 from .._io import atomic_path
 from ..errors import MissingDependencyError, SlimkitError
-
-ROWS = (
-    ("test top-1 (%)", "test_accuracy", "{:.2f}"),
-    ("validation top-1 (%)", "val_accuracy", "{:.2f}"),
-    ("parameters", "params", "{:,}"),
-    ("non-zero parameters", "nonzero_params", "{:,}"),
-    ("MACs", "macs", "{:,}"),
-    ("bytes on disk", "bytes", "{:,}"),
-    ("latency b1 (ms)", "latency_ms_b1", "{:.3f}"),
-    ("latency b64 (ms)", "latency_ms_b64", "{:.2f}"),
-)
+from ..measure._profile import PROFILE_ROWS
 
 
 def _pyplot() -> Any:
@@ -166,7 +156,7 @@ def _stages_plot(stages: list[dict[str, Any]]) -> str:
 
 def _table(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows = []
-    for label, key, fmt in ROWS:
+    for key, label, fmt in PROFILE_ROWS:
         before, after = summary["baseline"].get(key), summary["result"].get(key)
         rows.append(
             (
