@@ -39,8 +39,8 @@ test-distributed: setup
 	$(PY) -m pytest -q -m distributed
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks scripts
-	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+	$(VENV)/bin/ruff check --no-cache src tests benchmarks scripts
+	$(VENV)/bin/ruff format --no-cache --check src tests benchmarks scripts
 	$(VENV)/bin/mypy
 
 format: $(STAMP)
