@@ -17,6 +17,7 @@ from slimkit.quantize import (
     Int8DynamicConfig,
     Int8StaticConfig,
     Int8WeightOnlyConfig,
+    quantization_report,
     quantize,
 )
 
@@ -49,6 +50,8 @@ def test_save_load_round_trip_reproduces_outputs(
         assert torch.equal(restored(x), q(x))
     assert restored.slimkit_spec["quantization"]["config"] == cfg.to_dict()  # type: ignore[attr-defined]
     assert (tmp_path / "q.onnx").is_file() == (backend == "onnxruntime")
+    # Keys rebuilt on load (static: quantized, folded) are not stored but still reported.
+    assert quantization_report(restored) == quantization_report(q)
 
 
 def test_int8_weights_are_stored_as_int8_and_the_artifact_is_4x_smaller(

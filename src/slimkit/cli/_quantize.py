@@ -115,8 +115,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         "command": "quantize",
         "parent": str(source),
         "parent_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
-        "config": cfg.to_dict(),
-        "backend": backend,
+        # The config and backend are the artifact's quantization section; not repeated here.
         "data": splits.describe(),
     }
     out = export.save(quantized, args.out, provenance=provenance, metrics=metrics)

@@ -25,7 +25,7 @@ from ._config import (
     config_from_dict,
     scheme_of,
 )
-from ._graph import QuantReport, act_quants
+from ._graph import RESTORED_REPORT_ATTR, QuantReport, act_quants
 from ._onnx import require
 from ._static import quantize_qat, quantize_static, restore_static
 from ._torch import require_torchao
@@ -57,11 +57,16 @@ class SchemeHandler:
 
     apply: QuantizeHandler
     restore: RestoreHandler
+    #: Report keys that ``restore`` recomputes (set as ``RESTORED_REPORT_ATTR``): artifacts
+    #: leave them out, which keeps small models' headers small.
+    rebuilt_report_keys: tuple[str, ...] = ()
 
+
+_GRAPH_REPORT_KEYS = ("quantized", "folded")
 
 _HANDLERS: dict[type, SchemeHandler] = {
-    Int8StaticConfig: SchemeHandler(quantize_static, restore_static),
-    QATConfig: SchemeHandler(quantize_qat, restore_static),
+    Int8StaticConfig: SchemeHandler(quantize_static, restore_static, _GRAPH_REPORT_KEYS),
+    QATConfig: SchemeHandler(quantize_qat, restore_static, _GRAPH_REPORT_KEYS),
     Int8DynamicConfig: SchemeHandler(quantize_dynamic, RESTORERS[Int8DynamicConfig]),
     Int8WeightOnlyConfig: SchemeHandler(quantize_weight_only, RESTORERS[Int8WeightOnlyConfig]),
     Int4WeightOnlyConfig: SchemeHandler(quantize_int4, RESTORERS[Int4WeightOnlyConfig]),
@@ -189,6 +194,9 @@ def _shortest_f32(value: float) -> float:
 def quantization_spec(model: nn.Module) -> dict[str, Any]:
     """The artifact spec section of a quantized model, with its activation parameters."""
     section = dict(getattr(model, QUANT_ATTR))
+    rebuilt = _handler(config_from_dict(section["config"])).rebuilt_report_keys
+    report = section.get("report", {})
+    section["report"] = {k: v for k, v in report.items() if k not in rebuilt}
     section["activations"] = {
         name: {"scale": _shortest_f32(float(aq.scale)), "zero_point": int(aq.zero_point)}
         for name, aq in act_quants(model).items()
@@ -217,5 +225,9 @@ def restore_structure(model: nn.Module, section: dict[str, Any]) -> nn.Module:
     restored = _handler(cfg).restore(model, cfg)
     _restore_activations(restored, section.get("activations", {}))
     _inherit(model, restored)
-    setattr(restored, QUANT_ATTR, dict(section))
+    section = dict(section)
+    rebuilt: QuantReport | None = getattr(restored, RESTORED_REPORT_ATTR, None)
+    if rebuilt is not None:
+        section["report"] = {**rebuilt.to_dict(), **section.get("report", {})}
+    setattr(restored, QUANT_ATTR, section)
     return restored

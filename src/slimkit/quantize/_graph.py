@@ -35,6 +35,8 @@ _PASS_METHODS = {"relu", "flatten"}
 _SHAPE_METHODS = {"size", "dim", "numel"}
 ACT_PREFIX = "act_quant"
 LEAF_TYPES = (ActQuant, QuantWeight, Int4Linear)
+#: Attribute a restore handler may set on its model: the report its rebuild produced.
+RESTORED_REPORT_ATTR = "_slimkit_restored_report"
 
 
 @dataclass
@@ -161,7 +163,10 @@ class _Placer:
         for arg in self.tensor_inputs(node):
             if not self.is_aq(arg):
                 self.insert_after(arg, self.make())
-        self.report.quantized.append(self.label(node))
+        # A module's path names it; a function gets its op in brackets ("add_3 (add)").
+        self.report.quantized.append(
+            str(node.target) if node.op == "call_module" else self.label(node)
+        )
         out = self.fused_relu(node) or node
         if out is not node:
             self.fused.add(out)

@@ -16,6 +16,7 @@ from ._calib import calibration_batches, run_batches
 from ._config import Int8StaticConfig, QATConfig
 from ._fold import fold_batchnorm
 from ._graph import (
+    RESTORED_REPORT_ATTR,
     QuantReport,
     check_exclude,
     freeze_act_quants,
@@ -144,6 +145,7 @@ def quantize_qat(
 
 def restore_static(model: nn.Module, cfg: Int8StaticConfig) -> nn.Module:
     """The module structure of a static/QAT int8 model, ready for its saved tensors."""
-    gm, _ = build_static(model, cfg, structure_only=True)
+    gm, report = build_static(model, cfg, structure_only=True)
     set_mode(gm, "fake")
+    setattr(gm, RESTORED_REPORT_ATTR, report)
     return gm
