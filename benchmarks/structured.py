@@ -47,6 +47,9 @@ BASELINE_RECIPES = {
 }
 CRITERIA = "l2,l1,bn-scale,taylor,activation,apoz,random,torch-pruning"
 CONTROL = "dense + same fine-tune"
+#: A criterion ending in this is fine-tuned by logit distillation from the unpruned model
+#: (same TrainConfig) instead of cross-entropy: "l2+kd", "torch-pruning+kd".
+KD_SUFFIX = "+kd"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -140,6 +143,7 @@ def run_variant(
 ) -> dict[str, Any]:
     start = time.perf_counter()
     extra: dict[str, Any] = {}
+    criterion, kd = criterion.removesuffix(KD_SUFFIX), criterion.endswith(KD_SUFFIX)
     if criterion == CONTROL:
         pruned = copy.deepcopy(base)
     elif criterion == "torch-pruning":
@@ -149,7 +153,10 @@ def run_variant(
         cfg = slimkit.StructuredConfig(target_macs=target, importance=criterion)
         pruned = slimkit.prune(base, cfg, data=splits, example_inputs=example, progress=False)
     prune_s = time.perf_counter() - start
-    if finetune.epochs:
+    if finetune.epochs and kd:
+        # slimkit's default recovery when the unpruned model is at hand (prune --recover kd).
+        slimkit.distill(pruned, base, splits, slimkit.DistillConfig(train=finetune), progress=False)
+    elif finetune.epochs:
         slimkit.train(pruned, splits, finetune, progress=False)
     if criterion == "torch-pruning":
         save_file({k: v.contiguous() for k, v in pruned.state_dict().items()}, str(path))
@@ -166,7 +173,7 @@ def run_variant(
 
 
 def reload(row: dict[str, Any], base: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
-    if row["method"] == "torch-pruning":
+    if row["method"].removesuffix(KD_SUFFIX) == "torch-pruning":
         model = torch_pruning_at(base, row["tp_ratio"], example)
         model.load_state_dict(load_file(row["path"]))
         return model.eval()
@@ -295,7 +302,10 @@ def markdown(workdir: Path) -> str:
         "gets the same fine-tune config; the *dense + same fine-tune* row gives that config to the "
         "unpruned model, so the effect of the extra epochs alone is visible. Torch-Pruning "
         "(`MetaPruner`, `GroupMagnitudeImportance(p=2)`, classifier ignored) has its ratio "
-        "bisected to just under the same MACs target. Latency: medians of interleaved rounds in "
+        "bisected to just under the same MACs target. A method ending in *+kd* is fine-tuned "
+        "with the same config by logit distillation from the unpruned baseline (slimkit's "
+        "`DistillConfig()` defaults: T = 4, α = 0.9) instead of cross-entropy, the recovery "
+        "`slimkit prune --recover kd` uses. Latency: medians of interleaved rounds in "
         "one process, eager PyTorch and ONNX Runtime fp32 (batch norm folded). "
         "Speedup = baseline eager b64 ÷ variant eager b64; efficiency = speedup ÷ MACs reduction "
         "(1.0: the whole theoretical speedup is real).",

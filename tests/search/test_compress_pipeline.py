@@ -85,3 +85,28 @@ def test_existing_run_needs_resume_and_same_config(
         compress(trained, small_splits, other, tmp_path / "run", resume=True, log=None)
     again = compress(trained, small_splits, cfg, tmp_path / "run", resume=True, log=None)
     assert again["result"]["macs"] < again["baseline"]["macs"]
+
+
+def test_latency_goal_deploys_the_faster_precision_it_measured(
+    trained: nn.Module, small_splits: Splits, tmp_path: Path
+) -> None:
+    cfg = CompressConfig(max_drop=2.0, goal="latency", latency_threads=1, **{**FAST, "trials": 1})
+    summary = compress(trained, small_splits, cfg, tmp_path / "run", log=None)
+
+    trials = json.loads((tmp_path / "run" / "trials.json").read_text())
+    for record in trials:
+        choice = record["precision_choice"]
+        fp32_kept = record["precision"].startswith("fp32")
+        within = {p: choice[f"{p}_drop"] <= cfg.max_drop for p in ("int8", "fp32")}
+        if fp32_kept:
+            assert within["fp32"]
+            assert choice["fp32_ms_b64"] < choice["int8_ms_b64"] or not within["int8"]
+            assert record["onnx"].endswith("model-fp32.onnx")
+        else:
+            assert not within["fp32"] or choice["int8_ms_b64"] <= choice["fp32_ms_b64"]
+            assert not (Path(record["onnx"]).parent / "model-fp32.onnx").exists()
+    from slimkit import evaluate_accuracy
+    from slimkit.quantize import OrtModule
+
+    deployed = OrtModule(summary["files"]["onnx"], threads=1)
+    assert evaluate_accuracy(deployed, small_splits.val) == summary["result"]["val_accuracy"]

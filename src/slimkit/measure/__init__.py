@@ -2,7 +2,7 @@
 
 from ._accuracy import evaluate_accuracy
 from ._counts import count_macs, count_nonzero_params, count_params
-from ._latency import fixed_threads, measure_latency, time_callable
+from ._latency import fixed_threads, interleaved_latency, measure_latency, time_callable
 from ._profile import Profile, profile
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "count_params",
     "evaluate_accuracy",
     "fixed_threads",
+    "interleaved_latency",
     "measure_latency",
     "profile",
     "time_callable",

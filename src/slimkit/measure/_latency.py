@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -64,3 +64,26 @@ def measure_latency(
     with fixed_threads(threads):
         times = time_callable(step, warmup=warmup, repeats=repeats, min_seconds=min_seconds)
     return statistics.median(times)
+
+
+def interleaved_latency(
+    runners: Sequence[Callable[[torch.Tensor], object]], x: torch.Tensor, rounds: int = 15
+) -> list[float]:
+    """Median milliseconds per call of each runner, timed interleaved (one call each per round).
+
+    Measured alone at different moments, latencies on a shared machine drift; interleaving
+    gives every runner the same conditions, so their ratios are fair.
+
+    Example:
+        >>> int8_ms, fp32_ms = interleaved_latency([int8_session, fp32_session], batch)
+    """
+    times: list[list[float]] = [[] for _ in runners]
+    with torch.no_grad():
+        for runner in runners:
+            runner(x)
+        for _ in range(rounds):
+            for index, runner in enumerate(runners):
+                start = time.perf_counter()
+                runner(x)
+                times[index].append((time.perf_counter() - start) * 1000.0)
+    return [statistics.median(samples) for samples in times]

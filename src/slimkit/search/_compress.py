@@ -13,7 +13,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,13 @@ from .._device import resolve_device
 from ..data import Splits, load_data
 from ..errors import AccuracyBudgetError, MissingDependencyError, SlimkitError
 from ..export import load, save
-from ..measure import count_macs, count_nonzero_params, count_params, evaluate_accuracy
+from ..measure import (
+    count_macs,
+    count_nonzero_params,
+    count_params,
+    evaluate_accuracy,
+    interleaved_latency,
+)
 from ..measure import measure_latency as eager_latency
 from ._config import CompressConfig
 from ._plan import GroupCurve, Pruner, measure_curves, plan_for_macs
@@ -317,35 +323,13 @@ def _reload_deployed(record: dict[str, Any], cfg: CompressConfig) -> nn.Module:
     return load(record["artifact"])
 
 
-def interleaved_ms(
-    runners: Sequence[Callable[[torch.Tensor], object]], x: torch.Tensor, rounds: int = 15
-) -> list[float]:
-    """Median milliseconds per call of each runner, timed interleaved (one call each per round).
-
-    Measured alone at different moments, latencies on a shared machine drift; interleaving
-    gives every runner the same conditions, so their ratios are fair.
-    """
-    import statistics
-
-    times: list[list[float]] = [[] for _ in runners]
-    with torch.no_grad():
-        for runner in runners:
-            runner(x)
-        for _ in range(rounds):
-            for index, runner in enumerate(runners):
-                start = time.perf_counter()
-                runner(x)
-                times[index].append((time.perf_counter() - start) * 1000.0)
-    return [statistics.median(samples) for samples in times]
-
-
 def _remeasure_latency(
     candidates: list[dict[str, Any]], splits: Splits, cfg: CompressConfig
 ) -> list[dict[str, Any]]:
     """Time the candidates again side by side; fastest first."""
     runners = [_reload_deployed(r, cfg) for r in candidates]
     for record, ms in zip(
-        candidates, interleaved_ms(runners, splits.example_input(64)), strict=True
+        candidates, interleaved_latency(runners, splits.example_input(64)), strict=True
     ):
         record["latency_ms_b64_trial"] = record["latency_ms_b64"]
         record["latency_ms_b64"] = ms
@@ -446,7 +430,7 @@ def _export(run: RunDir, ctx: Context, log: Log) -> None:
         x = ctx.splits.example_input(64)
         with _threads(cfg.latency_threads):
             for key, batch in (("latency_ms_b1", x[:1]), ("latency_ms_b64", x)):
-                baseline[key], result[key] = interleaved_ms([ctx.model, deployed], batch)
+                baseline[key], result[key] = interleaved_latency([ctx.model, deployed], batch)
         out.update(baseline=baseline, result=result, files=files, chosen_number=chosen["number"])
 
 
