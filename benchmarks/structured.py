@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 
 import slimkit
 from slimkit.data import Splits
-from slimkit.measure import count_params, evaluate_accuracy
+from slimkit.measure import count_params, evaluate_accuracy, interleaved_latency
 
 BASELINE_RECIPES = {
     "seed-cnn": slimkit.TrainConfig(epochs=12, lr=2e-3, optimizer="adam"),
@@ -68,6 +68,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", default="runs/bench-structured")
     p.add_argument("--out", default="docs/benchmarks/structured.md")
     p.add_argument("--skip-latency", action="store_true", help="train only; time in a later run")
+    p.add_argument(
+        "--latency-target",
+        type=float,
+        default=None,
+        help="also prune the baseline with StructuredConfig(target_latency=F) at batch 64 and "
+        "re-measure its latency against the baseline, interleaved",
+    )
     p.add_argument("--tiny", action="store_true", help="seed-cnn, one target, two criteria")
     args = p.parse_args(argv)
     if args.tiny:
@@ -277,6 +284,9 @@ def run_model(name: str, args: argparse.Namespace) -> None:
         rows[key] = {"method": criterion, "target": target, "path": str(path), **row}
         print(f"  {json.dumps(rows[key])}", flush=True)
         _write_json(results_path, results)
+    if args.latency_target is not None:
+        results["latency_target"] = check_latency_target(base, splits, args)
+        _write_json(results_path, results)
     if args.skip_latency:
         return
     print(f"{name}: latency", flush=True)
@@ -285,6 +295,29 @@ def run_model(name: str, args: argparse.Namespace) -> None:
     for key, values in latency.items():
         rows[key].update(values)
     _write_json(results_path, results)
+
+
+def check_latency_target(
+    base: torch.nn.Module, splits: Splits, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Prune to a latency target, then time the result against the baseline independently."""
+    x = splits.example_input(64)
+    cfg = slimkit.StructuredConfig(target_latency=args.latency_target, latency_threads=args.threads)
+    pruned = slimkit.prune(base, cfg, example_inputs=x, progress=False)
+    fractions = []
+    for _ in range(5):  # five independent interleaved measurements of the pair
+        base_ms, pruned_ms = interleaved_latency([base.eval(), pruned.eval()], x, args.rounds)
+        fractions.append(pruned_ms / base_ms)
+    measured = statistics.median(fractions)
+    return {
+        "target": args.latency_target,
+        "batch": 64,
+        "search_fraction": pruned.slimkit_prune_report["steps"][-1]["fraction"],
+        "remeasured_fractions": fractions,
+        "remeasured_fraction": measured,
+        "within_10_percent": abs(measured - args.latency_target) <= 0.1 * args.latency_target,
+        "macs_fraction": slimkit.count_macs(pruned, x[:1]) / slimkit.count_macs(base, x[:1]),
+    }
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -332,7 +365,22 @@ def markdown(workdir: Path) -> str:
         for r in rows.values():
             lines.append(_row(r, base))
         lines.append("")
+        if "latency_target" in results:
+            lines += [_latency_target_line(results["latency_target"]), ""]
     return "\n".join(lines)
+
+
+def _latency_target_line(t: dict[str, Any]) -> str:
+    spread = ", ".join(f"{f:.3f}" for f in t["remeasured_fractions"])
+    verdict = "within 10%" if t["within_10_percent"] else "NOT within 10%"
+    return (
+        f"**Latency target.** `StructuredConfig(target_latency={t['target']})` at batch "
+        f"{t['batch']} (no fine-tuning; latency does not depend on the weights): the search "
+        f"measured {t['search_fraction']:.3f} of the baseline's eager latency; re-measured "
+        f"afterwards, interleaved with the baseline in five rounds of medians: {spread} "
+        f"(median {t['remeasured_fraction']:.3f}, {verdict} of the target); "
+        f"MACs kept {t['macs_fraction']:.1%}."
+    )
 
 
 def _recipe(cfg: dict[str, Any]) -> str:
