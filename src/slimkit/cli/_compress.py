@@ -46,6 +46,12 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
     p.add_argument("--qat-epochs", type=int, default=1)
     p.add_argument("--no-quantize", action="store_true", help="prune only; keep fp32")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for latency")
+    p.add_argument(
+        "--round-to",
+        type=int,
+        default=None,
+        help="channel counts multiple of this (default: 8 for --goal latency, else 1)",
+    )
     p.add_argument("--storage", default=None, help="Optuna storage URL shared with workers")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
@@ -84,6 +90,7 @@ def config_from_args(args: argparse.Namespace) -> CompressConfig:
         qat_epochs=args.qat_epochs,
         quantize=not args.no_quantize,
         latency_threads=args.threads,
+        round_to=args.round_to,
     )
 
 

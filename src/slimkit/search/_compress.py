@@ -474,7 +474,7 @@ def _summary(run: RunDir, cfg: CompressConfig) -> dict[str, Any]:
 def _context(
     run: RunDir, model: nn.Module, splits: Splits, cfg: CompressConfig, device: torch.device
 ) -> Context:
-    pruner = Pruner.build(model, splits, cfg.importance, cfg.round_to)
+    pruner = Pruner.build(model, splits, cfg.importance, cfg.channel_multiple)
     ctx = Context(model, splits, cfg, pruner, [], run.output("baseline")["val_accuracy"], device)
     _read_sensitivity(run, ctx)
     return ctx
