@@ -220,6 +220,52 @@ def _suggest(trial: Any, cfg: CompressConfig) -> dict[str, Any]:
     return params
 
 
+#: Below this width the frontier interval counts as found; later trials go to TPE.
+FRONTIER_RESOLUTION = 0.02
+
+
+def frontier_macs_keep(
+    trials: list[tuple[float, float | None]], cfg: CompressConfig
+) -> float | None:
+    """The next fraction of MACs to try, halving the gap around the budget's frontier.
+
+    ``trials`` are (macs_keep, drop) pairs, drop None for a trial still running. A deeper cut
+    costs more accuracy, so the deepest plan within budget and the shallowest one over it
+    below that bracket the frontier; the next trial goes half-way between them. Returns None
+    once the bracket is narrower than :data:`FRONTIER_RESOLUTION` or its midpoint is
+    already taken (another worker runs it): the sampler then explores instead.
+    """
+    done = [(keep, drop) for keep, drop in trials if drop is not None]
+    within = [keep for keep, drop in done if drop <= cfg.max_drop]
+    deepest_ok = min(within, default=cfg.max_macs_keep)
+    over = [keep for keep, drop in done if drop > cfg.max_drop and keep < deepest_ok]
+    shallowest_bad = max(over, default=cfg.min_macs_keep)
+    if deepest_ok - shallowest_bad < FRONTIER_RESOLUTION:
+        return None
+    middle = (deepest_ok + shallowest_bad) / 2
+    if any(abs(keep - middle) < FRONTIER_RESOLUTION / 2 for keep, _ in trials):
+        return None
+    return middle
+
+
+def _next_params(study: Any, cfg: CompressConfig) -> dict[str, Any] | None:
+    """Bisection on the frontier for the one-dimensional goals; TPE for the size goal."""
+    if cfg.goal == "size":
+        return None
+    optuna = _optuna()
+    states = optuna.trial.TrialState
+    trials = [
+        (
+            float(t.params["macs_keep"]),
+            t.user_attrs.get("drop") if t.state == states.COMPLETE else None,
+        )
+        for t in study.get_trials(deepcopy=False, states=(states.COMPLETE, states.RUNNING))
+        if "macs_keep" in t.params
+    ]
+    keep = frontier_macs_keep(trials, cfg)
+    return None if keep is None else {"macs_keep": keep}
+
+
 def _requeue_stale(study: Any, log: Log) -> None:
     """Trials left RUNNING by a dead process of this host are failed and queued again."""
     optuna = _optuna()
@@ -262,6 +308,9 @@ def search_loop(
             log("search: time budget spent")
             return
         study.sampler = _sampler(cfg, completed)
+        waiting = study.get_trials(deepcopy=False, states=(states.WAITING,))
+        if not waiting and (proposal := _next_params(study, cfg)) is not None:
+            study.enqueue_trial(proposal)
         trial = study.ask()
         trial.set_user_attr("owner", _owner())
         params = _suggest(trial, cfg)

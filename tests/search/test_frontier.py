@@ -1,0 +1,41 @@
+"""The bisection that proposes the next fraction of MACs for the latency and MACs goals."""
+
+from __future__ import annotations
+
+import pytest
+
+from slimkit.search import CompressConfig
+from slimkit.search._compress import FRONTIER_RESOLUTION, frontier_macs_keep
+
+CFG = CompressConfig(max_drop=0.5, goal="latency", min_macs_keep=0.1)
+
+
+def test_a_plan_within_budget_sends_the_next_trial_half_way_deeper() -> None:
+    assert frontier_macs_keep([(0.8, 0.3)], CFG) == pytest.approx(0.45)
+
+
+def test_a_plan_over_budget_sends_the_next_trial_half_way_back() -> None:
+    assert frontier_macs_keep([(0.8, 0.9)], CFG) == pytest.approx(0.9)
+
+
+def test_the_bracket_is_the_deepest_pass_and_the_shallowest_fail_below_it() -> None:
+    trials = [(0.8, 0.3), (0.45, 1.7), (0.62, 0.4), (0.3, 4.0), (0.95, 0.6)]
+    # 0.95 failed (noise) but lies above the deepest pass: it does not bound the frontier.
+    assert frontier_macs_keep(trials, CFG) == pytest.approx((0.62 + 0.45) / 2)
+
+
+def test_a_narrow_bracket_or_a_taken_midpoint_hands_over_to_the_sampler() -> None:
+    narrow = [(0.50, 0.4), (0.50 - FRONTIER_RESOLUTION / 2, 0.7)]
+    assert frontier_macs_keep(narrow, CFG) is None
+    running = [(0.8, 0.3), (0.45, None)]  # another worker already runs the midpoint
+    assert frontier_macs_keep(running, CFG) is None
+
+
+def test_a_run_where_everything_passes_walks_down_to_the_floor() -> None:
+    trials = [(0.8, 0.1)]
+    for _ in range(6):
+        keep = frontier_macs_keep(trials, CFG)
+        if keep is None:
+            break
+        trials.append((keep, 0.1))
+    assert min(k for k, _ in trials) < CFG.min_macs_keep + 2 * FRONTIER_RESOLUTION
