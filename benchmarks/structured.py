@@ -50,6 +50,9 @@ CONTROL = "dense + same fine-tune"
 #: A criterion ending in this is fine-tuned by logit distillation from the unpruned model
 #: (same TrainConfig) instead of cross-entropy: "l2+kd", "torch-pruning+kd".
 KD_SUFFIX = "+kd"
+#: A slimkit criterion ending in this ranks units across all groups (``Global()``, importance
+#: normalised per group) instead of pruning every group by the same ratio: "l2/global".
+GLOBAL_SUFFIX = "/global"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -151,13 +154,18 @@ def run_variant(
     start = time.perf_counter()
     extra: dict[str, Any] = {}
     criterion, kd = criterion.removesuffix(KD_SUFFIX), criterion.endswith(KD_SUFFIX)
+    criterion, scope = (
+        (criterion.removesuffix(GLOBAL_SUFFIX), slimkit.Global())
+        if criterion.endswith(GLOBAL_SUFFIX)
+        else (criterion, slimkit.PerLayer())
+    )
     if criterion == CONTROL:
         pruned = copy.deepcopy(base)
     elif criterion == "torch-pruning":
         extra["tp_ratio"] = torch_pruning_ratio(base, target, example)
         pruned = torch_pruning_at(base, extra["tp_ratio"], example)
     else:
-        cfg = slimkit.StructuredConfig(target_macs=target, importance=criterion)
+        cfg = slimkit.StructuredConfig(target_macs=target, importance=criterion, scope=scope)
         pruned = slimkit.prune(base, cfg, data=splits, example_inputs=example, progress=False)
     prune_s = time.perf_counter() - start
     if finetune.epochs and kd:
@@ -279,7 +287,7 @@ def run_model(name: str, args: argparse.Namespace) -> None:
         if key in rows:
             continue
         print(f"{name}: {key}", flush=True)
-        path = work / f"{key.replace(' ', '_').replace('+', '')}.safetensors"
+        path = work / f"{key.replace(' ', '_').replace('+', '').replace('/', '-')}.safetensors"
         row = run_variant(base, criterion, target or 1.0, splits, example, finetune, path)
         rows[key] = {"method": criterion, "target": target, "path": str(path), **row}
         print(f"  {json.dumps(rows[key])}", flush=True)
@@ -338,7 +346,8 @@ def markdown(workdir: Path) -> str:
         "bisected to just under the same MACs target. A method ending in *+kd* is fine-tuned "
         "with the same config by logit distillation from the unpruned baseline (slimkit's "
         "`DistillConfig()` defaults: T = 4, α = 0.9) instead of cross-entropy, the recovery "
-        "`slimkit prune --recover kd` uses. Latency: medians of interleaved rounds in "
+        "`slimkit prune --recover kd` uses. A method ending in */global* ranks channels across "
+        "all groups (`scope=Global()`) instead of the same ratio in every group. Latency: medians of interleaved rounds in "
         "one process, eager PyTorch and ONNX Runtime fp32 (batch norm folded). "
         "Speedup = baseline eager b64 ÷ variant eager b64; efficiency = speedup ÷ MACs reduction "
         "(1.0: the whole theoretical speedup is real).",
