@@ -110,3 +110,22 @@ def test_latency_goal_deploys_the_faster_precision_it_measured(
 
     deployed = OrtModule(summary["files"]["onnx"], threads=1)
     assert evaluate_accuracy(deployed, small_splits.val) == summary["result"]["val_accuracy"]
+
+
+def test_a_plan_that_rounds_to_an_earlier_structure_reuses_its_trial(
+    trained: nn.Module, small_splits: Splits, tmp_path: Path
+) -> None:
+    # Every fraction below the smallest structure round_to=8 allows maps to that structure.
+    cfg = CompressConfig(
+        max_drop=50.0, goal="macs", quantize=False, round_to=8, **{**FAST, "trials": 5}
+    )
+    compress(trained, small_splits, cfg, tmp_path / "run", log=None)
+
+    trials = {r["number"]: r for r in json.loads((tmp_path / "run" / "trials.json").read_text())}
+    reused = [r for r in trials.values() if "same_plan_as" in r]
+    assert reused, [r["params"] for r in trials.values()]
+    for record in reused:
+        twin = trials[record["same_plan_as"]]
+        assert record["artifact"] == twin["artifact"]
+        assert record["val_accuracy"] == twin["val_accuracy"]
+        assert record["params"] != twin["params"]

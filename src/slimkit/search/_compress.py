@@ -266,6 +266,22 @@ def _next_params(study: Any, cfg: CompressConfig) -> dict[str, Any] | None:
     return None if keep is None else {"macs_keep": keep}
 
 
+def _same_plan_as(study: Any, ctx: Context, params: dict[str, Any]) -> Any:
+    """A completed trial whose plan prunes exactly as ``params`` would, if there is one."""
+    if params.get("sparsity", 0.0) > 0:
+        return None
+    ratios, _ = plan_for_macs(ctx.pruner, ctx.curves, float(params["macs_keep"]))
+    widths = ctx.pruner.widths(ratios)
+    optuna = _optuna()
+    for other in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        attrs = other.user_attrs
+        if attrs.get("sparsity", 0.0) > 0 or "structured" not in attrs:
+            continue
+        if ctx.pruner.widths(attrs["structured"]["ratios"]) == widths:
+            return other
+    return None
+
+
 def _requeue_stale(study: Any, log: Log) -> None:
     """Trials left RUNNING by a dead process of this host are failed and queued again."""
     optuna = _optuna()
@@ -318,7 +334,13 @@ def search_loop(
         try:
             # Seeded by its slot (trials completed before it), so a trial that is re-run
             # after an interruption trains exactly as it would have.
-            record = run_trial(ctx, params, out_dir, seed=cfg.seed + completed)
+            twin = _same_plan_as(study, ctx, params)
+            if twin is not None:
+                # Channel rounding maps nearby fractions to one structure: reuse its result.
+                record = {**twin.user_attrs, "params": params, "same_plan_as": twin.number}
+                record.pop("owner", None)
+            else:
+                record = run_trial(ctx, params, out_dir, seed=cfg.seed + completed)
         except KeyboardInterrupt:
             study.tell(trial, state=states.FAIL)
             study.enqueue_trial(params)
@@ -340,6 +362,11 @@ def search_loop(
             + (f", sparsity {params['sparsity']:.0%}" if "sparsity" in params else "")
             + f" → val {record['val_accuracy']:.2f}% (drop {record['drop']:+.2f}, {ok}), "
             f"{record['bytes']:,} B, b64 {record['latency_ms_b64']:.2f} ms"
+            + (
+                f" (same plan as trial {record['same_plan_as']})"
+                if "same_plan_as" in record
+                else ""
+            )
         )
 
 

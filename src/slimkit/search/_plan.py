@@ -119,6 +119,14 @@ class Pruner:
         cfg = self.config(ratios)
         return prune_verified(self.graph, self.model, self.scores, cfg, 0.0).model
 
+    def widths(self, ratios: dict[str, float]) -> dict[str, int]:
+        """Output width of every conv/linear layer after pruning by ``ratios``."""
+        return {
+            name: int(getattr(m, "out_channels", getattr(m, "out_features", 0)))
+            for name, m in self.prune(ratios).named_modules()
+            if isinstance(m, nn.Conv2d | nn.Linear | nn.Conv1d | nn.ConvTranspose2d)
+        }
+
     def macs_fraction(self, ratios: dict[str, float]) -> float:
         return count_macs(self.prune(ratios), self.example) / self.base_macs
 
