@@ -26,6 +26,7 @@ import copy
 import json
 import os
 import platform
+import re
 import statistics
 import tempfile
 import time
@@ -334,7 +335,16 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def markdown(workdir: Path) -> str:
+NOTES = re.compile(r"<!-- notes: (\S+) -->\n.*?<!-- end notes -->\n", re.DOTALL)
+
+
+def kept_notes(doc: Path) -> dict[str, str]:
+    """Hand-written notes per model (between notes markers) of the current doc, kept on rewrite."""
+    text = doc.read_text() if doc.exists() else ""
+    return {m.group(1): m.group(0) for m in NOTES.finditer(text)}
+
+
+def markdown(workdir: Path, notes: dict[str, str] | None = None) -> str:
     lines = [
         "# Structured pruning benchmark",
         "",
@@ -361,6 +371,7 @@ def markdown(workdir: Path) -> str:
         lines += [
             f"## {results_path.stem}",
             "",
+            *([(notes or {})[results_path.stem]] if results_path.stem in (notes or {}) else []),
             f"Baseline: {_recipe(s['baseline'])}; fine-tune: {_recipe(s['finetune'])}; "
             f"{s['train_images']:,} training images, {s['test_images']:,} test images; "
             f"{s['threads']} thread(s), {s['rounds']} latency rounds.",
@@ -427,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         run_model(name, args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(markdown(Path(args.workdir)))
+    out.write_text(markdown(Path(args.workdir), kept_notes(out)))
     print(f"wrote {out}")
     return 0
 
