@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 DEMO := runs/demo
 # Threads for training and latency; 2 matches the reference machine of the README's numbers.
 export OMP_NUM_THREADS ?= 2
+# Passive OpenMP waiting (slimkit sets it too when imported before torch): see src/slimkit/__init__.py.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup data demo test test-slow test-distributed lint format bench coverage clean
 
