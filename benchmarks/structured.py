@@ -64,6 +64,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--finetune-epochs", type=int, default=3)
     p.add_argument("--finetune-lr", type=float, default=1e-3)
     p.add_argument("--finetune-optimizer", default="adam")
+    p.add_argument(
+        "--finetune-seed",
+        type=int,
+        default=0,
+        help="fine-tuning seed; rows of a seed other than 0 are recorded as '<method>@<target> seed N'",
+    )
     p.add_argument("--limit-train", type=int, default=None, help="train/fine-tune on N images")
     p.add_argument("--limit-eval", type=int, default=None)
     p.add_argument("--baseline-epochs", type=int, default=None, help="override the recipe")
@@ -256,10 +262,11 @@ def run_model(name: str, args: argparse.Namespace) -> None:
         lr=args.finetune_lr,
         optimizer=args.finetune_optimizer,
         weight_decay=5e-4 if args.finetune_optimizer == "sgd" else 0.0,
+        seed=args.finetune_seed,
     )
     results["settings"] = {
         "baseline": baseline_recipe(name, args).to_dict(),
-        "finetune": finetune.to_dict(),
+        "finetune": {k: v for k, v in finetune.to_dict().items() if k != "seed"},
         "train_images": len(splits.train),
         "test_images": len(splits.test),
         "threads": args.threads,
@@ -285,12 +292,15 @@ def run_model(name: str, args: argparse.Namespace) -> None:
     ]
     for criterion, target in jobs:
         key = criterion if target is None else f"{criterion}@{target}"
+        key += f" seed {args.finetune_seed}" if args.finetune_seed else ""
         if key in rows:
             continue
         print(f"{name}: {key}", flush=True)
         path = work / f"{key.replace(' ', '_').replace('+', '').replace('/', '-')}.safetensors"
         row = run_variant(base, criterion, target or 1.0, splits, example, finetune, path)
         rows[key] = {"method": criterion, "target": target, "path": str(path), **row}
+        if args.finetune_seed:
+            rows[key]["seed"] = args.finetune_seed
         print(f"  {json.dumps(rows[key])}", flush=True)
         _write_json(results_path, results)
     if args.latency_target is not None:
@@ -385,9 +395,25 @@ def markdown(workdir: Path, notes: dict[str, str] | None = None) -> str:
         for r in rows.values():
             lines.append(_row(r, base))
         lines.append("")
+        lines += _seed_summary(rows)
         if "latency_target" in results:
             lines += [_latency_target_line(results["latency_target"]), ""]
     return "\n".join(lines)
+
+
+def _seed_summary(rows: dict[str, Any]) -> list[str]:
+    """Mean ± std of test accuracy for every method and target fine-tuned with several seeds."""
+    by_method: dict[tuple[str, Any], list[float]] = {}
+    for r in rows.values():
+        if r.get("target") is not None:
+            by_method.setdefault((r["method"], r["target"]), []).append(r["test_accuracy"])
+    lines = [
+        f"- {method} at {target:.0%} of the MACs, {len(acc)} fine-tuning seeds: "
+        f"{statistics.mean(acc):.2f} ± {statistics.stdev(acc):.2f}"
+        for (method, target), acc in by_method.items()
+        if len(acc) > 1
+    ]
+    return ["Over fine-tuning seeds (test top-1, mean ± std):", "", *lines, ""] if lines else []
 
 
 def _latency_target_line(t: dict[str, Any]) -> str:
@@ -415,8 +441,10 @@ def _row(r: dict[str, Any], base: dict[str, Any]) -> str:
     ort_speed = _ratio(base.get("ort_b64_ms"), r.get("ort_b64_ms"))
     efficiency = speed / (base["macs"] / r["macs"]) if speed else None
     target = f"{r['target']:.0%}" if r["target"] else "–"
+    method = r["method"] + (f" (seed {r['seed']})" if r.get("seed") else "")
     return (
-        f"| {target} | {r['method']} | {r['test_accuracy']:.2f} | "
+        f"| {target} | {method} | "
+        f"{r['test_accuracy']:.2f} | "
         f"{r['test_accuracy'] - base['test_accuracy']:+.2f} | {r['params']:,} | {r['macs']:,} | "
         f"{fmt(r.get('torch_b1_ms'), '.3f')} | {fmt(r.get('torch_b64_ms'), '.2f')} | "
         f"{fmt(r.get('ort_b1_ms'), '.3f')} | {fmt(r.get('ort_b64_ms'), '.2f')} | "
