@@ -129,12 +129,11 @@ Findings behind these numbers:
 - The issue's "int8 on ONNX Runtime ≥ 3× faster than fp32 eager at batch 64" is not met here
   in medians on an idle machine: 2.61× (seed-cnn) and 2.45× (resnet20), the peer's graph
   alike (2.59×, 2.45×). An earlier version of this doc reported 3.39× and 3.00×: fastest calls
-  on a loaded machine, where eager PyTorch's calls suffered more than ONNX Runtime's. On one
-  quiet thread resnet20 (31.0 M MACs per image, 2.0 G per batch of 64) ran about 29 ms in
-  int8 (≈ 68 G MAC/s) and 75 ms in eager fp32 (≈ 27 G MAC/s, about 70% of the 39 G MAC/s two
-  AVX2 FMA units give one 2.45 GHz core): 3× needs int8 kernels faster than ONNX Runtime's
-  on a CPU without VNNI (u8×s8 products through 16-bit `vpmaddubsw`). PT2E on oneDNN reached
-  3.01× on resnet20 in the same run.
+  on a loaded machine, where eager PyTorch's calls suffered more than ONNX Runtime's. In the
+  resnet20 run below (31.0 M MACs per image, 2.0 G per batch of 64) the int8 graph ran at
+  about 44 G MAC/s and eager fp32 at about 18 G MAC/s on one 2.45 GHz core; u8×s8 products
+  on a CPU without VNNI go through 16-bit `vpmaddubsw`, which caps how far ahead of fp32
+  ONNX Runtime's int8 kernels get. PT2E on oneDNN reached 3.01× on resnet20 in the same run.
 """
 
 
