@@ -285,7 +285,8 @@ def run_model(name: str, args: argparse.Namespace) -> None:
             "macs": slimkit.count_macs(base, example),
             "path": str(work / "baseline.safetensors"),
         }
-    jobs = [(CONTROL, None)] + [
+    # The control row is fine-tuned once, with seed 0; other seeds repeat the pruned rows only.
+    jobs = [(CONTROL, None)] * (args.finetune_seed == 0) + [
         (criterion, float(t))
         for t in args.targets.split(",")
         for criterion in args.criteria.split(",")
