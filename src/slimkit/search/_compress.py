@@ -275,9 +275,7 @@ def _same_plan_as(study: Any, ctx: Context, params: dict[str, Any]) -> Any:
     optuna = _optuna()
     for other in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         attrs = other.user_attrs
-        if attrs.get("sparsity", 0.0) > 0 or "structured" not in attrs:
-            continue
-        if ctx.pruner.widths(attrs["structured"]["ratios"]) == widths:
+        if attrs.get("sparsity", 0.0) == 0 and attrs.get("structured", {}).get("widths") == widths:
             return other
     return None
 

@@ -121,14 +121,19 @@ class Pruner:
 
     def widths(self, ratios: dict[str, float]) -> dict[str, int]:
         """Output width of every conv/linear layer after pruning by ``ratios``."""
-        return {
-            name: int(getattr(m, "out_channels", getattr(m, "out_features", 0)))
-            for name, m in self.prune(ratios).named_modules()
-            if isinstance(m, nn.Conv2d | nn.Linear | nn.Conv1d | nn.ConvTranspose2d)
-        }
+        return layer_widths(self.prune(ratios))
 
     def macs_fraction(self, ratios: dict[str, float]) -> float:
         return count_macs(self.prune(ratios), self.example) / self.base_macs
+
+
+def layer_widths(model: nn.Module) -> dict[str, int]:
+    """Output width of every conv/linear layer: what identifies a pruned structure."""
+    return {
+        name: int(getattr(m, "out_channels", getattr(m, "out_features", 0)))
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv1d | nn.Conv2d | nn.ConvTranspose2d | nn.Linear)
+    }
 
 
 def measure_curves(

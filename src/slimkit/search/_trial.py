@@ -24,7 +24,7 @@ from ..measure import measure_latency as eager_latency
 from ..prune import Global, UnstructuredConfig, prune
 from ..train import TrainConfig, train
 from ._config import CompressConfig
-from ._plan import GroupCurve, Pruner, plan_for_macs
+from ._plan import GroupCurve, Pruner, layer_widths, plan_for_macs
 
 
 @dataclass
@@ -67,12 +67,13 @@ def structured_step(ctx: Context, keep: float, seed: int) -> tuple[nn.Module, di
     """Prune to about ``keep`` of the MACs with the sensitivity plan, then recover."""
     ratios, fraction = plan_for_macs(ctx.pruner, ctx.curves, keep)
     if not ratios:
-        return copy.deepcopy(ctx.model), {"ratios": {}, "macs_fraction": 1.0}
+        unpruned = copy.deepcopy(ctx.model)
+        return unpruned, {"ratios": {}, "macs_fraction": 1.0, "widths": layer_widths(unpruned)}
     pruned = prune(
         ctx.model, ctx.pruner.config(ratios), example_inputs=ctx.pruner.example, progress=False
     )
     recover(pruned, ctx, ctx.cfg.recover_epochs, seed)
-    return pruned, {"ratios": ratios, "macs_fraction": fraction}
+    return pruned, {"ratios": ratios, "macs_fraction": fraction, "widths": layer_widths(pruned)}
 
 
 def sparsify(model: nn.Module, ctx: Context, sparsity: float, seed: int) -> nn.Module:
