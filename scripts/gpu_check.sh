@@ -1,21 +1,53 @@
 #!/usr/bin/env bash
-# Exercise slimkit's CUDA paths in a few minutes on a GPU machine: the `gpu` test tier plus a
-# short CLI run (train → prune → profile → compress) with --device cuda. Writes logs to ${OUT:-/tmp}.
+# Exercise slimkit's CUDA paths in a few minutes on a GPU machine: the `gpu` test tier (train,
+# unstructured and structured pruning, logit distillation, QAT, encoder pruning + embedding
+# distillation, profiling) plus a short CLI run (train → prune → distill → profile → compress)
+# with --device cuda. Logs go to ${OUT:-/tmp}.
+#
+# Two ways to run it:
+#   bash scripts/gpu_check.sh
+#       makes .venv-gpu and installs slimkit with pip (needs a package index).
+#   SLIMKIT_PYTHON=python3 bash scripts/gpu_check.sh
+#       uses an interpreter that already has torch with CUDA (an offline GPU image): slimkit runs
+#       from src/, and wheels found in .whl/ (optuna and its needs, say) are installed first.
+#       Point SLIMKIT_DATA_DIR at a copy of the Fashion-MNIST IDX files if apt-get can't run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp}"
-python3 -m venv .venv-gpu
-.venv-gpu/bin/pip install -q -c constraints.txt -e '.[dev,onnx,hf]'
+start=$(date +%s)
+if [ -n "${SLIMKIT_PYTHON:-}" ]; then
+    py="$SLIMKIT_PYTHON"
+    if compgen -G ".whl/*.whl" >/dev/null; then
+        "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target /tmp/slimkit-site .whl/*.whl
+        export PYTHONPATH="/tmp/slimkit-site${PYTHONPATH:+:$PYTHONPATH}"
+    fi
+    export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+else
+    python3 -m venv .venv-gpu
+    .venv-gpu/bin/pip install -q -c constraints.txt -e '.[dev,onnx,hf]'
+    py=.venv-gpu/bin/python
+fi
+slimkit() { "$py" -m slimkit "$@"; }
 bash scripts/ensure_data.sh
-nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpu.txt"
-.venv-gpu/bin/python -m pytest -q -m gpu tests/test_gpu.py 2>&1 | tee "$out/gpu_tests.log"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+"$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())" \
+    | tee -a "$out/gpu.txt"
+"$py" -m pytest -q -p no:cacheprovider -o addopts="--strict-markers --import-mode=importlib" \
+    -m gpu tests/test_gpu.py 2>&1 | tee "$out/gpu_tests.log"
 run=$(mktemp -d)
-.venv-gpu/bin/slimkit train --model seed-cnn --epochs 2 --device cuda --out "$run/m.safetensors"
-.venv-gpu/bin/slimkit prune "$run/m.safetensors" --sparsity 0.9 --finetune-epochs 1 --device cuda \
+slimkit train --model seed-cnn --epochs 2 --device cuda --out "$run/m.safetensors"
+slimkit prune "$run/m.safetensors" --sparsity 0.9 --finetune-epochs 1 --device cuda \
     --out "$run/p.safetensors"
-.venv-gpu/bin/slimkit profile "$run/m.safetensors" "$run/p.safetensors" --device cuda --json \
+slimkit prune "$run/m.safetensors" --method structured --importance taylor --ratio 0.5 \
+    --finetune-epochs 1 --device cuda --out "$run/s.safetensors"
+slimkit distill --teacher "$run/m.safetensors" --student seed-cnn-slim --epochs 1 --hint auto \
+    --device cuda --out "$run/d.safetensors"
+slimkit profile "$run/m.safetensors" "$run/p.safetensors" "$run/s.safetensors" \
+    "$run/d.safetensors" --device cuda --json \
     | tee "$out/gpu_profile.json"
 # compress with recovery (KD) on the GPU; latency is measured on the CPU backends.
-.venv-gpu/bin/slimkit compress "$run/m.safetensors" --max-drop 2 --goal latency --trials 2 \
+slimkit compress "$run/m.safetensors" --max-drop 2 --goal latency --trials 2 \
     --recover-epochs 1 --device cuda --limit-train 4096 --limit-eval 1024 --out "$run/compress" \
     --json | tee "$out/gpu_compress.json"
+echo "gpu_check finished in $(($(date +%s) - start)) s" | tee -a "$out/gpu.txt"

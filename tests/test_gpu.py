@@ -60,3 +60,66 @@ def test_profile_on_cuda_reports_cuda_latency(cuda: torch.device, fmnist: slimki
     result = slimkit.profile(model, fmnist, device=cuda)
     assert result.device.startswith("cuda")
     assert result.latency_ms_b64 > 0 and result.macs > 0
+
+
+def test_structured_prune_on_cuda_removes_the_same_channels_as_on_cpu(cuda: torch.device) -> None:
+    model = slimkit.create_model("resnet20").eval()
+    x = torch.randn(4, 1, 28, 28)
+    cfg = slimkit.StructuredConfig(ratio=0.5)
+    on_cpu = slimkit.prune(model, cfg, example_inputs=x)
+    on_cuda = slimkit.prune(model.to(cuda), cfg, example_inputs=x.to(cuda))
+    cpu_shapes = {k: v.shape for k, v in on_cpu.state_dict().items()}
+    cuda_shapes = {k: v.shape for k, v in on_cuda.state_dict().items()}
+    assert cuda_shapes == cpu_shapes
+    on_cuda, model = on_cuda.cpu(), model.cpu()
+    assert slimkit.count_macs(on_cuda, x[:1]) < 0.6 * slimkit.count_macs(model, x[:1])
+    torch.testing.assert_close(on_cuda.eval()(x), on_cpu.eval()(x), atol=1e-4, rtol=1e-4)
+
+
+def test_logit_distillation_on_cuda_trains_the_student(
+    cuda: torch.device, fmnist: slimkit.Splits
+) -> None:
+    teacher = slimkit.create_model("seed-cnn")
+    slimkit.train(teacher, fmnist, slimkit.TrainConfig(epochs=2), device=cuda, progress=False)
+    student = slimkit.create_model("seed-cnn-slim")
+    before = evaluate_accuracy(student, fmnist.val, device=cuda)
+    cfg = slimkit.DistillConfig(train=slimkit.TrainConfig(epochs=2, lr=3e-3))
+    slimkit.distill(student, teacher, fmnist, cfg, device=cuda, progress=False)
+    assert next(student.parameters()).device.type == "cuda"
+    assert evaluate_accuracy(student, fmnist.val, device=cuda) > before + 20.0
+
+
+def test_qat_on_cuda_freezes_to_int8(cuda: torch.device, fmnist: slimkit.Splits) -> None:
+    from slimkit.quantize import QATConfig, QuantWeight, quantize
+
+    model = slimkit.create_model("seed-cnn")
+    slimkit.train(model, fmnist, slimkit.TrainConfig(epochs=2), device=cuda, progress=False)
+    model.cpu()
+    float_acc = evaluate_accuracy(model, fmnist.test)
+    cfg = QATConfig(calib_batches=2, finetune=slimkit.TrainConfig(epochs=1, lr=1e-4))
+    q = quantize(model, cfg, data=fmnist, device=cuda, progress=False)
+    weights = [m for m in q.modules() if isinstance(m, QuantWeight)]
+    assert weights and all(m.weight.dtype == torch.int8 for m in weights)
+    assert evaluate_accuracy(q.cpu(), fmnist.test) >= float_acc - 3.0
+
+
+def test_encoder_prune_and_distill_on_cuda(cuda: torch.device, tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from slimkit.models import load_hf
+    from slimkit.testing import TINY_SENTENCES, tiny_bert_dir
+    from slimkit.text import (
+        EmbeddingDistillConfig,
+        EncoderPruneConfig,
+        distill_encoder,
+        prune_encoder,
+    )
+
+    teacher = load_hf(tiny_bert_dir(tmp_path / "tiny")).to(cuda).eval()
+    texts = list(TINY_SENTENCES) * 8
+    student = prune_encoder(teacher, EncoderPruneConfig(heads=0.5, ffn=0.5), texts)
+    assert student.device.type == "cuda"
+    cfg = EmbeddingDistillConfig(epochs=4, lr=1e-3, hidden_weight=1.0)
+    distill_encoder(student, teacher, texts, cfg, progress=False)
+    losses = student.slimkit_distill_report["epoch_loss"]
+    assert student.device.type == "cuda"
+    assert losses[-1] < 0.5 * losses[0]

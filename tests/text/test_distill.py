@@ -83,6 +83,23 @@ def test_distillation_brings_a_student_closer_to_its_teacher(
     assert not student.training and not tiny.training
 
 
+def test_frozen_embeddings_stay_put_and_everything_else_trains(
+    tiny: SentenceEncoder, tmp_path: Path
+) -> None:
+    other = tiny_sentence_encoder(tmp_path, seed=1)
+    student = prune_encoder(other, EncoderPruneConfig(heads=0.5, ffn=0.5, importance="l2"), TEXTS)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    table = student.backbone.get_input_embeddings().weight
+    cfg = EmbeddingDistillConfig(epochs=2, batch_size=4, lr=1e-3, freeze_embeddings=True)
+    distill_encoder(student, tiny, TEXTS, cfg, progress=False)
+    after = student.state_dict()
+    unchanged = {k for k in before if torch.equal(before[k], after[k])}
+    assert any(after[k] is table or torch.equal(after[k], table) for k in unchanged)
+    changed = set(before) - unchanged
+    assert len(changed) > 0.5 * len(before)  # every layer's weights moved
+    assert table.requires_grad  # unfrozen again for whoever trains it next
+
+
 def test_max_seconds_stops_early_and_says_so(tiny: SentenceEncoder) -> None:
     student = prune_encoder(tiny, EncoderPruneConfig(heads=0.5, ffn=0.5, importance="l2"), TEXTS)
     cfg = EmbeddingDistillConfig(epochs=50, batch_size=4)

@@ -20,10 +20,14 @@ def evaluate_accuracy(
     device: str | torch.device = "cpu",
     batch_size: int = 512,
 ) -> float:
-    """Top-1 accuracy in percent. The model is evaluated in eval mode and its mode restored."""
+    """Top-1 accuracy in percent, computed on ``device``.
+
+    The model is evaluated in eval mode; its mode, and the device it was on, are restored.
+    """
     device = resolve_device(device)
     was_training = model.training
-    model.eval()
+    home = next((p.device for p in model.parameters()), device)
+    model.to(device).eval()
     correct = total = 0
     try:
         for x, y in make_loader(dataset, batch_size=batch_size):
@@ -31,5 +35,5 @@ def evaluate_accuracy(
             correct += int((logits.argmax(1).cpu() == y).sum())
             total += len(y)
     finally:
-        model.train(was_training)
+        model.to(home).train(was_training)
     return 100.0 * correct / max(total, 1)

@@ -103,6 +103,9 @@ class EmbeddingDistillConfig:
         cosine_weight: weight of ``1 − cos`` between the embeddings.
         mse_weight: weight of the embeddings' mean squared error.
         hidden_weight: weight of the layer-by-layer hidden-state error (0 turns it off).
+        freeze_embeddings: keep the token embedding table as the teacher left it. It holds
+            about half of a small encoder's parameters, and a few thousand training sentences
+            reach only a fraction of its rows.
         seed: shuffling seed.
     """
 
@@ -113,6 +116,7 @@ class EmbeddingDistillConfig:
     cosine_weight: float = 1.0
     mse_weight: float = 0.0
     hidden_weight: float = 0.0
+    freeze_embeddings: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -221,6 +225,7 @@ def distill_encoder(
             f"the student's embeddings are {student.dim} wide and the teacher's {teacher.dim}: "
             "embedding distillation needs the same width (do not prune the hidden size)"
         )
+    frozen = _freeze_embeddings(student) if cfg.freeze_embeddings else []
     trainer = _Trainer(student, teacher, cfg, math.ceil(len(texts) / cfg.batch_size) * cfg.epochs)
     dropouts = _silence_dropout(student)
     bar = _bar(trainer.total, progress)
@@ -231,9 +236,20 @@ def distill_encoder(
             bar.close()
         for module, rate in dropouts:
             module.p = rate
+        for param in frozen:
+            param.requires_grad_(True)
         student.eval()
     setattr(student, REPORT_ATTR, report)
     return student
+
+
+def _freeze_embeddings(student: SentenceEncoder) -> list[nn.Parameter]:
+    """Stop the token embedding table's gradients; the parameters to unfreeze afterwards."""
+    table: nn.Module = student.backbone.get_input_embeddings()  # type: ignore[operator]
+    frozen = [p for p in table.parameters() if p.requires_grad]
+    for param in frozen:
+        param.requires_grad_(False)
+    return frozen
 
 
 class _Trainer:

@@ -236,6 +236,7 @@ def prune_encoder(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a short example is enough to trace the graph
         example = encoder.tokenize(calib[:2], max_length=min(16, encoder.max_length))
+    example = {name: value.to(encoder.device) for name, value in example.items()}
     backbone = encoder.backbone
     graph = DependencyGraph.build(backbone, example)
     if not any(g.prunable for g in graph.groups):
