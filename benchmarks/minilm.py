@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -366,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render:
         results = json.loads((Path(args.out) / "results.json").read_text())
-        Path(args.doc).write_text(render(results))
+        Path(args.doc).write_text(render(results, kept_notes(Path(args.doc))))
         print(f"wrote {args.doc} from {Path(args.out) / 'results.json'}")
         return 0
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -438,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     Path(args.doc).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.doc).write_text(render(results))
+    Path(args.doc).write_text(render(results, kept_notes(Path(args.doc))))
     print(f"wrote {out / 'results.json'} and {args.doc}", flush=True)
     return 0
 
@@ -497,7 +498,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def render(results: dict[str, Any]) -> str:
+def render(results: dict[str, Any], notes: str) -> str:
     rows = results["rows"]
     base = next(r for r in rows if r["name"].startswith("original fp32 (PyTorch"))
     base_ort = next(r for r in rows if r["name"].startswith("original fp32 (ONNX"))
@@ -515,7 +516,19 @@ def render(results: dict[str, Any]) -> str:
             f"{r['params'] / 1e6:.2f} M | {r['bytes'] / 1e6:.1f} MB{r['bytes_note']} | {lat} |"
         )
     table = "\n".join(lines)
-    return TEMPLATE.format(table=table, verdicts=verdicts(results), **_context(results))
+    return TEMPLATE.format(
+        table=table, verdicts=verdicts(results), notes=notes, **_context(results)
+    )
+
+
+def kept_notes(doc: Path) -> str:
+    """The hand-written reading between the notes markers of an existing doc."""
+    found = re.search(
+        r"<!-- notes[^>]*-->\n(.*?)\n<!-- end notes -->",
+        doc.read_text() if doc.is_file() else "",
+        re.S,
+    )
+    return found.group(1) if found else "(The reading of these numbers goes here.)"
 
 
 def verdicts(results: dict[str, Any]) -> str:
@@ -541,6 +554,13 @@ def verdicts(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _where(record: dict[str, Any]) -> str:
+    device = record.get("device", "cpu")
+    if device.startswith("cuda"):
+        return f"on {device} (trained with scripts/gpu_minilm.sh, see docs/gpu.md)"
+    return "on 1 CPU thread"
+
+
 def _mark(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
@@ -553,14 +573,20 @@ def _context(results: dict[str, Any]) -> dict[str, Any]:
         layers = ", ".join(f"{w['heads']}h/{w['intermediate_size']}" for w in record["layers"])
         distill_min = sum(step["distill_seconds"] for step in record["steps"]) / 60
         texts = sum(step["texts"] for step in record["steps"])
-        losses = [[round(x, 4) for x in step["epoch_loss"]] for step in record["steps"]]
+        losses = [
+            sorted(
+                {round(step["epoch_loss"][0], 4), round(step["epoch_loss"][-1], 4)}, reverse=True
+            )
+            for step in record["steps"]
+        ]
         recipe_lines.append(
             f"- **{name}**: prune `{json.dumps(record['prune'])}` in {len(record['steps'])} "
             f"step(s), distillation `{json.dumps(record['distill'])}` after each step. Result per "
             f"layer (heads / FFN width): {layers}; parameters {record['params']['before']:,} → "
             f"{record['params']['after']:,}. Distillation: {texts:,} sentences, "
-            f"**{distill_min:.1f} min** at 1 thread (whole recipe {record['seconds'] / 60:.1f} "
-            f"min); mean loss per step and epoch {losses}."
+            f"**{distill_min:.1f} min** {_where(record)} (whole recipe "
+            f"{record['seconds'] / 60:.1f} min); mean loss per step, first and last epoch "
+            f"{losses}."
         )
     reload_lines = [
         f"- {name}: `AutoModel.from_pretrained(dir{', trust_remote_code=True' if r['trust_remote_code'] else ''})` "
@@ -626,59 +652,9 @@ cosine ≥ 0.95 and top-10 overlap ≥ 0.8 to the original, that reloads with tr
 
 ## What the numbers say
 
-- **The speed target is met, the quality targets are not.** With half of the attention heads and
-  50–75% of the FFN neurons removed and int8 weights, slimkit's MiniLM runs 2.6–3.7× faster than
-  the original at batch 32 (h50-f75 int8: 3.26× on ONNX Runtime, 3.70× on PyTorch), but no pruned
-  variant reaches mean cosine 0.95 or top-10 overlap 0.8. The closest (f50: FFN halved, heads
-  kept) reaches 0.937 / 0.652 in fp32 and 0.930 / 0.637 in int8, at only 1.8–2.1×. The one
-  variant that clears the quality bar is int8 without pruning (slimkit's per-channel ORT graph,
-  0.991 / 0.852), at 1.38×.
-- **The distillation budget is what limits quality.** Each recipe was distilled on 8,000
-  sentences for one epoch (9–10 min of one CPU thread, see below), which lifts mean cosine by
-  0.16–0.24 over the same cut without training; the student is still improving when the budget
-  ends (development runs, one-shot h50-f75, 500 held-out sentences: 0.63 → 0.76 → 0.80 → 0.82
-  after 1k, 4k and 6k sentences). Cosine ≥ 0.95 with top-10 ≥ 0.8 after pruning would take far
-  more training (a GPU, or hours of CPU over a larger corpus); milder pruning recovers faster
-  but then misses the 2.5× on this CPU, where int8 alone gives only about 1.4×.
-- **Top-10 overlap is the strict metric.** Among 2,000 unrelated fortunes the nearest
-  neighbours are separated by small similarity margins, so small errors reorder them: int8 alone
-  at mean cosine 0.991 keeps 85% of each sentence's neighbours, ONNX Runtime's default
-  `quantize_dynamic` at 0.957 keeps 70%.
-- **Per-tensor int8 — both peers' defaults — is lossy on MiniLM** (mean cosine 0.957 on ONNX
-  Runtime, 0.935 with torch.ao): BERT's weight matrices have outlier columns. Per-channel scales,
-  slimkit's default on both runtimes, give 0.991 at the same speed (901 vs 915 ms).
-- **Runtimes on this CPU (AVX2, no VNNI).** Dynamic int8 speeds the whole model up about 1.4×;
-  PyTorch's fbgemm kernels beat ONNX Runtime at batch 32 in every pair, ONNX Runtime wins at
-  batch 1. For the original, ONNX Runtime fp32 is slower than PyTorch eager at batch 32: the
-  exported graph runs attention as separate MatMul/Softmax ops. ONNX Runtime's transformer optimizer fuses attention
-  only for an eager-attention export and gained about 5% in a development run, so it is not used.
-- **Choices made in development** (one-shot heads 0.5 + FFN 0.75 before distillation, 300
-  held-out sentences, mean cosine): `fisher` + global 0.62, `fisher` per layer 0.52,
-  `activation` + global 0.57, `l2` per layer 0.47. Global Fisher cuts layers 1–3 hardest and
-  keeps the last layer's heads (the widths above). Two pruning steps with distillation between
-  them gained about 0.01 over one cut with the same training. Refitting each pruned layer's
-  consumer by least squares (layer-wise reconstruction) lowered the cosine (0.61 → 0.43) and was
-  dropped. Static int8 was not tried: dynamic quantization already covers every Linear layer,
-  and the float remainder is attention, GELU and LayerNorm.
-- "pruned only" rows are the final fractions cut at once, with no training: what distillation
-  adds.
-
-## Deployment notes
-
-- transformers 5.24 has no `prune_heads` / `pruned_heads` any more, derives BERT's head size as
-  `hidden_size / num_attention_heads`, and has one `intermediate_size` for all layers. So:
-  FFN-only pruning, the same width in every layer (f50), saves as a plain BERT config that
-  `AutoModel.from_pretrained(dir)` loads. Pruned heads, or different widths per layer (h50-*),
-  are saved by `slimkit.models.save_hf` with `slimkit_bert.py` beside the weights (a ~40-line
-  `BertModel` subclass that imports only torch and transformers), an `auto_map` entry and
-  `slimkit_layers` in `config.json`; `AutoModel.from_pretrained(dir, trust_remote_code=True)`
-  and `SentenceTransformer(dir, trust_remote_code=True)` load it, and `slimkit.models.load_hf`
-  uses slimkit's own copy of the class (no code from the directory is run).
-- slimkit's own ONNX writer (`slimkit.quantize`) works on torch.fx graphs and cannot trace a
-  Hugging Face BERT ("Proxy object cannot be iterated"), and its `Int8DynamicConfig` has no
-  ONNX Runtime deployment. Sentence encoders are therefore exported with `torch.onnx.export`
-  (TorchScript exporter, opset 17, dynamic batch and length) and quantized with ONNX Runtime's
-  `quantize_dynamic` (`slimkit.text.export_onnx`, `slimkit.text.quantize_onnx`).
+<!-- notes (kept when the doc is regenerated) -->
+{notes}
+<!-- end notes -->
 """
 
 
