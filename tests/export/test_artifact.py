@@ -89,6 +89,26 @@ def test_sparse_file_shrinks_with_sparsity(tmp_path: Path) -> None:
     assert dense / sparse >= 6.0, (dense, sparse)
 
 
+def test_sparse_int8_weights_are_stored_compactly_and_round_trip(tmp_path: Path) -> None:
+    from slimkit.quantize import Int8StaticConfig, quantize
+
+    sparse = _sparse_seed_cnn(0.9)
+    q = quantize(sparse, Int8StaticConfig(calib_batches=1), calib_data=X, progress=False)
+    path = save(q, tmp_path / "q.safetensors")
+    int8 = {k: v for k, v in q.state_dict().items() if v.dtype == torch.int8}
+    assert int8
+    fc1 = read_spec(path)["tensors"]["fc1.weight"]  # 97% of the weights
+    assert fc1["encoding"].endswith("+values-zlib") and fc1["dtype"] == "int8"
+    assert fc1["nnz"] == int((int8["fc1.weight"] != 0).sum()) < 0.15 * int8["fc1.weight"].numel()
+    dense_int8_bytes = sum(v.numel() for v in int8.values())
+    assert path.stat().st_size < 0.5 * dense_int8_bytes
+    loaded = load(path)
+    for name, value in q.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(X), q.eval()(X))
+
+
 def test_spec_keeps_provenance_and_metrics(tmp_path: Path) -> None:
     model = seeded_model("seed-cnn-slim", num_classes=10)
     path = save(model, tmp_path / "m.safetensors", provenance={"recipe": "t"}, metrics={"a": 1.5})

@@ -104,3 +104,43 @@ def test_mismatched_parts_are_value_errors() -> None:
         decode_sparse("bitmask-zlib", _pattern("bitmask-zlib", tensor), values, [100])
     with pytest.raises(ValueError, match="unknown sparse encoding 'rle'"):
         decode_sparse("rle", pattern, values, [64])
+
+
+def _int8_weights(shape: tuple[int, ...], density: float, seed: int = 0) -> torch.Tensor:
+    """Like quantized weights: roughly Gaussian int8 values, with zeros where pruned."""
+    generator = torch.Generator().manual_seed(seed)
+    values = (torch.randn(shape, generator=generator) * 30).round().clamp(-127, 127)
+    keep = torch.rand(shape, generator=generator) < density
+    return torch.where(keep, values, torch.zeros(())).to(torch.int8)
+
+
+@pytest.mark.parametrize("density", [0.05, 0.12, 0.5])
+@pytest.mark.parametrize("dtype", [torch.int8, torch.uint8, torch.int32])
+def test_integer_tensors_are_entropy_coded_and_decode_exactly(
+    density: float, dtype: torch.dtype
+) -> None:
+    tensor = _int8_weights((128, 392), density).abs().to(dtype)
+    encoded = encode_sparse(tensor)
+    assert encoded is not None  # Gaussian int8 values use about 6 of their 8 bits
+    assert encoded.encoding.endswith("+values-zlib")
+    assert encoded.nnz == int(tensor.count_nonzero())
+    raw_values = encoded.nnz * tensor.element_size()
+    assert encoded.values.numel() < 0.9 * raw_values
+    decoded = decode_sparse(encoded.encoding, encoded.pattern, encoded.values, [128, 392], dtype)
+    assert decoded.dtype == dtype and torch.equal(decoded, tensor)
+
+
+def test_dense_integer_tensors_stay_plain() -> None:
+    # A few zeros (weights rounded to 0) do not make a tensor sparse: any safetensors reader
+    # gets dense int8 weights as they are.
+    tensor = _int8_weights((128, 392), 1.0)
+    assert 0 < int((tensor == 0).sum()) and encode_sparse(tensor) is None
+
+
+def test_zlib_coded_values_need_their_dtype() -> None:
+    encoded = encode_sparse(_int8_weights((128, 392), 0.1))
+    assert encoded is not None and encoded.encoding.endswith("+values-zlib")
+    with pytest.raises(ValueError, match="integer dtype"):
+        decode_sparse(encoded.encoding, encoded.pattern, encoded.values, [128, 392])
+    with pytest.raises(ValueError, match="integer dtype"):
+        decode_sparse(encoded.encoding, encoded.pattern, encoded.values, [128, 392], torch.float32)

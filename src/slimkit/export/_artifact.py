@@ -69,12 +69,12 @@ def _encode_state(
     for name, tensor in state.items():
         tensor = tensor.detach().cpu().contiguous()
         entry: dict[str, Any] = {"shape": list(tensor.shape), "dtype": str(tensor.dtype)[6:]}
-        encoded = encode_sparse(tensor) if sparse and tensor.is_floating_point() else None
+        encoded = encode_sparse(tensor) if sparse and tensor.numel() > 1 else None
         if encoded is None:
             entry["encoding"] = "dense"
             stored[name] = tensor.clone()
         else:
-            entry.update(encoding=encoded.encoding, nnz=encoded.values.numel())
+            entry.update(encoding=encoded.encoding, nnz=encoded.nnz)
             stored[f"{name}::pattern"] = encoded.pattern
             stored[f"{name}::values"] = encoded.values
         layout[name] = entry
@@ -140,6 +140,11 @@ def save(
 
         write_deployment(model, Path(path))
     return Path(path)
+
+
+def _dtype(entry: dict[str, Any]) -> torch.dtype | None:
+    value = getattr(torch, str(entry.get("dtype", "")), None)
+    return value if isinstance(value, torch.dtype) else None
 
 
 def read_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -218,6 +223,7 @@ def _decode_state(path: Path, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
                 stored[f"{name}::pattern"],
                 stored[f"{name}::values"],
                 entry["shape"],
+                _dtype(entry),
             )
         except (ValueError, KeyError, zlib.error) as err:
             raise ArtifactError(f"{path}: tensor {name!r} cannot be decoded ({err})") from None

@@ -229,17 +229,28 @@ def frontier_macs_keep(
 ) -> float | None:
     """The next fraction of MACs to try, halving the gap around the budget's frontier.
 
-    ``trials`` are (macs_keep, drop) pairs, drop None for a trial still running. A deeper cut
-    costs more accuracy, so the deepest plan within budget and the shallowest one over it
-    below that bracket the frontier; the next trial goes half-way between them. Returns None
-    once the bracket is narrower than :data:`FRONTIER_RESOLUTION` or its midpoint is
-    already taken (another worker runs it): the sampler then explores instead.
+    ``trials`` are (macs_keep, drop) pairs, drop None for a trial still running. See
+    :func:`frontier_point`; the interval is ``[cfg.min_macs_keep, cfg.max_macs_keep]``.
+    """
+    return frontier_point(trials, cfg.max_drop, cfg.min_macs_keep, cfg.max_macs_keep)
+
+
+def frontier_point(
+    trials: list[tuple[float, float | None]], max_drop: float, low: float, high: float
+) -> float | None:
+    """Bisection of a fraction kept (of MACs, or of weights) against the accuracy budget.
+
+    ``trials`` are (kept, drop) pairs, drop None for a trial still running. A deeper cut
+    (less kept) costs more accuracy, so the deepest plan within budget and the shallowest one
+    over it below that bracket the frontier; the next trial goes half-way between them.
+    Returns None once the bracket is narrower than :data:`FRONTIER_RESOLUTION` or its midpoint
+    is already taken (another worker runs it): the sampler then explores instead.
     """
     done = [(keep, drop) for keep, drop in trials if drop is not None]
-    within = [keep for keep, drop in done if drop <= cfg.max_drop]
-    deepest_ok = min(within, default=cfg.max_macs_keep)
-    over = [keep for keep, drop in done if drop > cfg.max_drop and keep < deepest_ok]
-    shallowest_bad = max(over, default=cfg.min_macs_keep)
+    within = [keep for keep, drop in done if drop <= max_drop]
+    deepest_ok = min(within, default=high)
+    over = [keep for keep, drop in done if drop > max_drop and keep < deepest_ok]
+    shallowest_bad = max(over, default=low)
     if deepest_ok - shallowest_bad < FRONTIER_RESOLUTION:
         return None
     middle = (deepest_ok + shallowest_bad) / 2
@@ -248,20 +259,42 @@ def frontier_macs_keep(
     return middle
 
 
-def _next_params(study: Any, cfg: CompressConfig) -> dict[str, Any] | None:
-    """Bisection on the frontier for the one-dimensional goals; TPE for the size goal."""
+#: The size goal's first trial: unstructured sparsity alone (capped by ``max_sparsity``).
+SIZE_START_SPARSITY = 0.8
+
+
+def initial_params(cfg: CompressConfig, plan_macs_keep: float) -> dict[str, float]:
+    """The first trial: the sensitivity plan's cut, or for the size goal sparsity alone."""
     if cfg.goal == "size":
-        return None
+        return {
+            "macs_keep": cfg.max_macs_keep,
+            "sparsity": min(SIZE_START_SPARSITY, cfg.max_sparsity),
+        }
+    return {"macs_keep": plan_macs_keep}
+
+
+def _next_params(study: Any, cfg: CompressConfig) -> dict[str, Any] | None:
+    """Bisection on the frontier (of MACs for latency and macs, of unstructured sparsity
+    without structured pruning for size), then the sampler."""
     optuna = _optuna()
     states = optuna.trial.TrialState
-    trials = [
-        (
-            float(t.params["macs_keep"]),
-            t.user_attrs.get("drop") if t.state == states.COMPLETE else None,
-        )
-        for t in study.get_trials(deepcopy=False, states=(states.COMPLETE, states.RUNNING))
-        if "macs_keep" in t.params
-    ]
+    live = study.get_trials(deepcopy=False, states=(states.COMPLETE, states.RUNNING))
+
+    def drop(t: Any) -> float | None:
+        return t.user_attrs.get("drop") if t.state == states.COMPLETE else None
+
+    if cfg.goal == "size":
+        # Per weight removed, sparsity stored compactly costs less accuracy than a structured
+        # cut (seed-cnn: 85% sparse + int8 was 17x smaller at a drop of 0.28, 70% MACs + 52%
+        # sparse 9x at 0.18): find its frontier first, then let TPE mix the two.
+        sparse_only = [
+            (1.0 - float(t.params["sparsity"]), drop(t))
+            for t in live
+            if "sparsity" in t.params and t.params.get("macs_keep") == cfg.max_macs_keep
+        ]
+        keep = frontier_point(sparse_only, cfg.max_drop, 1.0 - cfg.max_sparsity, 1.0)
+        return None if keep is None else {"macs_keep": cfg.max_macs_keep, "sparsity": 1.0 - keep}
+    trials = [(float(t.params["macs_keep"]), drop(t)) for t in live if "macs_keep" in t.params]
     keep = frontier_macs_keep(trials, cfg)
     return None if keep is None else {"macs_keep": keep}
 
@@ -623,7 +656,7 @@ def compress(
     if not run.done("search"):
         study = open_study(run, storage)
         if not study.get_trials(deepcopy=False):
-            study.enqueue_trial({"macs_keep": run.output("plan")["initial_macs_keep"]})
+            study.enqueue_trial(initial_params(cfg, run.output("plan")["initial_macs_keep"]))
         _requeue_stale(study, say)
         start = time.time()
         deadline = start + cfg.time_budget_s if cfg.time_budget_s else None

@@ -77,10 +77,11 @@ def structured_step(ctx: Context, keep: float, seed: int) -> tuple[nn.Module, di
 
 
 def sparsify(model: nn.Module, ctx: Context, sparsity: float, seed: int) -> nn.Module:
-    """Unstructured global magnitude sparsity on what remains, with one epoch of fine-tuning."""
+    """Unstructured global magnitude sparsity on what remains, fine-tuned for the recovery
+    epochs (at least one)."""
     if sparsity <= 0:
         return model
-    finetune = TrainConfig(epochs=1, lr=ctx.cfg.recover_lr, seed=seed)
+    finetune = TrainConfig(epochs=max(1, ctx.cfg.recover_epochs), lr=ctx.cfg.recover_lr, seed=seed)
     cfg = UnstructuredConfig(sparsity=sparsity, scope=Global())
     return prune(model, cfg, data=ctx.splits, finetune=finetune, device=ctx.device, progress=False)
 
