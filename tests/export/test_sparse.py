@@ -134,7 +134,7 @@ def test_dense_integer_tensors_stay_plain() -> None:
     # A few zeros (weights rounded to 0) do not make a tensor sparse: any safetensors reader
     # gets dense int8 weights as they are.
     tensor = _int8_weights((128, 392), 1.0)
-    assert 0 < int((tensor == 0).sum()) and encode_sparse(tensor) is None
+    assert int((tensor == 0).sum()) > 0 and encode_sparse(tensor) is None
 
 
 def test_zlib_coded_values_need_their_dtype() -> None:
