@@ -17,12 +17,7 @@ out="${OUT:-/tmp}"
 start=$(date +%s)
 if [ -n "${SLIMKIT_PYTHON:-}" ]; then
     py="$SLIMKIT_PYTHON"
-    if compgen -G ".whl/*.whl" >/dev/null; then
-        "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-            --target /tmp/slimkit-site .whl/*.whl
-        export PYTHONPATH="/tmp/slimkit-site${PYTHONPATH:+:$PYTHONPATH}"
-    fi
-    export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+    source scripts/offline_python.sh
 else
     python3 -m venv .venv-gpu
     .venv-gpu/bin/pip install -q -c constraints.txt -e '.[dev,onnx,hf]'

@@ -14,12 +14,8 @@ cd "$(dirname "$0")/.."
 py="${SLIMKIT_PYTHON:-python3}"
 out="${OUT:-/tmp/gpu_minilm}"
 mkdir -p "$out"
-if compgen -G ".whl/*.whl" >/dev/null; then
-    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/slimkit-site .whl/*.whl
-    export PYTHONPATH="/tmp/slimkit-site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+source scripts/offline_python.sh
+export PYTHONUNBUFFERED=1
 teacher=/tmp/teacher-fp32
 rm -rf "$teacher" && cp -r "${TEACHER:?set TEACHER to the model directory}" "$teacher"
 "$py" - "$teacher/model.safetensors" <<'EOF'
