@@ -3,7 +3,8 @@
 For one trained model, in one process:
 
 - ``slimkit compress`` with ``--max-drop`` and each goal (latency, size), run directories under
-  ``--workdir`` (a finished run is reused, an interrupted one resumes);
+  ``--workdir`` (a finished run is reused, an interrupted one resumes, and one started with
+  other options redoes only the stages they feed);
 - peer 1: Torch-Pruning (``MetaPruner``, group L2, ratio bisected to 50% of the MACs) plus
   plain fine-tuning with as many epochs as compress's recovery, run as fp32 ONNX Runtime;
 - peer 2: ``onnxruntime.quantization.quantize_static`` (QDQ, per-channel, MinMax) on the fp32
@@ -21,7 +22,9 @@ the wall time of each compress run. Each run rewrites its model's section of the
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
+import dataclasses
 import json
 import platform
 import re
@@ -51,11 +54,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-drop", type=float, default=0.5)
     p.add_argument("--trials", type=int, default=6)
     p.add_argument("--recover-epochs", type=int, default=2)
+    p.add_argument("--polish-epochs", type=int, default=0)
+    p.add_argument("--polish-trials", type=int, default=2)
+    p.add_argument("--round-to", type=int, default=None, help="channel multiple (see compress)")
     p.add_argument("--limit-train", type=int, default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument(
         "--goals", default=",".join(GOALS), help="comma-separated goals to run (latency,size)"
+    )
+    p.add_argument(
+        "--goal-option",
+        action="append",
+        default=[],
+        metavar="GOAL:KEY=VALUE",
+        help="a CompressConfig knob for one goal only, e.g. size:round_to=8 (repeatable)",
     )
     p.add_argument("--workdir", default="runs/bench-compress")
     p.add_argument("--out", default="docs/benchmarks/compress.md")
@@ -70,11 +83,32 @@ def run_compress(
         goal=goal,
         trials=args.trials,
         recover_epochs=args.recover_epochs,
+        polish_epochs=args.polish_epochs,
+        polish_trials=args.polish_trials,
+        round_to=args.round_to,
         latency_threads=args.threads,
     )
+    cfg = dataclasses.replace(cfg, **goal_options(args.goal_option).get(goal, {}))
     data_args = {"name": "fashion-mnist", "limit_train": args.limit_train}
     run_dir = Path(args.workdir) / f"{tag}-{goal}"
     return compress(model, splits, cfg, run_dir, resume=True, data_args=data_args)
+
+
+def goal_options(specs: list[str]) -> dict[str, dict[str, Any]]:
+    """``["size:round_to=8", ...]`` as ``{"size": {"round_to": 8}}`` (values parsed as Python
+    literals; unknown goals or knobs are errors)."""
+    options: dict[str, dict[str, Any]] = {}
+    fields = set(CompressConfig.__dataclass_fields__)
+    for spec in specs:
+        goal, _, assignment = spec.partition(":")
+        key, _, value = assignment.partition("=")
+        if goal not in GOALS or key not in fields or not value:
+            raise SystemExit(
+                f"--goal-option {spec!r}: expected GOAL:KEY=VALUE with GOAL in {GOALS} "
+                "and KEY a CompressConfig field"
+            )
+        options.setdefault(goal, {})[key] = ast.literal_eval(value)
+    return options
 
 
 def torch_pruning_peer(
@@ -190,9 +224,18 @@ def render(
         )
     lines.append("")
     for goal, s in summaries.items():
-        plan = s["plan"]
+        plan, c = s["plan"], s["config"]
+        multiple = CompressConfig.from_dict(c).channel_multiple
+        polish = (
+            f", then the best plans recovered again for {c['recover_epochs'] + c['polish_epochs']}"
+            f" epochs (up to {c['polish_trials']})"
+            if c.get("polish_epochs")
+            else ""
+        )
         lines.append(
-            f"- `--goal {goal}` chose: keep {plan['macs_keep']:.0%} of the MACs (per-group ratios "
+            f"- `--goal {goal}` ({c['trials']} trials of {c['recover_epochs']} recovery "
+            f"epoch(s){polish}; channels in multiples of {multiple}) chose: keep "
+            f"{plan['macs_keep']:.0%} of the MACs (per-group ratios "
             f"{json.dumps({k: round(v, 2) for k, v in plan['ratios'].items()})}), sparsity "
             f"{plan['sparsity']:.0%}, precision {plan['precision']}; validation drop "
             f"{s['budget']['val_drop']:+.2f}, test drop {s['budget']['test_drop']:+.2f}."

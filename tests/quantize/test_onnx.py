@@ -94,6 +94,34 @@ def test_resnet_residual_adds_run_as_int8_kernels(tmp_path: Path) -> None:
         assert torch.allclose(OrtModule(path)(x), q(x), atol=0.1)
 
 
+def test_a_stem_over_fewer_than_4_channels_reads_zero_point_padding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ONNX Runtime's fast symmetric int8 conv kernel needs input channels in multiples of 4.
+    import onnx
+
+    model = slimkit.create_model("resnet20").eval()
+    x = torch.randn(16, 1, 28, 28)
+    q = quantize(model, Int8StaticConfig(), calib_data=[x])
+    padded = export_onnx(q, tmp_path / "padded.onnx", x[:1])
+    monkeypatch.setattr(_onnx, "SYM_CONV_CHANNELS", 1)
+    plain = export_onnx(q, tmp_path / "plain.onnx", x[:1])
+
+    def stem_weight_shape(path: Path) -> list[int]:
+        graph = onnx.load(str(path)).graph
+        first_conv = next(n for n in graph.node if n.op_type == "Conv")
+        dq = next(n for n in graph.node if n.output[0] == first_conv.input[1])
+        return next(list(i.dims) for i in graph.initializer if i.name == dq.input[0])
+
+    assert stem_weight_shape(padded) == [16, 4, 3, 3]
+    assert stem_weight_shape(plain) == [16, 1, 3, 3]
+    graph_ops = [n.op_type for n in onnx.load(str(padded)).graph.node]
+    assert graph_ops.count("Pad") == 1  # the stem only: every other conv reads 16+ channels
+    assert optimized_op_types(padded)["QLinearConv"] == 21
+    with torch.no_grad():
+        assert torch.equal(OrtModule(padded)(x), OrtModule(plain)(x))
+
+
 def test_activation_scales_are_scalars(deployed: tuple[nn.Module, Path]) -> None:
     # ONNX Runtime fuses QLinearAdd only for rank-0 scales; a [1] vector silently blocks it.
     import onnx

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def test_budget_is_honoured_and_the_run_is_complete(
     # int8 weights alone make it ~4x smaller; sparsity and pruning add to that.
     assert summary["result"]["bytes"] * 3.5 < summary["baseline"]["bytes"]
     assert [s["name"] for s in summary["stages"]] == [
-        "baseline", "sensitivity", "plan", "search", "verify", "export", "report"
+        "baseline", "sensitivity", "plan", "search", "polish", "verify", "export", "report"
     ]  # fmt: skip
     files = summary["files"]
     for key in ("artifact", "onnx", "report", "summary"):
@@ -71,20 +72,64 @@ def test_impossible_budget_raises_with_the_best_plan(
     assert Path(best["artifact"]).is_file()
 
 
-def test_existing_run_needs_resume_and_same_config(
+def test_existing_run_needs_resume_and_resuming_with_other_options_redoes_what_they_feed(
     trained: nn.Module, small_splits: Splits, tmp_path: Path
 ) -> None:
     from slimkit import SlimkitError
 
-    cfg = CompressConfig(max_drop=5.0, goal="macs", quantize=False, **FAST)
-    compress(trained, small_splits, cfg, tmp_path / "run", log=None)
+    run = tmp_path / "run"
+    cfg = CompressConfig(max_drop=50.0, goal="macs", quantize=False, **FAST)
+    compress(trained, small_splits, cfg, run, log=None)
     with pytest.raises(SlimkitError, match="--resume"):
-        compress(trained, small_splits, cfg, tmp_path / "run", log=None)
-    other = CompressConfig(max_drop=4.0, goal="macs", quantize=False, **FAST)
-    with pytest.raises(SlimkitError, match="another configuration"):
-        compress(trained, small_splits, other, tmp_path / "run", resume=True, log=None)
-    again = compress(trained, small_splits, cfg, tmp_path / "run", resume=True, log=None)
+        compress(trained, small_splits, cfg, run, log=None)
+    state = json.loads((run / "state.json").read_text())
+    curves = state["stages"]["sensitivity"]
+
+    # More trials: the same study goes on; the measured stages stay as they were.
+    lines: list[str] = []
+    more = dataclasses.replace(cfg, trials=3)
+    again = compress(trained, small_splits, more, run, resume=True, log=lines.append)
     assert again["result"]["macs"] < again["baseline"]["macs"]
+    assert any("redoing search, polish, verify, export, report" in line for line in lines), lines
+    trials = json.loads((run / "trials.json").read_text())
+    assert [t["number"] for t in trials] == [0, 1, 2]
+    state = json.loads((run / "state.json").read_text())
+    assert state["stages"]["sensitivity"] == curves
+    assert state["study"]["name"] == "compress"
+
+    # Another recovery schedule: trials would be built differently, so a new study starts
+    # (its trials in trials-2/) while the baseline, curves and plan are kept.
+    longer = dataclasses.replace(more, recover_epochs=2, trials=1)
+    compress(trained, small_splits, longer, run, resume=True, log=None)
+    state = json.loads((run / "state.json").read_text())
+    assert state["stages"]["sensitivity"] == curves
+    assert state["study"]["name"] == "compress-2"
+    assert [t["number"] for t in json.loads((run / "trials.json").read_text())] == [0]
+    assert (run / "trials-2" / "0000").is_dir() and (run / "trials" / "0002").is_dir()
+    assert state["config"]["compress"]["recover_epochs"] == 2
+
+
+def test_polish_recovers_the_chosen_plan_longer_and_verify_prefers_it(
+    trained: nn.Module, small_splits: Splits, tmp_path: Path
+) -> None:
+    cfg = CompressConfig(
+        max_drop=50.0, goal="macs", quantize=False, polish_epochs=1, polish_trials=1, **FAST
+    )
+    summary = compress(trained, small_splits, cfg, tmp_path / "run", log=None)
+
+    assert [s["name"] for s in summary["stages"]][3:5] == ["search", "polish"]
+    polished = json.loads((tmp_path / "run" / "polished.json").read_text())
+    assert len(polished) == 1 and polished[0]["recover_epochs"] == 2
+    trials = {t["number"]: t for t in json.loads((tmp_path / "run" / "trials.json").read_text())}
+    original = trials[polished[0]["polished_from"]]
+    # The same plan, pruned the same way, recovered for longer.
+    assert polished[0]["structured"]["widths"] == original["structured"]["widths"]
+    assert polished[0]["macs"] == original["macs"]
+    # Within budget, the polished plan replaces its original among the candidates.
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["stages"]["verify"]["output"]["chosen"]["number"] == polished[0]["number"]
+    assert summary["result"]["val_accuracy"] == polished[0]["val_accuracy"]
+    assert "| " + polished[0]["number"] + " |" in (tmp_path / "run" / "report.md").read_text()
 
 
 def test_latency_goal_deploys_the_faster_precision_it_measured(

@@ -53,3 +53,39 @@ def test_the_size_goal_starts_with_sparsity_alone_and_bisects_it() -> None:
     low = 1 - size.max_sparsity
     assert frontier_point([(0.2, 0.3)], 0.5, low, 1.0) == pytest.approx((0.2 + low) / 2)
     assert frontier_point([(0.2, 0.3), (0.125, 0.9)], 0.5, low, 1.0) == pytest.approx(0.1625)
+
+
+def _record(number: int, drop: float, macs: int, pruned: bool = True) -> dict:
+    ratios = {"conv1": 0.5} if pruned else {}
+    return {
+        "number": number,
+        "drop": drop,
+        "macs": macs,
+        "bytes": macs,
+        "latency_ms_b64": macs / 100,
+        "artifact": f"t{number}",
+        "val_accuracy": 90.0 - drop,
+        "structured": {"ratios": ratios},
+        "sparsity": 0.0,
+    }
+
+
+def test_polish_takes_the_best_plan_within_budget_then_the_nearest_misses_below_it() -> None:
+    from slimkit.search._compress import polish_candidates
+
+    cfg = CompressConfig(max_drop=0.5, goal="macs", polish_trials=3)
+    records = [
+        _record(0, 0.1, 800),
+        _record(1, 0.4, 500),  # best within budget
+        _record(2, 1.6, 200),  # misses by more than the budget: not worth it
+        _record(3, 0.9, 350),
+        _record(4, 0.7, 420),
+        _record(5, 0.6, 900),  # misses, and is no better on the goal
+        _record(6, 0.0, 1000, pruned=False),
+    ]
+    picked = [r["number"] for r in polish_candidates(records, cfg)]
+    assert picked == [1, 4, 3]
+    fewer = CompressConfig(max_drop=0.5, goal="macs", polish_trials=1)
+    assert [r["number"] for r in polish_candidates(records, fewer)] == [1]
+    # Nothing within budget: the near misses alone.
+    assert [r["number"] for r in polish_candidates(records[2:5], cfg)] == [4, 3]

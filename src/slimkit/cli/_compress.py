@@ -44,6 +44,13 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
     p.add_argument("--recover-epochs", type=int, default=2)
     p.add_argument("--recover-lr", type=float, default=1e-3)
     p.add_argument("--qat-epochs", type=int, default=1)
+    p.add_argument(
+        "--polish-epochs",
+        type=int,
+        default=0,
+        help="after the search, recover the best plans again for this many more epochs",
+    )
+    p.add_argument("--polish-trials", type=int, default=2, help="how many plans to polish")
     p.add_argument("--no-quantize", action="store_true", help="prune only; keep fp32")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for latency")
     p.add_argument(
@@ -54,7 +61,11 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
     )
     p.add_argument("--storage", default=None, help="Optuna storage URL shared with workers")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
-    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in RUN_DIR; with changed options, redo only the stages they feed",
+    )
     add_common(p)
 
     w = sub.add_parser("worker", help="join a compress run's search from another process")
@@ -88,6 +99,8 @@ def config_from_args(args: argparse.Namespace) -> CompressConfig:
         recover_epochs=args.recover_epochs,
         recover_lr=args.recover_lr,
         qat_epochs=args.qat_epochs,
+        polish_epochs=args.polish_epochs,
+        polish_trials=args.polish_trials,
         quantize=not args.no_quantize,
         latency_threads=args.threads,
         round_to=args.round_to,

@@ -47,6 +47,9 @@ def _load(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str
         )
     trials_path = run_dir / "trials.json"
     trials = json.loads(trials_path.read_text()) if trials_path.exists() else []
+    polished_path = run_dir / "polished.json"
+    if polished_path.exists():
+        trials += json.loads(polished_path.read_text())
     return json.loads(state_path.read_text()), trials, json.loads(summary_path.read_text())
 
 

@@ -1,13 +1,15 @@
 """``compress``: the accuracy-budgeted search over pruning, distillation and quantization.
 
 Stages (each checkpointed in the run directory, so ``resume=True`` continues after the last
-finished one): baseline → sensitivity → plan → search (Optuna) → verify → export → report.
+finished one): baseline → sensitivity → plan → search (Optuna) → polish → verify → export →
+report. Resumed with other options, a run redoes only the stages those options feed.
 Only validation data is read until the export stage, which measures the test set once.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import shutil
 import socket
@@ -32,7 +34,7 @@ from ..measure import (
     interleaved_latency,
 )
 from ..measure import measure_latency as eager_latency
-from ._config import CompressConfig
+from ._config import SEARCH_EXTENT, CompressConfig, stage_inputs
 from ._plan import GroupCurve, Pruner, measure_curves, plan_for_macs
 from ._run import RunDir, write_json
 from ._trial import Context, goal_value, run_trial
@@ -93,7 +95,6 @@ def _sensitivity(
             curves=[c.to_dict() for c in curves],
         )
         out["quantization"] = _quant_sensitivity(pruner.model, splits, cfg, log)
-        out["int8_keep_float"] = _first_layer_probe(run, pruner.model, splits, cfg, log)
 
 
 def _quant_sensitivity(
@@ -152,14 +153,21 @@ def quantize_model(model: nn.Module, qcfg: Any, splits: Splits) -> nn.Module:
 
 
 def _plan(
-    run: RunDir, pruner: Pruner, curves: list[GroupCurve], cfg: CompressConfig, log: Log
+    run: RunDir,
+    pruner: Pruner,
+    curves: list[GroupCurve],
+    splits: Splits,
+    cfg: CompressConfig,
+    log: Log,
 ) -> None:
     """The starting point of the search: the deepest MACs cut the curves predict within budget.
 
     The curves are measured without fine-tuning, so they overstate the final loss; the plan
-    allows twice the budget before recovery and lets the search correct it.
+    allows twice the budget before recovery and lets the search correct it. For the latency
+    goal the plan also decides, by timing both, whether the first layer stays float.
     """
     with run.stage("plan", {}) as out:
+        out["int8_keep_float"] = _first_layer_probe(run, pruner.model, splits, cfg, log)
         allowance = 2.0 * cfg.max_drop
         best_keep, best_ratios = 1.0, {}
         for keep in (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1):
@@ -188,6 +196,30 @@ def _optuna() -> Any:
     return optuna
 
 
+def study_name(run: RunDir) -> str:
+    """The run's current Optuna study: a resumed run whose trials would now be built
+    differently starts a new one (``compress-2``, ...), leaving the old trials where they are."""
+    return str(run.state.get("study", {}).get("name", STUDY))
+
+
+def trials_dir(run: RunDir) -> Path:
+    name = study_name(run)
+    return run.path / ("trials" if name == STUDY else "trials" + name.removeprefix(STUDY))
+
+
+def _choose_study(run: RunDir, config: dict[str, Any], previous: dict[str, Any] | None) -> None:
+    def inputs(cfg: dict[str, Any]) -> Any:
+        search = stage_inputs(cfg, "search")
+        return {k: v for k, v in search.items() if k not in SEARCH_EXTENT}
+
+    study = run.state.get("study") or {"name": STUDY, "inputs": inputs(previous or config)}
+    if study["inputs"] != inputs(config):
+        number = int(study["name"].rpartition("-")[2]) if study["name"] != STUDY else 1
+        study = {"name": f"{STUDY}-{number + 1}", "inputs": inputs(config)}
+    run.state["study"] = study
+    run.save()
+
+
 def open_study(run: RunDir, storage: str | None) -> Any:
     optuna = _optuna()
     if storage is None:
@@ -199,7 +231,7 @@ def open_study(run: RunDir, storage: str | None) -> Any:
     else:
         store = storage
     return optuna.create_study(
-        study_name=STUDY, storage=store, direction="minimize", load_if_exists=True
+        study_name=study_name(run), storage=store, direction="minimize", load_if_exists=True
     )
 
 
@@ -361,7 +393,7 @@ def search_loop(
         trial = study.ask()
         trial.set_user_attr("owner", _owner())
         params = _suggest(trial, cfg)
-        out_dir = run.path / "trials" / f"{trial.number:04d}"
+        out_dir = trials_dir(run) / f"{trial.number:04d}"
         try:
             # Seeded by its slot (trials completed before it), so a trial that is re-run
             # after an interruption trains exactly as it would have.
@@ -412,6 +444,62 @@ def _wait_for_workers(study: Any, log: Log) -> None:
     while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         log("search: waiting for trials other workers are running")
         time.sleep(5)
+
+
+# -- polish ---------------------------------------------------------------------------------------
+
+
+def polish_candidates(records: list[dict[str, Any]], cfg: CompressConfig) -> list[dict[str, Any]]:
+    """The plans worth a longer recovery: the best one within budget, then the next ones
+    better on the goal that missed the budget by less than the budget itself (nearest first).
+
+    Plans without any pruning are left out: there is nothing for the recovery to win back.
+    """
+    pruned = [r for r in records if r["structured"]["ratios"] or r.get("sparsity", 0.0) > 0]
+    unique = {r["artifact"]: r for r in pruned}.values()
+    within = _best_first(list(unique), cfg)
+    best = within[:1]
+    bar = goal_value(best[0], cfg.goal) if best else float("inf")
+    near = [
+        r
+        for r in unique
+        if cfg.max_drop < r["drop"] <= 2 * cfg.max_drop and goal_value(r, cfg.goal) < bar
+    ]
+    near.sort(key=lambda r: r["drop"])
+    return (best + near)[: cfg.polish_trials]
+
+
+def _with_polished(
+    records: list[dict[str, Any]], polished: list[dict[str, Any]], cfg: CompressConfig
+) -> list[dict[str, Any]]:
+    """The candidates for verify: a polished plan within budget replaces its short-recovery
+    original (and the trials that reused it)."""
+    by_number = {r["number"]: r["artifact"] for r in records}
+    replaced = {by_number[p["polished_from"]] for p in polished if p["drop"] <= cfg.max_drop}
+    return [r for r in records if r["artifact"] not in replaced] + polished
+
+
+def _polish(run: RunDir, ctx: Context, records: list[dict[str, Any]], log: Log) -> None:
+    cfg = ctx.cfg
+    with run.stage("polish", {}) as out:
+        polished: list[dict[str, Any]] = []
+        if cfg.polish_epochs > 0:
+            epochs = cfg.recover_epochs + cfg.polish_epochs
+            longer = dataclasses.replace(ctx, cfg=dataclasses.replace(cfg, recover_epochs=epochs))
+            for record in polish_candidates(records, cfg):
+                number = record["number"]
+                log(f"polish: trial {number} again, recovering for {epochs} epochs")
+                out_dir = run.path / "polish" / study_name(run) / f"{number:04d}"
+                again = run_trial(longer, record["params"], out_dir, seed=cfg.seed)
+                again.update(number=f"{number}+", polished_from=number, recover_epochs=epochs)
+                polished.append(again)
+                log(
+                    f"polish: trial {number} → val {again['val_accuracy']:.2f}% "
+                    f"(drop {again['drop']:+.2f}, was {record['drop']:+.2f}), "
+                    f"b64 {again['latency_ms_b64']:.2f} ms"
+                )
+        write_json(run.path / "polished.json", polished)
+        out.update(trials=len(polished), file=str(run.path / "polished.json"))
 
 
 # -- verify and back off --------------------------------------------------------------------------
@@ -594,7 +682,9 @@ def _read_sensitivity(run: RunDir, ctx: Context) -> None:
     output = run.output("sensitivity")
     ctx.curves = [GroupCurve.from_dict(c) for c in output["curves"]]
     ranked = output.get("quantization", [])
-    ctx.keep_float = list(output.get("int8_keep_float", []))
+    # Runs from before the probe moved to the plan stage kept its answer with the curves.
+    plan = run.output("plan") if run.done("plan") else {}
+    ctx.keep_float = list(plan.get("int8_keep_float", output.get("int8_keep_float", [])))
     ctx.float_fallback = [
         r["layer"] for r in ranked if r["accuracy_drop"] > 0 and r["layer"] not in ctx.keep_float
     ][:2]
@@ -644,7 +734,11 @@ def compress(
         "data": data_args or {"name": splits.name},
         "storage": storage,
     }
-    run = RunDir.create(Path(run_dir), config, resume)
+    saved = RunDir.open(Path(run_dir)).state.get("config") if resume and _has_run(run_dir) else None
+    run = RunDir.create(Path(run_dir), config, resume, inputs=stage_inputs)
+    if run.redone:
+        say(f"resume: the options changed; redoing {', '.join(run.redone)}")
+    _choose_study(run, config, saved)
     if not run.done("baseline"):
         _baseline(run, model, splits, cfg, say)
     ctx = _context(run, model, splits, cfg, torch_device)
@@ -652,7 +746,8 @@ def compress(
         _sensitivity(run, ctx.pruner, splits, cfg, say)
         _read_sensitivity(run, ctx)
     if not run.done("plan"):
-        _plan(run, ctx.pruner, ctx.curves, cfg, say)
+        _plan(run, ctx.pruner, ctx.curves, splits, cfg, say)
+        _read_sensitivity(run, ctx)
     if not run.done("search"):
         study = open_study(run, storage)
         if not study.get_trials(deepcopy=False):
@@ -667,6 +762,9 @@ def compress(
             write_json(run.path / "trials.json", records)
             out.update(trials=len(records), file=str(run.path / "trials.json"))
     records = _read_records(run)
+    if not run.done("polish"):
+        _polish(run, ctx, records, say)
+    records = _with_polished(records, _read_records(run, "polish"), cfg)
     if not run.done("verify"):
         _verify(run, ctx, records, say)
     if not run.done("export"):
@@ -683,10 +781,14 @@ def compress(
     return summary
 
 
-def _read_records(run: RunDir) -> list[dict[str, Any]]:
+def _has_run(run_dir: str | os.PathLike[str]) -> bool:
+    return (Path(run_dir) / "state.json").exists()
+
+
+def _read_records(run: RunDir, stage: str = "search") -> list[dict[str, Any]]:
     from ._run import read_json
 
-    return list(read_json(Path(run.output("search")["file"])))
+    return list(read_json(Path(run.output(stage)["file"])))
 
 
 def _reloaded(run: RunDir) -> RunDir:

@@ -37,6 +37,13 @@ class CompressConfig:
         qat_epochs: when post-training quantization misses the budget, fine-tune with
             quantization-aware training for this many epochs (0 disables it).
         latency_threads: CPU threads for latency measurements (None: torch's current setting).
+        polish_epochs: after the search, recover the best plan within budget and the next
+            deeper ones again, for ``recover_epochs + polish_epochs`` epochs from the
+            original, and keep whichever is best within budget (0: off). Trials recover
+            briefly to rank plans; the result deserves the longer schedule.
+        polish_trials: how many plans the polish stage recovers again: the best one within
+            budget and up to ``polish_trials - 1`` better on the goal that missed the budget
+            by less than the budget itself.
         round_to: keep channel counts multiples of this. ``None`` (default): 8 for the
             latency goal, 1 otherwise: ONNX Runtime's fp32 convolutions on x86 work on
             blocks of 8 channels, and odd widths fall off that path
@@ -63,6 +70,8 @@ class CompressConfig:
     qat_epochs: int = 1
     latency_threads: int | None = None
     round_to: int | None = None
+    polish_epochs: int = 0
+    polish_trials: int = 2
 
     def __post_init__(self) -> None:
         if self.max_drop < 0:
@@ -93,8 +102,12 @@ class CompressConfig:
             )
         if not self.sensitivity_ratios or not all(0 < r < 1 for r in self.sensitivity_ratios):
             raise ValueError("CompressConfig.sensitivity_ratios must be values in (0, 1)")
-        if self.recover_epochs < 0 or self.qat_epochs < 0:
-            raise ValueError("CompressConfig.recover_epochs and qat_epochs must be >= 0")
+        if self.recover_epochs < 0 or self.qat_epochs < 0 or self.polish_epochs < 0:
+            raise ValueError(
+                "CompressConfig.recover_epochs, qat_epochs and polish_epochs must be >= 0"
+            )
+        if self.polish_trials < 1:
+            raise ValueError(f"CompressConfig.polish_trials must be >= 1, got {self.polish_trials}")
         if self.sensitivity_images < 1 or (self.round_to is not None and self.round_to < 1):
             raise ValueError("CompressConfig.sensitivity_images and round_to must be >= 1")
 
@@ -127,3 +140,40 @@ class CompressConfig:
         if "sensitivity_ratios" in values:
             values["sensitivity_ratios"] = tuple(values["sensitivity_ratios"])
         return cls(**values)
+
+
+#: The knobs each stage reads, beyond those of the stages before it (see :func:`stage_inputs`).
+_STAGE_KEYS = {
+    "baseline": ("latency_threads",),
+    "sensitivity": ("importance", "sensitivity_ratios", "sensitivity_images", "seed"),
+    "plan": ("max_drop", "goal", "min_macs_keep", "max_macs_keep"),
+}
+#: Knobs that only say how long the search goes on: changing them continues the same study.
+SEARCH_EXTENT = ("trials", "time_budget_s")
+POLISH_KEYS = ("polish_epochs", "polish_trials")
+
+
+def stage_inputs(config: dict[str, Any], stage: str) -> Any:
+    """What the output of ``stage`` depends on, from a run's saved configuration.
+
+    A run resumed with other options keeps every finished stage whose inputs are unchanged:
+    more trials continue the search; another recovery schedule keeps the measured baseline
+    and sensitivity curves (most of an hour on resnet56) and starts a new study.
+    """
+    cfg = CompressConfig.from_dict(config["compress"])
+    full = cfg.to_dict()  # a config saved before a knob existed reads as its default
+    full["round_to"] = cfg.channel_multiple  # None means the goal's default multiple
+    derived = {"channel_multiple": cfg.channel_multiple, "int8": cfg.int8}
+    inputs: dict[str, Any] = {"data": config.get("data")}
+    order = ("baseline", "sensitivity", "plan")
+    for name in order:
+        inputs.update({key: full[key] for key in _STAGE_KEYS[name]})
+        if name == "sensitivity":
+            inputs.update(derived)
+        if name == stage:
+            return inputs
+    rest = {k: v for k, v in full.items() if k not in SEARCH_EXTENT + POLISH_KEYS}
+    inputs.update(rest, storage=config.get("storage"))
+    if stage == "search":
+        return {**inputs, **{key: full[key] for key in SEARCH_EXTENT}}
+    return {**inputs, **{key: full[key] for key in SEARCH_EXTENT + POLISH_KEYS}}

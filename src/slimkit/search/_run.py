@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,10 @@ from typing import Any
 from .._io import atomic_path
 from ..errors import SlimkitError
 
-STAGES = ("baseline", "sensitivity", "plan", "search", "verify", "export", "report")
+STAGES = ("baseline", "sensitivity", "plan", "search", "polish", "verify", "export", "report")
+
+#: What a stage's output depends on: ``inputs(config, stage)`` for a run's saved config.
+StageInputs = Callable[[dict[str, Any], str], Any]
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -39,9 +42,24 @@ class RunDir:
         self.path = Path(path)
         self.state_path = self.path / "state.json"
         self.state: dict[str, Any] = {"stages": {}}
+        #: Finished stages dropped because a resumed run changed their inputs.
+        self.redone: list[str] = []
 
     @classmethod
-    def create(cls, path: str | Path, config: dict[str, Any], resume: bool) -> RunDir:
+    def create(
+        cls,
+        path: str | Path,
+        config: dict[str, Any],
+        resume: bool,
+        inputs: StageInputs | None = None,
+    ) -> RunDir:
+        """Start a run in ``path``, or with ``resume`` continue the one there.
+
+        A run resumed with another configuration keeps the finished stages whose inputs
+        (``inputs(config, stage)``) are unchanged and redoes the first changed one and every
+        stage after it; :attr:`redone` names them. Without ``inputs`` a changed configuration
+        is an error.
+        """
         run = cls(path)
         if run.state_path.exists():
             if not resume:
@@ -50,16 +68,32 @@ class RunDir:
                     "or choose another --out directory"
                 )
             run.state = read_json(run.state_path)
-            if run.state.get("config") != config:
-                raise SlimkitError(
-                    f"{run.path} was started with another configuration; resume it with the "
-                    f"same options or start a new run directory (saved: {run.state.get('config')})"
-                )
+            saved = run.state.get("config")
+            if saved != config:
+                if inputs is None or saved is None:
+                    raise SlimkitError(
+                        f"{run.path} was started with another configuration; resume it with the "
+                        f"same options or start a new run directory (saved: {saved})"
+                    )
+                run.redone = run._invalidate(saved, config, inputs)
+                run.state["config"] = config
+                run.save()
         else:
             run.state = {"config": config, "stages": {}}
             run.path.mkdir(parents=True, exist_ok=True)
             run.save()
         return run
+
+    def _invalidate(
+        self, saved: dict[str, Any], config: dict[str, Any], inputs: StageInputs
+    ) -> list[str]:
+        for i, stage in enumerate(STAGES):
+            if inputs(saved, stage) != inputs(config, stage):
+                dropped = [s for s in STAGES[i:] if s in self.state["stages"]]
+                for name in dropped:
+                    del self.state["stages"][name]
+                return dropped
+        return []
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
