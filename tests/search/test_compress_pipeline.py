@@ -131,6 +131,14 @@ def test_polish_recovers_the_chosen_plan_longer_and_verify_prefers_it(
     assert summary["result"]["val_accuracy"] == polished[0]["val_accuracy"]
     assert "| " + polished[0]["number"] + " |" in (tmp_path / "run" / "report.md").read_text()
 
+    # Redone with other polish options, the stage reuses what it already polished.
+    lines: list[str] = []
+    wider = dataclasses.replace(cfg, polish_trials=2)
+    again = compress(trained, small_splits, wider, tmp_path / "run", resume=True, log=lines.append)
+    assert any("redoing polish, verify, export, report" in line for line in lines), lines
+    assert any("was polished for 2 epochs before" in line for line in lines), lines
+    assert again["result"]["val_accuracy"] == summary["result"]["val_accuracy"]
+
 
 def test_latency_goal_deploys_the_faster_precision_it_measured(
     trained: nn.Module, small_splits: Splits, tmp_path: Path

@@ -36,7 +36,7 @@ from ..measure import (
 from ..measure import measure_latency as eager_latency
 from ._config import SEARCH_EXTENT, CompressConfig, stage_inputs
 from ._plan import GroupCurve, Pruner, measure_curves, plan_for_macs
-from ._run import RunDir, write_json
+from ._run import RunDir, read_json, write_json
 from ._trial import Context, goal_value, run_trial
 
 Log = Callable[[str], None]
@@ -480,19 +480,33 @@ def _with_polished(
 
 
 def _polish(run: RunDir, ctx: Context, records: list[dict[str, Any]], log: Log) -> None:
+    """Recover the candidates again for longer; each polished plan is kept in
+    ``polish/records.json`` as soon as it is done, so an interrupted stage, or one redone
+    with more ``polish_trials``, does not train it twice."""
     cfg = ctx.cfg
+    cache_path = run.path / "polish" / "records.json"
     with run.stage("polish", {}) as out:
         polished: list[dict[str, Any]] = []
         if cfg.polish_epochs > 0:
             epochs = cfg.recover_epochs + cfg.polish_epochs
             longer = dataclasses.replace(ctx, cfg=dataclasses.replace(cfg, recover_epochs=epochs))
+            cache: list[dict[str, Any]] = read_json(cache_path) if cache_path.exists() else []
+            study = study_name(run)
             for record in polish_candidates(records, cfg):
                 number = record["number"]
+                key = {"study": study, "polished_from": number, "recover_epochs": epochs}
+                done = [p for p in cache if all(p.get(k) == v for k, v in key.items())]
+                if done:
+                    log(f"polish: trial {number} was polished for {epochs} epochs before")
+                    polished.append(done[0])
+                    continue
                 log(f"polish: trial {number} again, recovering for {epochs} epochs")
-                out_dir = run.path / "polish" / study_name(run) / f"{number:04d}"
+                out_dir = run.path / "polish" / study / f"{number:04d}-{epochs}ep"
                 again = run_trial(longer, record["params"], out_dir, seed=cfg.seed)
-                again.update(number=f"{number}+", polished_from=number, recover_epochs=epochs)
+                again.update(number=f"{number}+", **key)
                 polished.append(again)
+                cache.append(again)
+                write_json(cache_path, cache)
                 log(
                     f"polish: trial {number} → val {again['val_accuracy']:.2f}% "
                     f"(drop {again['drop']:+.2f}, was {record['drop']:+.2f}), "
@@ -786,8 +800,6 @@ def _has_run(run_dir: str | os.PathLike[str]) -> bool:
 
 
 def _read_records(run: RunDir, stage: str = "search") -> list[dict[str, Any]]:
-    from ._run import read_json
-
     return list(read_json(Path(run.output(stage)["file"])))
 
 
