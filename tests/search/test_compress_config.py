@@ -37,3 +37,31 @@ def test_int8_only_on_onnxruntime() -> None:
     assert CompressConfig().int8
     assert not CompressConfig(backend="torch").int8
     assert not CompressConfig(quantize=False).int8
+
+
+def _saved(**knobs: object) -> dict:
+    return {"compress": CompressConfig(**knobs).to_dict(), "data": {"name": "fashion-mnist"}}
+
+
+def test_stage_inputs_decide_what_a_resumed_run_redoes() -> None:
+    from slimkit.search._config import stage_inputs
+
+    def changed(a: dict, b: dict) -> list[str]:
+        stages = ("baseline", "sensitivity", "plan", "search", "polish", "verify")
+        return [s for s in stages if stage_inputs(a, s) != stage_inputs(b, s)]
+
+    latency = _saved(goal="latency")
+    # The size goal with the latency goal's channel multiple reuses its sensitivity curves.
+    assert changed(latency, _saved(goal="size", round_to=8))[0] == "plan"
+    assert changed(latency, _saved(goal="size"))[0] == "sensitivity"  # multiples of 1
+    assert changed(latency, _saved(goal="latency", round_to=8)) == []  # 8 is the default
+    assert changed(latency, _saved(trials=12)) == ["search", "polish", "verify"]
+    assert changed(latency, _saved(polish_epochs=3)) == ["polish", "verify"]
+    assert changed(latency, _saved(recover_epochs=5))[0] == "search"
+    assert changed(latency, _saved(sensitivity_images=500))[0] == "sensitivity"
+    other_data = {**latency, "data": {"name": "fashion-mnist", "limit_train": 100}}
+    assert changed(latency, other_data)[0] == "baseline"
+    # A run saved before a knob existed reads as its default.
+    old = {**latency, "compress": dict(latency["compress"])}
+    del old["compress"]["polish_epochs"], old["compress"]["polish_trials"]
+    assert changed(latency, old) == []
