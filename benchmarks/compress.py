@@ -56,6 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--recover-epochs", type=int, default=2)
     p.add_argument("--polish-epochs", type=int, default=0)
     p.add_argument("--polish-trials", type=int, default=2)
+    p.add_argument("--margin-se", type=float, default=1.0)
     p.add_argument("--round-to", type=int, default=None, help="channel multiple (see compress)")
     p.add_argument("--limit-train", type=int, default=None)
     p.add_argument("--threads", type=int, default=1)
@@ -85,6 +86,7 @@ def run_compress(
         recover_epochs=args.recover_epochs,
         polish_epochs=args.polish_epochs,
         polish_trials=args.polish_trials,
+        margin_se=args.margin_se,
         round_to=args.round_to,
         latency_threads=args.threads,
     )

@@ -39,3 +39,29 @@ def test_evaluation_restores_training_mode() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(784, 10)).train()
     evaluate_accuracy(model, random_splits().test)
     assert model.training
+
+
+def test_paired_drop_and_its_standard_error_by_hand() -> None:
+    import math
+
+    from slimkit.measure import paired_drop
+
+    reference = torch.tensor([True, True, True, True, False, True, True, False])
+    candidate = torch.tensor([True, False, True, True, True, False, True, False])
+    drop, error = paired_drop(reference, candidate)
+    # Differences: 0, 1, 0, 0, -1, 1, 0, 0 -> mean 1/8; sample std sqrt((3 - 8/64) / 7).
+    assert drop == pytest.approx(100 * 1 / 8)
+    assert error == pytest.approx(100 * math.sqrt((3 - 8 / 64) / 7) / math.sqrt(8))
+    assert paired_drop(reference, reference) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="same 2"):
+        paired_drop(reference, candidate[:4])
+
+
+def test_correct_mask_matches_accuracy(fmnist: Splits) -> None:
+    from slimkit.measure import correct_mask
+
+    labels = _labels(fmnist)
+    hits = correct_mask(ConstantClassifier(3), fmnist.test, batch_size=100)
+    assert hits.dtype == torch.bool and torch.equal(hits, labels == 3)
+    accuracy = evaluate_accuracy(ConstantClassifier(3), fmnist.test)
+    assert 100 * float(hits.double().mean()) == pytest.approx(accuracy)

@@ -57,6 +57,7 @@ def test_stage_inputs_decide_what_a_resumed_run_redoes() -> None:
     assert changed(latency, _saved(goal="latency", round_to=8)) == []  # 8 is the default
     assert changed(latency, _saved(trials=12)) == ["search", "polish", "verify"]
     assert changed(latency, _saved(polish_epochs=3)) == ["polish", "verify"]
+    assert changed(latency, _saved(margin_se=0.0)) == ["verify"]
     assert changed(latency, _saved(recover_epochs=5))[0] == "search"
     assert changed(latency, _saved(sensitivity_images=500))[0] == "sensitivity"
     other_data = {**latency, "data": {"name": "fashion-mnist", "limit_train": 100}}

@@ -27,7 +27,11 @@ def test_budget_is_honoured_and_the_run_is_complete(
     summary = compress(trained, small_splits, cfg, tmp_path / "run", log=None)
 
     assert set(summary["baseline"]) == PROFILE_KEYS == set(summary["result"])
+    budget = summary["budget"]
     assert summary["baseline"]["val_accuracy"] - summary["result"]["val_accuracy"] <= 1.0
+    # Within budget with the margin: the drop plus one standard error of it.
+    assert budget["margin_se"] == 1.0 and budget["val_drop_se"] > 0
+    assert budget["val_drop"] + budget["val_drop_se"] <= 1.0 + 1e-9
     assert summary["result"]["backend"] == "onnxruntime"
     # int8 weights alone make it ~4x smaller; sparsity and pruning add to that.
     assert summary["result"]["bytes"] * 3.5 < summary["baseline"]["bytes"]

@@ -51,6 +51,13 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
         help="after the search, recover the best plans again for this many more epochs",
     )
     p.add_argument("--polish-trials", type=int, default=2, help="how many plans to polish")
+    p.add_argument(
+        "--margin-se",
+        type=float,
+        default=1.0,
+        help="a plan holds the budget if its validation drop plus this many standard errors "
+        "does (0: the drop alone)",
+    )
     p.add_argument("--no-quantize", action="store_true", help="prune only; keep fp32")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for latency")
     p.add_argument(
@@ -101,6 +108,7 @@ def config_from_args(args: argparse.Namespace) -> CompressConfig:
         qat_epochs=args.qat_epochs,
         polish_epochs=args.polish_epochs,
         polish_trials=args.polish_trials,
+        margin_se=args.margin_se,
         quantize=not args.no_quantize,
         latency_threads=args.threads,
         round_to=args.round_to,

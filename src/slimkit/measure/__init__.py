@@ -1,12 +1,13 @@
 """Measurements: accuracy, parameter and MAC counts, latency, and the combined profile."""
 
-from ._accuracy import evaluate_accuracy
+from ._accuracy import correct_mask, evaluate_accuracy, paired_drop
 from ._counts import count_macs, count_nonzero_params, count_params
 from ._latency import fixed_threads, interleaved_latency, measure_latency, time_callable
 from ._profile import Profile, profile
 
 __all__ = [
     "Profile",
+    "correct_mask",
     "count_macs",
     "count_nonzero_params",
     "count_params",
@@ -14,6 +15,7 @@ __all__ = [
     "fixed_threads",
     "interleaved_latency",
     "measure_latency",
+    "paired_drop",
     "profile",
     "time_callable",
 ]

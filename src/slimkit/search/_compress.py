@@ -27,11 +27,13 @@ from ..data import Splits, load_data
 from ..errors import AccuracyBudgetError, MissingDependencyError, SlimkitError
 from ..export import load, save
 from ..measure import (
+    correct_mask,
     count_macs,
     count_nonzero_params,
     count_params,
     evaluate_accuracy,
     interleaved_latency,
+    paired_drop,
 )
 from ..measure import measure_latency as eager_latency
 from ._config import SEARCH_EXTENT, CompressConfig, stage_inputs
@@ -546,8 +548,34 @@ def _remeasure_latency(
 
 
 def _verify(run: RunDir, ctx: Context, records: list[dict[str, Any]], log: Log) -> None:
+    """Pick the best candidate that holds the budget on validation, re-measured from disk.
+
+    A candidate holds when its drop plus ``margin_se`` standard errors of that drop (paired
+    per example against the original) is within ``max_drop``: the search keeps the best of
+    several noisy estimates, and without the margin the plan at the edge of the budget lost
+    more on test (resnet56: validation drop 0.47, test 0.78; polished, 0.48 and 0.58).
+    """
     cfg = ctx.cfg
     with run.stage("verify", {}) as out:
+        reference = correct_mask(ctx.model, ctx.splits.val)
+
+        def check(record: dict[str, Any]) -> dict[str, Any]:
+            hits = correct_mask(_reload_deployed(record, cfg), ctx.splits.val)
+            drop, error = paired_drop(reference, hits)
+            entry = {
+                "number": record["number"],
+                "val_accuracy": 100.0 * float(hits.double().mean()),
+                "drop": drop,
+                "drop_se": error,
+                "holds": drop + cfg.margin_se * error <= cfg.max_drop,
+            }
+            verdict = "holds" if entry["holds"] else "does not hold"
+            log(
+                f"verify: trial {record['number']} {verdict}: val {entry['val_accuracy']:.2f}% "
+                f"(drop {drop:+.2f} ± {error:.2f}, margin {cfg.margin_se:g} s.e.)"
+            )
+            return entry
+
         checked: list[dict[str, Any]] = []
         ranked = _best_first(records, cfg)
         if cfg.goal == "latency" and len(ranked) > 1:
@@ -558,13 +586,8 @@ def _verify(run: RunDir, ctx: Context, records: list[dict[str, Any]], log: Log) 
                 + ", ".join(f"trial {r['number']} {r['latency_ms_b64']:.2f} ms" for r in ranked[:4])
             )
         for record in ranked:
-            accuracy = evaluate_accuracy(_reload_deployed(record, cfg), ctx.splits.val)
-            drop = ctx.baseline_val - accuracy
-            checked.append({"number": record["number"], "val_accuracy": accuracy, "drop": drop})
-            if drop <= cfg.max_drop:
-                log(
-                    f"verify: trial {record['number']} holds: val {accuracy:.2f}% (drop {drop:+.2f})"
-                )
+            checked.append(check(record))
+            if checked[-1]["holds"]:
                 out.update(chosen=record, checked=checked, backoff=[])
                 return
         backoff = []
@@ -575,16 +598,19 @@ def _verify(run: RunDir, ctx: Context, records: list[dict[str, Any]], log: Log) 
             record["number"] = "backoff"
             backoff.append(record)
             if record["drop"] <= cfg.max_drop:
-                out.update(chosen=record, checked=checked, backoff=backoff)
-                return
+                checked.append(check(record))
+                if checked[-1]["holds"]:
+                    out.update(chosen=record, checked=checked, backoff=backoff)
+                    return
         best = (
             max(records + backoff, key=lambda r: r["val_accuracy"]) if records or backoff else None
         )
+        margin = f" (plus {cfg.margin_se:g} standard errors)" if cfg.margin_se else ""
         raise AccuracyBudgetError(
-            f"no plan kept validation accuracy within {cfg.max_drop} points of "
+            f"no plan kept validation accuracy within {cfg.max_drop} points{margin} of "
             f"{ctx.baseline_val:.2f}%; the closest lost {best['drop']:.2f} points "
             f"(trial {best.get('number')}, artifact {best['artifact']}). Allow a larger "
-            "--max-drop, more --trials or more recovery epochs"
+            "--max-drop, a smaller --margin-se, more --trials or more recovery epochs"
             if best
             else "no trial completed",
             best=best,
@@ -643,6 +669,12 @@ def _export(run: RunDir, ctx: Context, log: Log) -> None:
         out.update(baseline=baseline, result=result, files=files, chosen_number=chosen["number"])
 
 
+def _chosen_check(run: RunDir) -> dict[str, Any]:
+    verify = run.output("verify")
+    number = verify["chosen"]["number"]
+    return next((c for c in verify.get("checked", []) if c["number"] == number), {})
+
+
 def _summary(run: RunDir, cfg: CompressConfig) -> dict[str, Any]:
     export = run.output("export")
     chosen = run.output("verify")["chosen"]
@@ -653,6 +685,8 @@ def _summary(run: RunDir, cfg: CompressConfig) -> dict[str, Any]:
         "budget": {
             "max_drop": cfg.max_drop,
             "val_drop": baseline["val_accuracy"] - result["val_accuracy"],
+            "val_drop_se": _chosen_check(run).get("drop_se"),
+            "margin_se": cfg.margin_se,
             "test_drop": baseline["test_accuracy"] - result["test_accuracy"],
         },
         "goal": cfg.goal,

@@ -44,6 +44,10 @@ class CompressConfig:
         polish_trials: how many plans the polish stage recovers again: the best one within
             budget and up to ``polish_trials - 1`` better on the goal that missed the budget
             by less than the budget itself.
+        margin_se: the verify stage counts a candidate within budget only if its validation
+            drop plus this many standard errors of that drop (paired, per example) stays within
+            ``max_drop``: the search keeps the best of several noisy estimates, which flatters
+            it. 1.0 by default; 0 takes the measured drop at face value.
         round_to: keep channel counts multiples of this. ``None`` (default): 8 for the
             latency goal, 1 otherwise: ONNX Runtime's fp32 convolutions on x86 work on
             blocks of 8 channels, and odd widths fall off that path
@@ -72,6 +76,7 @@ class CompressConfig:
     round_to: int | None = None
     polish_epochs: int = 0
     polish_trials: int = 2
+    margin_se: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_drop < 0:
@@ -106,6 +111,8 @@ class CompressConfig:
             raise ValueError(
                 "CompressConfig.recover_epochs, qat_epochs and polish_epochs must be >= 0"
             )
+        if self.margin_se < 0:
+            raise ValueError(f"CompressConfig.margin_se must be >= 0, got {self.margin_se}")
         if self.polish_trials < 1:
             raise ValueError(f"CompressConfig.polish_trials must be >= 1, got {self.polish_trials}")
         if self.sensitivity_images < 1 or (self.round_to is not None and self.round_to < 1):
@@ -151,6 +158,7 @@ _STAGE_KEYS = {
 #: Knobs that only say how long the search goes on: changing them continues the same study.
 SEARCH_EXTENT = ("trials", "time_budget_s")
 POLISH_KEYS = ("polish_epochs", "polish_trials")
+VERIFY_KEYS = ("margin_se",)
 
 
 def stage_inputs(config: dict[str, Any], stage: str) -> Any:
@@ -172,8 +180,10 @@ def stage_inputs(config: dict[str, Any], stage: str) -> Any:
             inputs.update(derived)
         if name == stage:
             return inputs
-    rest = {k: v for k, v in full.items() if k not in SEARCH_EXTENT + POLISH_KEYS}
-    inputs.update(rest, storage=config.get("storage"))
-    if stage == "search":
-        return {**inputs, **{key: full[key] for key in SEARCH_EXTENT}}
-    return {**inputs, **{key: full[key] for key in SEARCH_EXTENT + POLISH_KEYS}}
+    later = SEARCH_EXTENT + POLISH_KEYS + VERIFY_KEYS
+    inputs.update({k: v for k, v in full.items() if k not in later}, storage=config.get("storage"))
+    for name, keys in (("search", SEARCH_EXTENT), ("polish", POLISH_KEYS)):
+        inputs.update({key: full[key] for key in keys})
+        if name == stage:
+            return inputs
+    return {**inputs, **{key: full[key] for key in VERIFY_KEYS}}
