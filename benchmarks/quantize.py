@@ -126,27 +126,50 @@ Findings behind these numbers:
   non-dense tensors, and the report keys that loading rebuilds (the quantized layers, the folded
   conv/BN pairs) are no longer stored: the header is now about 9.5 KB and the artifact 3.92× smaller
   than fp32 through the API and through `slimkit quantize`.
-- On this AVX2 CPU without VNNI, ONNX Runtime's fp32 graph of seed-cnn (NCHWc kernels) is
-  faster than its all-int8 graphs, slimkit's and the peer's alike, because of the int8 stem
-  conv; with the stem in float the int8 graph is the fastest (1.81 vs 2.30 ms). On resnet20
-  int8 wins either way, and its float stem gains little (2.85× against 2.83×): there the stem
-  feeds a 16-channel int8 conv directly, with no pool in between.
+- **A stem over 1–3 input channels is padded to 4.** ONNX Runtime's x86 QLinearConv has a fast
+  kernel for symmetric int8 weights (`MlasConvSym`). It needs input channels in multiples of 4,
+  and 16 or more output channels in multiples of 8. A first conv over one grayscale channel
+  misses it and runs as a generic GEMM with a 9-deep inner dimension.
+  - slimkit's ONNX writer now pads such a conv's input with zero-point channels (a `Pad` on the
+    uint8 tensor) and its int8 weight with zeros. The outputs are the same, bit for bit
+    (`tests/quantize/test_onnx.py`).
+  - seed-cnn, batch 64, one thread, node profile: the stem took 2.96 ms, now 1.56 ms.
+  - In the run below, the all-int8 graph took 2.80 ms against 5.20 ms for the peer's graph,
+    which has the same structure without the padding. The previous runs gave 3.05–3.79 ms.
+  - resnet20: no change measurable at batch 64 (32.8 ms against 32.0 before): its stem is
+    about 3% of the graph.
+- **seed-cnn's stem is fastest in float.** On this AVX2 CPU without VNNI, ONNX Runtime runs
+  that first conv faster in fp32 (NCHWc kernels) than in int8, even padded. With the stem in
+  float the int8 graph is the fastest: 1.93 ms below.
+- **resnet20 gains nothing from a float stem** (2.81× either way). There the stem feeds a
+  16-channel int8 conv and a residual add directly. ONNX Runtime's layout pass then keeps
+  layer1's adds in NCHW and adds 6 transposes (node profile: 1.44 ms of transposes against
+  0.03 ms all-int8).
 - The issue's "int8 on ONNX Runtime ≥ 3× faster than fp32 eager at batch 64", runs of
-  2026-11-28 with the other jobs paused:
-  - seed-cnn, stem conv float: met, 5.48× in the run below and 5.91× in the run before it
-    (same command), at +0.10 points.
-  - seed-cnn, all-int8: 2.62× below, 3.25× in the run before. Run-to-run noise is of this
-    size: in the run below, graphs that differ only in their scales (minmax, percentile, mse,
-    QAT) took 3.05–3.79 ms. An earlier session measured 2.61× with the same command.
-  - resnet20: not met. All-int8 2.83× (minmax; 2.71–2.90× across observers and QAT), 2.85×
-    with the stem float, the peer's graph 2.69×; PT2E on the torch backend 3.23× in the same
-    run. The run before the session change gave 2.45×, 2.52× and 2.45×. An earlier version of
-    this doc reported 3.39× and 3.00×: fastest calls on a loaded machine, where eager
-    PyTorch's calls suffered more than ONNX Runtime's.
-  - In the earlier resnet20 run (31.0 M MACs per image, 2.0 G per batch of 64) the int8
-    graph ran at about 44 G MAC/s and eager fp32 at about 18 G MAC/s on one 2.45 GHz core;
-    u8×s8 products on a CPU without VNNI go through 16-bit `vpmaddubsw`, which caps how far
-    ahead of fp32 ONNX Runtime's int8 kernels get. PT2E on oneDNN reached 3.01× in that run.
+  2026-11-28 with the other jobs paused (session 6, after the stem padding):
+  - seed-cnn: met.
+    - all-int8: 3.93× (3.89–4.04× across observers and QAT), +0.01 points; the runs before
+      the padding gave 2.62× and 3.25×;
+    - with the stem float: 5.72× (the two earlier runs: 5.48× and 5.91×).
+  - resnet20: not met.
+    - all-int8: 2.81× (minmax; 2.80–2.88× across observers and QAT);
+    - 2.81× with the stem float;
+    - the peer's graph: 2.70×;
+    - PT2E on the torch backend: 3.17×; the torchao peer: 3.04×.
+    - The session-5 run gave 2.83× / 2.85× / 2.69× / 3.23×.
+    - An earlier version of this doc reported 3.39× and 3.00×: fastest calls on a loaded
+      machine, where eager PyTorch's calls suffered more than ONNX Runtime's.
+  - **Why resnet20 stops near 2.8×.**
+    - resnet20 does 31.0 M MACs per image, 2.0 G per batch of 64. In the run before last, the
+      int8 graph ran at about 44 G MAC/s and eager fp32 at about 18 G MAC/s on one 2.45 GHz
+      core.
+    - u8×s8 products on a CPU without VNNI go through 16-bit `vpmaddubsw`, which caps how far
+      ahead of fp32 ONNX Runtime's int8 kernels get.
+    - A node profile (batch 64, one thread) shows the convs running at:
+      - about 41 G MAC/s in layer1 (16 channels at 28×28);
+      - about 59 G MAC/s in layer2 (32 channels);
+      - about 66 G MAC/s in layer3 (64 channels).
+    - Layer1's six convs take 40% of the graph.
 """
 
 
