@@ -142,7 +142,7 @@ def _first_layer_probe(
     faster = timed[0]["onnx"].endswith("first-float.onnx")
     ms = {Path(v["onnx"]).stem: round(v["latency_ms_b64"], 3) for v in timed}
     log(
-        f"sensitivity: int8 b64 latency {ms}; first layer {layers[0]!r} "
+        f"plan: int8 b64 latency {ms}; first layer {layers[0]!r} "
         + ("stays float" if faster else "is quantized too")
     )
     return [layers[0]] if faster else []
