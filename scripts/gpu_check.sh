@@ -43,6 +43,7 @@ slimkit profile "$run/m.safetensors" "$run/p.safetensors" "$run/s.safetensors" \
     | tee "$out/gpu_profile.json"
 # compress with recovery (KD) on the GPU; latency is measured on the CPU backends.
 slimkit compress "$run/m.safetensors" --max-drop 2 --goal latency --trials 2 \
-    --recover-epochs 1 --device cuda --limit-train 4096 --limit-eval 1024 --out "$run/compress" \
+    --recover-epochs 1 --margin-se 0 --device cuda --limit-train 4096 --limit-eval 1024 \
+    --out "$run/compress" \
     --json | tee "$out/gpu_compress.json"
 echo "gpu_check finished in $(($(date +%s) - start)) s" | tee -a "$out/gpu.txt"
