@@ -73,7 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--workdir", default="runs/bench-compress")
     p.add_argument("--out", default="docs/benchmarks/compress.md")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.goal_options = goal_options(args.goal_option)  # a typo fails now, not hours later
+    return args
 
 
 def run_compress(
@@ -90,7 +92,7 @@ def run_compress(
         round_to=args.round_to,
         latency_threads=args.threads,
     )
-    cfg = dataclasses.replace(cfg, **goal_options(args.goal_option).get(goal, {}))
+    cfg = dataclasses.replace(cfg, **args.goal_options.get(goal, {}))
     data_args = {"name": "fashion-mnist", "limit_train": args.limit_train}
     run_dir = Path(args.workdir) / f"{tag}-{goal}"
     return compress(model, splits, cfg, run_dir, resume=True, data_args=data_args)

@@ -36,7 +36,7 @@ from ..measure import (
     paired_drop,
 )
 from ..measure import measure_latency as eager_latency
-from ._config import SEARCH_EXTENT, CompressConfig, stage_inputs
+from ._config import CompressConfig, stage_inputs
 from ._plan import GroupCurve, Pruner, measure_curves, plan_for_macs
 from ._run import RunDir, read_json, write_json
 from ._trial import Context, goal_value, run_trial
@@ -209,15 +209,14 @@ def trials_dir(run: RunDir) -> Path:
     return run.path / ("trials" if name == STUDY else "trials" + name.removeprefix(STUDY))
 
 
-def _choose_study(run: RunDir, config: dict[str, Any], previous: dict[str, Any] | None) -> None:
-    def inputs(cfg: dict[str, Any]) -> Any:
-        search = stage_inputs(cfg, "search")
-        return {k: v for k, v in search.items() if k not in SEARCH_EXTENT}
-
-    study = run.state.get("study") or {"name": STUDY, "inputs": inputs(previous or config)}
-    if study["inputs"] != inputs(config):
+def _choose_study(run: RunDir, config: dict[str, Any]) -> None:
+    inputs = stage_inputs(config, "study")
+    # A run from before studies were recorded holds its trials in the default study.
+    previous = stage_inputs(run.saved_config or config, "study")
+    study = run.state.get("study") or {"name": STUDY, "inputs": previous}
+    if study["inputs"] != inputs:
         number = int(study["name"].rpartition("-")[2]) if study["name"] != STUDY else 1
-        study = {"name": f"{STUDY}-{number + 1}", "inputs": inputs(config)}
+        study = {"name": f"{STUDY}-{number + 1}", "inputs": inputs}
     run.state["study"] = study
     run.save()
 
@@ -782,11 +781,10 @@ def compress(
         "data": data_args or {"name": splits.name},
         "storage": storage,
     }
-    saved = RunDir.open(Path(run_dir)).state.get("config") if resume and _has_run(run_dir) else None
     run = RunDir.create(Path(run_dir), config, resume, inputs=stage_inputs)
     if run.redone:
         say(f"resume: the options changed; redoing {', '.join(run.redone)}")
-    _choose_study(run, config, saved)
+    _choose_study(run, config)
     if not run.done("baseline"):
         _baseline(run, model, splits, cfg, say)
     ctx = _context(run, model, splits, cfg, torch_device)
@@ -827,10 +825,6 @@ def compress(
     summary = _summary(run, cfg)
     write_json(run.path / "summary.json", summary)
     return summary
-
-
-def _has_run(run_dir: str | os.PathLike[str]) -> bool:
-    return (Path(run_dir) / "state.json").exists()
 
 
 def _read_records(run: RunDir, stage: str = "search") -> list[dict[str, Any]]:

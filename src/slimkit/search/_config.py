@@ -166,24 +166,29 @@ def stage_inputs(config: dict[str, Any], stage: str) -> Any:
 
     A run resumed with other options keeps every finished stage whose inputs are unchanged:
     more trials continue the search; another recovery schedule keeps the measured baseline
-    and sensitivity curves (most of an hour on resnet56) and starts a new study.
+    and sensitivity curves (most of an hour on resnet56) and starts a new study. ``stage`` may
+    also be ``"study"``: what the search's trials are built from (its inputs without
+    :data:`SEARCH_EXTENT`).
     """
     cfg = CompressConfig.from_dict(config["compress"])
     full = cfg.to_dict()  # a config saved before a knob existed reads as its default
     full["round_to"] = cfg.channel_multiple  # None means the goal's default multiple
-    derived = {"channel_multiple": cfg.channel_multiple, "int8": cfg.int8}
-    inputs: dict[str, Any] = {"data": config.get("data")}
-    order = ("baseline", "sensitivity", "plan")
-    for name in order:
-        inputs.update({key: full[key] for key in _STAGE_KEYS[name]})
-        if name == "sensitivity":
-            inputs.update(derived)
-        if name == stage:
-            return inputs
     later = SEARCH_EXTENT + POLISH_KEYS + VERIFY_KEYS
-    inputs.update({k: v for k, v in full.items() if k not in later}, storage=config.get("storage"))
-    for name, keys in (("search", SEARCH_EXTENT), ("polish", POLISH_KEYS)):
-        inputs.update({key: full[key] for key in keys})
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("baseline", {"data": config.get("data")}),
+        ("sensitivity", {"channel_multiple": cfg.channel_multiple, "int8": cfg.int8}),
+        ("plan", {}),
+        (
+            "study",
+            {**{k: v for k, v in full.items() if k not in later}, "storage": config.get("storage")},
+        ),
+        ("search", {key: full[key] for key in SEARCH_EXTENT}),
+        ("polish", {key: full[key] for key in POLISH_KEYS}),
+        ("verify", {key: full[key] for key in VERIFY_KEYS}),
+    ]
+    inputs: dict[str, Any] = {}
+    for name, added in steps:
+        inputs.update({key: full[key] for key in _STAGE_KEYS.get(name, ())}, **added)
         if name == stage:
-            return inputs
-    return {**inputs, **{key: full[key] for key in VERIFY_KEYS}}
+            break
+    return inputs

@@ -44,6 +44,8 @@ class RunDir:
         self.state: dict[str, Any] = {"stages": {}}
         #: Finished stages dropped because a resumed run changed their inputs.
         self.redone: list[str] = []
+        #: The configuration the run directory held before this call (None for a new run).
+        self.saved_config: dict[str, Any] | None = None
 
     @classmethod
     def create(
@@ -68,7 +70,7 @@ class RunDir:
                     "or choose another --out directory"
                 )
             run.state = read_json(run.state_path)
-            saved = run.state.get("config")
+            saved = run.saved_config = run.state.get("config")
             if saved != config:
                 if inputs is None or saved is None:
                     raise SlimkitError(
