@@ -68,8 +68,9 @@ the command recorded in it (`benchmarks/quantize.py`). Rows:
 - **slimkit int8-static minmax, `<stem>` float (ort)**: mixed precision,
   `Int8StaticConfig(exclude=("<stem>",))`: the first conv (one input channel) stays fp32. Tried
   because ONNX Runtime's int8 kernel for it is the slowest node of the int8 graph on this AVX2
-  CPU (seed-cnn, batch 64, one thread, node profile: 2.09 of 3.67 ms, about 3.4 G MAC/s, while
-  the fp32 kernel runs the same conv in 0.37 ms). It used to be slower than all-int8: ONNX
+  CPU (seed-cnn, batch 64, one thread, `benchmarks/ort_profile.py`: 3.17 of 5.44 ms unpadded,
+  1.73 of 3.88 ms padded, while the fp32 kernel with its ReLU runs the same conv in 0.57 ms
+  with `--float conv1`). It used to be slower than all-int8: ONNX
   Runtime's QDQ propagation moved the QuantizeLinear above the max-pool and ran that pool on
   uint8 NCHW data. slimkit's sessions now turn that pass off (`slimkit.quantize.session`), the
   pool runs in float before the QuantizeLinear, and the row is the fastest on seed-cnn.
@@ -133,7 +134,9 @@ Findings behind these numbers:
   - slimkit's ONNX writer now pads such a conv's input with zero-point channels (a `Pad` on the
     uint8 tensor) and its int8 weight with zeros. The outputs are the same, bit for bit
     (`tests/quantize/test_onnx.py`).
-  - seed-cnn, batch 64, one thread, node profile: the stem took 2.96 ms, now 1.56 ms.
+  - seed-cnn, batch 64, one thread, node profile: the stem takes 1.73 ms padded, 3.17 ms not
+    (`python benchmarks/ort_profile.py --artifact runs/demo/seed-cnn.safetensors`, then the
+    same with `--no-stem-pad`).
   - In the run below, the all-int8 graph took 2.80 ms against 5.20 ms for the peer's graph,
     which has the same structure without the padding. The previous runs gave 3.05–3.79 ms.
   - resnet20: no change measurable at batch 64 (32.8 ms against 32.0 before): its stem is
@@ -143,8 +146,9 @@ Findings behind these numbers:
   float the int8 graph is the fastest: 1.93 ms below.
 - **resnet20 gains nothing from a float stem** (2.81× either way). There the stem feeds a
   16-channel int8 conv and a residual add directly. ONNX Runtime's layout pass then keeps
-  layer1's adds in NCHW and adds 6 transposes (node profile: 1.44 ms of transposes against
-  0.03 ms all-int8).
+  layer1's adds in NCHW and adds transposes: 1.31 ms of them against 0.11 ms all-int8
+  (`python benchmarks/ort_profile.py --artifact runs/bench/resnet20.safetensors --float conv1`,
+  and without `--float`).
 - The issue's "int8 on ONNX Runtime ≥ 3× faster than fp32 eager at batch 64", runs of
   2026-11-28 with the other jobs paused (session 6, after the stem padding):
   - seed-cnn: met.
@@ -165,11 +169,13 @@ Findings behind these numbers:
       core.
     - u8×s8 products on a CPU without VNNI go through 16-bit `vpmaddubsw`, which caps how far
       ahead of fp32 ONNX Runtime's int8 kernels get.
-    - A node profile (batch 64, one thread) shows the convs running at:
-      - about 41 G MAC/s in layer1 (16 channels at 28×28);
-      - about 59 G MAC/s in layer2 (32 channels);
-      - about 66 G MAC/s in layer3 (64 channels).
-    - Layer1's six convs take 40% of the graph.
+    - A node profile (batch 64, one thread,
+      `python benchmarks/ort_profile.py --artifact runs/bench/resnet20.safetensors`) shows the
+      convs running at:
+      - 48 G MAC/s in layer1 (16 channels at 28×28);
+      - 65 G MAC/s in layer2 (32 channels);
+      - 70–72 G MAC/s in layer3 (64 channels).
+    - Layer1's six convs take 14.4 of 36.7 ms (39%).
 """
 
 

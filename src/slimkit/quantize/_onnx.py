@@ -194,8 +194,9 @@ def _emit_module(w: _Writer, node: fx.Node, module: nn.Module, x: str) -> str:
 #: ONNX Runtime's x86 QLinearConv has a fast kernel for symmetric int8 weights (MlasConvSym)
 #: that needs input channels in multiples of 4 and 16+ output channels in multiples of 8. A
 #: first conv over 1-3 channels (grayscale, RGB) misses it and falls back to a generic GEMM
-#: with a 9-deep inner dimension: seed-cnn's int8 stem took 2.96 ms at batch 64 on one thread,
-#: 1.56 ms with its input padded to 4 zero-point channels (same outputs, bit for bit).
+#: with a 9-deep inner dimension: seed-cnn's int8 stem took 3.17 ms at batch 64 on one thread,
+#: 1.73 ms with its input padded to 4 zero-point channels (same outputs, bit for bit;
+#: ``benchmarks/ort_profile.py``).
 SYM_CONV_CHANNELS = 4
 
 
