@@ -155,11 +155,18 @@ Findings behind these numbers:
     - all-int8: 3.93× (3.89–4.04× across observers and QAT), +0.01 points; the runs before
       the padding gave 2.62× and 3.25×;
     - with the stem float: 5.72× (the two earlier runs: 5.48× and 5.91×).
-  - resnet20: not met.
-    - all-int8: 2.81× (minmax; 2.80–2.88× across observers and QAT);
-    - 2.81× with the stem float;
-    - the peer's graph: 2.70×;
-    - PT2E on the torch backend: 3.17×; the torchao peer: 3.04×.
+  - resnet20: not met reliably.
+    - In the run below (13:55): all-int8 2.76× with minmax. Across observers and QAT it was
+      2.76–3.31×: graphs of the same structure took 33.6–40.6 ms within this one run.
+    - The same run's other rows:
+      - 3.34× with the stem float;
+      - the peer's graph: 2.70×;
+      - PT2E on the torch backend: 3.29×; the torchao peer: 3.56×.
+    - The run an hour earlier, same command:
+      - all-int8 2.81× (2.80–2.88×);
+      - 2.81× with the stem float;
+      - the peer 2.70×;
+      - PT2E 3.17×; torchao 3.04×.
     - The session-5 run gave 2.83× / 2.85× / 2.69× / 3.23×.
     - An earlier version of this doc reported 3.39× and 3.00×: fastest calls on a loaded
       machine, where eager PyTorch's calls suffered more than ONNX Runtime's.
