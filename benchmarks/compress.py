@@ -229,7 +229,11 @@ def render(
     lines.append("")
     for goal, s in summaries.items():
         plan, c = s["plan"], s["config"]
-        multiple = CompressConfig.from_dict(c).channel_multiple
+        resolved = CompressConfig.from_dict(c)
+        removed = plan.get("removed_blocks") or []
+        blocks = (
+            f"{len(removed)} residual block(s) removed ({', '.join(removed)}), " if removed else ""
+        )
         polish = (
             f", then the best plans recovered again for {c['recover_epochs'] + c['polish_epochs']}"
             f" epochs (up to {c['polish_trials']})"
@@ -238,7 +242,8 @@ def render(
         )
         lines.append(
             f"- `--goal {goal}` ({c['trials']} trials of {c['recover_epochs']} recovery "
-            f"epoch(s){polish}; channels in multiples of {multiple}) chose: keep "
+            f"epoch(s){polish}; channels in multiples of {resolved.channel_multiple}, at least "
+            f"{resolved.channel_floor} per group) chose: {blocks}keep "
             f"{plan['macs_keep']:.0%} of the MACs (per-group ratios "
             f"{json.dumps({k: round(v, 2) for k, v in plan['ratios'].items()})}), sparsity "
             f"{plan['sparsity']:.0%}, precision {plan['precision']}; validation drop "

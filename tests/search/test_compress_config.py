@@ -66,3 +66,9 @@ def test_stage_inputs_decide_what_a_resumed_run_redoes() -> None:
     old = {**latency, "compress": dict(latency["compress"])}
     del old["compress"]["polish_epochs"], old["compress"]["polish_trials"]
     assert changed(latency, old) == []
+    # ... except where the default changed what a stage does: runs from before depth pruning
+    # planned without it, so their plan (and everything after it) is redone.
+    older = {**latency, "compress": dict(latency["compress"])}
+    del older["compress"]["remove_blocks"]
+    assert changed(latency, older)[0] == "plan"
+    assert changed(latency, _saved(remove_blocks=False))[0] == "plan"

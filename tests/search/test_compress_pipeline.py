@@ -186,3 +186,37 @@ def test_a_plan_that_rounds_to_an_earlier_structure_reuses_its_trial(
         assert record["artifact"] == twin["artifact"]
         assert record["val_accuracy"] == twin["val_accuracy"]
         assert record["params"] != twin["params"]
+
+
+def test_depth_pruning_removes_residual_blocks_and_the_result_reloads(
+    small_splits: Splits, tmp_path: Path
+) -> None:
+    import slimkit
+    from slimkit.testing import seeded_model
+
+    model = seeded_model("resnet20")
+    slimkit.train(model, small_splits, slimkit.TrainConfig(epochs=1, lr=3e-3), progress=False)
+    cfg = CompressConfig(
+        max_drop=50.0, goal="macs", quantize=False, min_macs_keep=0.3, **{**FAST, "trials": 1}
+    )
+    lines: list[str] = []
+    summary = compress(model, small_splits, cfg, tmp_path / "run", log=lines.append)
+
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    blocks = state["stages"]["plan"]["output"]["block_curves"]
+    assert [c["key"] for c in blocks][:3] == ["layer1.0", "layer1.1", "layer1.2"]
+    assert len(blocks) == 7
+    assert any("removing each of 7 residual blocks alone" in line for line in lines), lines
+    # Under a loose budget the plan's deep cut takes whole blocks as well as channels.
+    removed = summary["plan"].get("removed_blocks") or []
+    trial = json.loads((tmp_path / "run" / "trials.json").read_text())[0]
+    assert trial["structured"]["removed_blocks"], trial["structured"]
+    assert removed == trial["structured"]["removed_blocks"]
+    reloaded = load(summary["files"]["artifact"])
+    assert all(isinstance(reloaded.get_submodule(name), nn.Identity) for name in removed)
+    from slimkit import evaluate_accuracy
+
+    assert evaluate_accuracy(reloaded, small_splits.val) == summary["result"]["val_accuracy"]
+    html = Path(summary["files"]["report"]).read_text()
+    assert html.count("data:image/png;base64,") == 5  # the block sensitivities too
+    assert f"removes {len(removed)} residual block(s) whole" in html

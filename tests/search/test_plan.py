@@ -43,3 +43,57 @@ def test_measured_curves_and_macs_plan(trained: nn.Module, small_splits: Splits)
         assert fraction == pytest.approx(pruner.macs_fraction(ratios))
         assert fraction > keep - 0.1  # close to the target, not far below it
     assert plan_for_macs(pruner, curves, 1.0) == ({}, 1.0)
+
+
+def test_block_curve_removes_whole_or_nothing() -> None:
+    block = GroupCurve("layer1.1", 0, [1.0], [0.4], [0.9], kind="block")
+    assert block.ratio_for(0.39) == 0.0
+    assert block.ratio_for(0.4 + TIE_SLOPE) == 1.0
+    assert GroupCurve.from_dict(block.to_dict()) == block
+    # A block that gained accuracy when removed goes at any threshold above the tie slope.
+    assert GroupCurve("b", 0, [1.0], [-0.3], [0.9], kind="block").ratio_for(0.01) == 1.0
+
+
+def test_plan_with_residual_blocks(small_splits: Splits) -> None:
+    from slimkit.search._plan import measure_block_curves
+    from slimkit.testing import seeded_model
+
+    pruner = Pruner.build(seeded_model("resnet20"), small_splits, "l2")
+    assert pruner.blocks == [
+        "layer1.0", "layer1.1", "layer1.2", "layer2.1", "layer2.2", "layer3.1", "layer3.2"
+    ]  # fmt: skip
+    blocks = measure_block_curves(pruner, small_splits, images=128)
+    assert [c.key for c in blocks] == pruner.blocks
+    assert all(c.kind == "block" and 0.8 < c.macs_fraction[0] < 1.0 for c in blocks)
+    # Channels that cost more than any block: the plan reaches 75% of the MACs by removal.
+    channels = [
+        GroupCurve(key, n, [0.3, 0.6], [5.0, 10.0], [0.9, 0.8]) for key, n in pruner.group_keys()
+    ]
+    cheap = [
+        GroupCurve(c.key, 0, [1.0], [0.1 * i], c.macs_fraction, "block")
+        for i, c in enumerate(blocks)
+    ]
+    ratios, fraction = plan_for_macs(pruner, channels + cheap, 0.75)
+    removed = pruner.config(ratios).remove_blocks
+    assert removed and list(removed) == pruner.blocks[: len(removed)]  # least sensitive first
+    assert max(r for k, r in ratios.items() if k not in pruner.blocks) < 0.1
+    assert fraction <= 0.75 and fraction == pytest.approx(pruner.macs_fraction(ratios))
+    pruned = pruner.prune(ratios)
+    assert all(isinstance(pruned.get_submodule(k), nn.Identity) for k in removed)
+
+
+def test_channel_floor_caps_each_group(trained: nn.Module, small_splits: Splits) -> None:
+    pruner = Pruner.build(trained, small_splits, "l2", min_channels=16)
+    channels = dict(pruner.group_keys())
+    curves = [GroupCurve(k, n, [0.3, 0.6], [0.0, 0.0], [0.9, 0.8]) for k, n in channels.items()]
+    caps = pruner.caps(curves)
+    assert caps == {
+        k: pytest.approx(max(0.0, min(MAX_RATIO, 1 - 16 / n))) for k, n in channels.items()
+    }
+    ratios, _ = plan_for_macs(pruner, curves, 0.1)  # as deep as the caps allow
+    widths = pruner.widths(ratios)
+    for key, n in channels.items():
+        assert widths[key] >= min(16, n), (key, widths[key])
+    free = Pruner.build(trained, small_splits, "l2")
+    deep = free.widths(plan_for_macs(free, curves, 0.1)[0])
+    assert min(deep[key] for key in channels) < 16  # without the floor the plan goes lower

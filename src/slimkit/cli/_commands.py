@@ -179,6 +179,7 @@ def _structured_config(args: argparse.Namespace) -> StructuredConfig:
         scope=Global() if args.scope == "global" else PerLayer(),
         round_to=args.round_to,
         ignore=tuple(args.ignore),
+        remove_blocks=tuple(args.remove_blocks),
         schedule=AGP(steps=args.agp_steps) if args.schedule == "agp" else OneShot(),
     )
 

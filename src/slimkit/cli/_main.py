@@ -81,6 +81,12 @@ def _prune_parser(sub: argparse._SubParsersAction) -> None:
     )
     structured.add_argument("--round-to", type=int, default=1, help="keep widths multiples of N")
     structured.add_argument("--ignore", nargs="*", default=[], help="layers whose outputs stay")
+    structured.add_argument(
+        "--remove-blocks",
+        nargs="*",
+        default=[],
+        help="residual blocks replaced by the identity (depth pruning), e.g. layer1.3",
+    )
     p.add_argument("--scope", default=None, choices=["global", "layer"])
     p.add_argument("--exclude", nargs="*", default=[], help="layer names or patterns to keep")
     p.add_argument("--schedule", default="oneshot", choices=["oneshot", "agp"])

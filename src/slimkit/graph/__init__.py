@@ -6,6 +6,7 @@ Example:
     >>> print(graph.table())
 """
 
+from ._blocks import removable_blocks, remove_blocks
 from ._graph import (
     DependencyGraph,
     Group,
@@ -44,6 +45,8 @@ __all__ = [
     "apply_plan",
     "register_module_handler",
     "register_op_rule",
+    "removable_blocks",
+    "remove_blocks",
     "restore_structure",
     "trace",
 ]

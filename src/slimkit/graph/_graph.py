@@ -81,15 +81,38 @@ class Structure:
 
     tensors: dict[str, list[int]] = field(default_factory=dict)
     attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Blocks replaced by ``nn.Identity`` (depth pruning), by module path.
+    removed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tensors": dict(self.tensors), "attrs": {k: dict(v) for k, v in self.attrs.items()}}
+        data: dict[str, Any] = {
+            "tensors": dict(self.tensors),
+            "attrs": {k: dict(v) for k, v in self.attrs.items()},
+        }
+        if self.removed:
+            data["removed"] = list(self.removed)
+        return data
 
     def merge(self, other: Structure) -> Structure:
         attrs = {k: dict(v) for k, v in self.attrs.items()}
         for path, values in other.attrs.items():
             attrs.setdefault(path, {}).update(values)
-        return Structure({**self.tensors, **other.tensors}, attrs)
+        removed = sorted(set(self.removed) | set(other.removed))
+        return Structure({**self.tensors, **other.tensors}, attrs).without(removed)
+
+    def without(self, blocks: list[str]) -> Structure:
+        """This structure with ``blocks`` removed: what was resized inside them is dropped."""
+        if not blocks:
+            return self
+
+        def inside(path: str) -> bool:
+            return any(path == b or path.startswith(f"{b}.") for b in blocks)
+
+        return Structure(
+            {k: v for k, v in self.tensors.items() if not inside(k.rpartition(".")[0])},
+            {k: dict(v) for k, v in self.attrs.items() if not inside(k)},
+            sorted(set(self.removed) | set(blocks)),
+        )
 
 
 class DependencyGraph:
@@ -392,13 +415,18 @@ def _jsonable(value: Any) -> Any:
 
 
 def restore_structure(model: nn.Module, structure: dict[str, Any]) -> nn.Module:
-    """Resize ``model``'s tensors and set its width attributes as a saved structure says.
+    """Remove the blocks, resize ``model``'s tensors and set its width attributes as a saved
+    structure says.
 
     The tensors are left uninitialised: load the saved weights next.
 
     Raises:
         UnsupportedOpError: if a module or tensor named in the structure does not exist.
     """
+    if structure.get("removed"):
+        from ._blocks import remove_blocks
+
+        remove_blocks(model, structure["removed"])
     for name, shape in structure.get("tensors", {}).items():
         path, _, attr = name.rpartition(".")
         try:

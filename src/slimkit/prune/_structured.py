@@ -24,7 +24,7 @@ from torch import nn
 from .._device import resolve_device
 from ..data import Splits, make_loader
 from ..errors import PruningTargetError, UnsupportedOpError
-from ..graph import DependencyGraph, Group, Structure, apply_plan
+from ..graph import DependencyGraph, Group, Structure, apply_plan, removable_blocks, remove_blocks
 from ..importance import GROUP, unit_scores
 from ..importance._base import Batch
 from ..measure import count_macs, fixed_threads, interleaved_latency
@@ -62,6 +62,9 @@ class StructuredConfig:
         calib_batches: batches read by data-driven criteria.
         latency_tolerance: relative distance to the latency target that is accepted.
         latency_threads: CPU threads for latency measurements (None: the current setting).
+        remove_blocks: residual blocks replaced by the identity (depth pruning), by module
+            path, after the channels are pruned; ``slimkit.graph.removable_blocks`` lists the
+            candidates. The ``target_*`` goals count the model before this removal.
     """
 
     ratio: float | None = None
@@ -76,6 +79,7 @@ class StructuredConfig:
     calib_batches: int = 4
     latency_tolerance: float = 0.1
     latency_threads: int | None = None
+    remove_blocks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         goals = [self.ratio, self.target_macs, self.target_latency]
@@ -109,8 +113,9 @@ class StructuredConfig:
             raise ValueError(
                 f"StructuredConfig.round_to must be an integer >= 1, got {self.round_to}"
             )
-        if isinstance(self.ignore, str):
-            raise ValueError("StructuredConfig.ignore must be a tuple of names, not a string")
+        for name in ("ignore", "remove_blocks"):
+            if isinstance(getattr(self, name), str):
+                raise ValueError(f"StructuredConfig.{name} must be a tuple of names, not a string")
         if not 0.0 < self.max_ratio < 1.0:
             raise ValueError(f"StructuredConfig.max_ratio must be in (0, 1), got {self.max_ratio}")
         if self.calib_batches < 1:
@@ -147,6 +152,7 @@ class StructuredConfig:
             "calib_batches": self.calib_batches,
             "latency_tolerance": self.latency_tolerance,
             "latency_threads": self.latency_threads,
+            "remove_blocks": list(self.remove_blocks),
         }
 
 
@@ -282,6 +288,26 @@ def prune_verified(
         f"({'; '.join(graph.divergences[-3:])}); add the modules named there to ignore=, or "
         "register an op rule / module handler for them (slimkit.graph.register_op_rule)"
     )
+
+
+def _remove_blocks(
+    original: nn.Module, pruned: nn.Module, example: Any, names: tuple[str, ...]
+) -> nn.Module:
+    """``pruned`` without the residual blocks ``names`` (checked against ``original``)."""
+    allowed = removable_blocks(copy.deepcopy(original).to(_device_of(example)), example)
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise ValueError(
+            f"StructuredConfig.remove_blocks names {unknown}, which are not removable residual "
+            f"blocks of this model; removable: {allowed or 'none'}"
+        )
+    remove_blocks(pruned, names)
+    return pruned
+
+
+def _device_of(example: Any) -> torch.device:
+    tensor = example if isinstance(example, torch.Tensor) else next(iter(example))
+    return tensor.device
 
 
 # -- goals: ratio, MACs, latency -----------------------------------------------------------------
@@ -562,6 +588,10 @@ def prune_structured(
                 progress=progress,
                 desc=f"fine-tune {index + 1}/{len(goals)}",
             )
+    if cfg.remove_blocks:
+        work = _remove_blocks(model, work, example, cfg.remove_blocks)
+        structure = structure.without(list(cfg.remove_blocks))
+        run.report["removed_blocks"] = list(cfg.remove_blocks)
     work.eval()
     run.report["config"] = cfg.to_dict()
     setattr(work, STRUCTURE_ATTR, structure.to_dict())

@@ -147,6 +147,21 @@ def _widths_plot(curves: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     return _png(fig)
 
 
+def _blocks_plot(blocks: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    plt = _pyplot()
+    removed = set(summary["plan"].get("removed_blocks") or [])
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.3 * len(blocks)), 3.6))
+    xs = range(len(blocks))
+    colors = ["tab:red" if b["key"] in removed else "tab:gray" for b in blocks]
+    ax.bar(xs, [b["drops"][0] for b in blocks], color=colors)
+    ax.set_xticks(list(xs), [b["key"] for b in blocks], rotation=90, fontsize=7)
+    ax.set_ylabel("validation drop (points)")
+    ax.set_title(
+        f"residual blocks removed alone, no fine-tuning (red: the {len(removed)} the plan removes)"
+    )
+    return _png(fig)
+
+
 def _stages_plot(stages: list[dict[str, Any]]) -> str:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 2.6))
@@ -188,7 +203,8 @@ def _markdown(summary: dict[str, Any], trials: list[dict[str, Any]]) -> str:
         *[f"| {a} | {b} | {c} |" for a, b, c in _table(summary)],
         "",
         f"Plan: keep {summary['plan']['macs_keep']:.0%} of the MACs by structured pruning, then "
-        f"sparsity {summary['plan']['sparsity']:.0%}, precision {summary['plan']['precision']}.",
+        f"sparsity {summary['plan']['sparsity']:.0%}, precision {summary['plan']['precision']}."
+        + _removed_note(summary["plan"].get("removed_blocks") or []),
         "",
         "| trial | MACs kept | sparsity | precision | val top-1 | drop | bytes | b64 ms |",
         "|---|---:|---:|---|---:|---:|---:|---:|",
@@ -202,6 +218,12 @@ def _markdown(summary: dict[str, Any], trials: list[dict[str, Any]]) -> str:
     lines += ["", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {s['name']} | {s['seconds']:.1f} |" for s in summary["stages"]]
     return "\n".join(lines) + "\n"
+
+
+def _removed_note(removed: list[str]) -> str:
+    if not removed:
+        return ""
+    return f" The pruning removes {len(removed)} residual block(s) whole: {', '.join(removed)}."
 
 
 def _html(summary: dict[str, Any], markdown: str, images: dict[str, str]) -> str:
@@ -239,6 +261,9 @@ def write_report(run_dir: str | Path) -> dict[str, str]:
         "per-layer width, sparsity and precision": _widths_plot(curves, summary),
         "time per stage": _stages_plot(summary["stages"] or [{"name": "-", "seconds": 0}]),
     }
+    blocks = state["stages"].get("plan", {}).get("output", {}).get("block_curves", [])
+    if blocks:
+        images["residual blocks removed alone"] = _blocks_plot(blocks, summary)
     markdown = _markdown(summary, trials)
     paths = {"html": run_dir / "report.html", "markdown": run_dir / "report.md"}
     with atomic_path(paths["markdown"]) as tmp:

@@ -37,7 +37,7 @@ from ..measure import (
 )
 from ..measure import measure_latency as eager_latency
 from ._config import CompressConfig, stage_inputs
-from ._plan import GroupCurve, Pruner, measure_curves, plan_for_macs
+from ._plan import GroupCurve, Pruner, measure_block_curves, measure_curves, plan_for_macs
 from ._run import RunDir, read_json, write_json
 from ._trial import Context, goal_value, run_trial
 
@@ -170,6 +170,11 @@ def _plan(
     """
     with run.stage("plan", {}) as out:
         out["int8_keep_float"] = _first_layer_probe(run, pruner.model, splits, cfg, log)
+        if cfg.remove_blocks and pruner.blocks:
+            log(f"plan: removing each of {len(pruner.blocks)} residual blocks alone")
+            blocks = measure_block_curves(pruner, splits, cfg.sensitivity_images)
+            out["block_curves"] = [c.to_dict() for c in blocks]
+            curves = [*curves, *blocks]
         allowance = 2.0 * cfg.max_drop
         best_keep, best_ratios = 1.0, {}
         for keep in (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1):
@@ -692,6 +697,7 @@ def _summary(run: RunDir, cfg: CompressConfig) -> dict[str, Any]:
         "plan": {
             "macs_keep": chosen["params"].get("macs_keep"),
             "ratios": chosen["structured"]["ratios"],
+            "removed_blocks": chosen["structured"].get("removed_blocks", []),
             "sparsity": chosen["sparsity"],
             "precision": chosen["precision"],
         },
@@ -716,7 +722,9 @@ def _summary(run: RunDir, cfg: CompressConfig) -> dict[str, Any]:
 def _context(
     run: RunDir, model: nn.Module, splits: Splits, cfg: CompressConfig, device: torch.device
 ) -> Context:
-    pruner = Pruner.build(model, splits, cfg.importance, cfg.channel_multiple)
+    pruner = Pruner.build(
+        model, splits, cfg.importance, cfg.channel_multiple, min_channels=cfg.channel_floor
+    )
     ctx = Context(model, splits, cfg, pruner, [], run.output("baseline")["val_accuracy"], device)
     _read_sensitivity(run, ctx)
     return ctx
@@ -727,10 +735,12 @@ def _read_sensitivity(run: RunDir, ctx: Context) -> None:
     if not run.done("sensitivity"):
         return
     output = run.output("sensitivity")
-    ctx.curves = [GroupCurve.from_dict(c) for c in output["curves"]]
     ranked = output.get("quantization", [])
     # Runs from before the probe moved to the plan stage kept its answer with the curves.
     plan = run.output("plan") if run.done("plan") else {}
+    ctx.curves = [
+        GroupCurve.from_dict(c) for c in [*output["curves"], *plan.get("block_curves", [])]
+    ]
     ctx.keep_float = list(plan.get("int8_keep_float", output.get("int8_keep_float", [])))
     ctx.float_fallback = [
         r["layer"] for r in ranked if r["accuracy_drop"] > 0 and r["layer"] not in ctx.keep_float

@@ -4,6 +4,10 @@ The sensitivity stage prunes one group at a time (no fine-tuning) and records th
 accuracy drop. The plan gives every group the largest ratio whose measured (interpolated)
 drop stays under a common threshold λ, so that insensitive groups lose more channels than
 sensitive ones; λ is bisected until the pruned model keeps the wanted fraction of MACs.
+
+Residual blocks that can be removed whole (depth pruning) have a curve of one point, the drop
+when the block alone is replaced by the identity: at threshold λ a block goes when that drop
+is at most λ, on the same scale as the channel groups.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from torch import nn
 
 from ..data import Splits, make_loader
 from ..data._splits import take
-from ..graph import DependencyGraph
+from ..graph import DependencyGraph, removable_blocks, remove_blocks
 from ..importance import GROUP, unit_scores
 from ..measure import count_macs, evaluate_accuracy
 from ..prune import PerLayer, StructuredConfig
@@ -41,6 +45,13 @@ class GroupCurve:
     ratios: list[float]
     drops: list[float]
     macs_fraction: list[float]
+    #: ``channels`` (a channel group) or ``block`` (a residual block removed whole, ratio 1).
+    kind: str = "channels"
+
+    @property
+    def top(self) -> float:
+        """The largest ratio the plan may give: 1 (removal) for a block."""
+        return 1.0 if self.kind == "block" else MAX_RATIO
 
     def drop_at(self, ratio: float) -> float:
         """Monotone, linearly interpolated (and extrapolated) drop at ``ratio``."""
@@ -53,10 +64,13 @@ class GroupCurve:
             value = ys[-1] + max(slope, 0.0) * (ratio - xs[-1])
         return value + TIE_SLOPE * ratio
 
-    def ratio_for(self, threshold: float) -> float:
-        """The largest ratio (on a 1% grid) whose drop is at most ``threshold``."""
+    def ratio_for(self, threshold: float, cap: float = MAX_RATIO) -> float:
+        """The largest ratio (on a 1% grid, at most ``cap``) whose drop is at most
+        ``threshold``."""
+        if self.kind == "block":
+            return 1.0 if self.drop_at(1.0) <= threshold else 0.0
         grid = np.linspace(0.0, MAX_RATIO, 91)
-        ok = [r for r in grid if self.drop_at(float(r)) <= threshold]
+        ok = [r for r in grid if r <= cap + 1e-9 and self.drop_at(float(r)) <= threshold]
         return float(ok[-1]) if ok else 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +80,7 @@ class GroupCurve:
             "ratios": self.ratios,
             "drops": self.drops,
             "macs_fraction": self.macs_fraction,
+            "kind": self.kind,
         }
 
     @classmethod
@@ -83,13 +98,25 @@ class Pruner:
     scores: dict[int, float]
     importance: str
     round_to: int
+    #: No channel group is planned below this many channels (see ``CompressConfig``).
+    min_channels: int = 1
     base_macs: int = field(init=False)
+    #: Residual blocks that can be removed whole (see ``slimkit.graph.removable_blocks``).
+    blocks: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.base_macs = count_macs(self.model, self.example)
+        self.blocks = removable_blocks(self.model, self.example)
 
     @classmethod
-    def build(cls, model: nn.Module, splits: Splits, importance: str, round_to: int = 1) -> Pruner:
+    def build(
+        cls,
+        model: nn.Module,
+        splits: Splits,
+        importance: str,
+        round_to: int = 1,
+        min_channels: int = 1,
+    ) -> Pruner:
         model = copy.deepcopy(model).cpu().eval()
         example = splits.example_input(1)
         graph = DependencyGraph.build(model, example)
@@ -99,25 +126,42 @@ class Pruner:
             loader = make_loader(splits.train, batch_size=64, shuffle=True, seed=1234)
             calib = list(islice(iter(loader), 4))
         scores = unit_scores(graph, criterion(graph, model, calib))
-        return cls(model, example, graph, scores, importance, round_to)
+        return cls(model, example, graph, scores, importance, round_to, min_channels)
+
+    def caps(self, curves: list[GroupCurve]) -> dict[str, float]:
+        """The largest ratio each channel group may get: one that keeps ``min_channels``."""
+        return {
+            c.key: max(0.0, min(MAX_RATIO, 1.0 - self.min_channels / c.channels))
+            for c in curves
+            if c.kind == "channels" and c.channels and self.min_channels > 1
+        }
 
     def group_keys(self) -> list[tuple[str, int]]:
         """(override key, channels) of every prunable group."""
         return [(g.sources[0], g.channels) for g in self.graph.groups if g.prunable and g.sources]
 
     def config(self, ratios: dict[str, float]) -> StructuredConfig:
-        overrides = {k: min(r, MAX_RATIO) for k, r in ratios.items() if r > 0}
+        """Per-group ratios as a pruning config; a block key with ratio 1 removes the block."""
+        blocks = set(self.blocks)
+        overrides = {k: min(r, MAX_RATIO) for k, r in ratios.items() if r > 0 and k not in blocks}
+        removed = tuple(k for k in self.blocks if ratios.get(k, 0.0) >= 1.0)
         return StructuredConfig(
             ratio=0.0,
             scope=PerLayer(overrides=overrides),
             importance=self.importance,
             round_to=self.round_to,
             max_ratio=MAX_RATIO,
+            remove_blocks=removed,
         )
 
     def prune(self, ratios: dict[str, float]) -> nn.Module:
         cfg = self.config(ratios)
-        return prune_verified(self.graph, self.model, self.scores, cfg, 0.0).model
+        if isinstance(cfg.scope, PerLayer) and cfg.scope.overrides:
+            model = prune_verified(self.graph, self.model, self.scores, cfg, 0.0).model
+        else:
+            model = copy.deepcopy(self.model)
+        remove_blocks(model, cfg.remove_blocks)
+        return model
 
     def widths(self, ratios: dict[str, float]) -> dict[str, int]:
         """Output width of every conv/linear layer after pruning by ``ratios``."""
@@ -160,9 +204,33 @@ def measure_curves(
     return base, curves
 
 
-def allocate(curves: list[GroupCurve], threshold: float) -> dict[str, float]:
-    """Per-group ratios at a common sensitivity threshold λ (points of drop)."""
-    return {c.key: c.ratio_for(threshold) for c in curves}
+def measure_block_curves(
+    pruner: Pruner,
+    splits: Splits,
+    images: int,
+    on_probe: Callable[[int, int], None] | None = None,
+) -> list[GroupCurve]:
+    """Remove each residual block alone and measure the validation drop (no fine-tuning)."""
+    subset = take(splits.val, images)
+    base = evaluate_accuracy(pruner.model, subset)
+    curves = []
+    for index, key in enumerate(pruner.blocks):
+        pruned = pruner.prune({key: 1.0})
+        drop = base - evaluate_accuracy(pruned, subset)
+        fraction = count_macs(pruned, pruner.example) / pruner.base_macs
+        curves.append(GroupCurve(key, 0, [1.0], [drop], [fraction], kind="block"))
+        if on_probe is not None:
+            on_probe(index + 1, len(pruner.blocks))
+    return curves
+
+
+def allocate(
+    curves: list[GroupCurve], threshold: float, caps: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Per-group ratios at a common sensitivity threshold λ (points of drop), each at most
+    its cap."""
+    caps = caps or {}
+    return {c.key: c.ratio_for(threshold, caps.get(c.key, MAX_RATIO)) for c in curves}
 
 
 def plan_for_macs(
@@ -175,15 +243,16 @@ def plan_for_macs(
     """
     if keep >= 1.0 or not curves:
         return {}, 1.0
-    high = max(c.drop_at(MAX_RATIO) for c in curves) + 1.0
-    best = allocate(curves, high)
+    high = max(c.drop_at(c.top) for c in curves) + 1.0
+    caps = pruner.caps(curves)
+    best = allocate(curves, high, caps)
     best_fraction = pruner.macs_fraction(best)
     if best_fraction > keep:
         return best, best_fraction
     low = 0.0
     for _ in range(iterations):
         mid = (low + high) / 2
-        ratios = allocate(curves, mid)
+        ratios = allocate(curves, mid, caps)
         fraction = pruner.macs_fraction(ratios)
         if fraction > keep:
             low = mid

@@ -69,11 +69,15 @@ def structured_step(ctx: Context, keep: float, seed: int) -> tuple[nn.Module, di
     if not ratios:
         unpruned = copy.deepcopy(ctx.model)
         return unpruned, {"ratios": {}, "macs_fraction": 1.0, "widths": layer_widths(unpruned)}
-    pruned = prune(
-        ctx.model, ctx.pruner.config(ratios), example_inputs=ctx.pruner.example, progress=False
-    )
+    config = ctx.pruner.config(ratios)
+    pruned = prune(ctx.model, config, example_inputs=ctx.pruner.example, progress=False)
     recover(pruned, ctx, ctx.cfg.recover_epochs, seed)
-    return pruned, {"ratios": ratios, "macs_fraction": fraction, "widths": layer_widths(pruned)}
+    return pruned, {
+        "ratios": ratios,
+        "macs_fraction": fraction,
+        "widths": layer_widths(pruned),
+        "removed_blocks": list(config.remove_blocks),
+    }
 
 
 def sparsify(model: nn.Module, ctx: Context, sparsity: float, seed: int) -> nn.Module:
