@@ -72,3 +72,22 @@ def test_stage_inputs_decide_what_a_resumed_run_redoes() -> None:
     del older["compress"]["remove_blocks"]
     assert changed(latency, older)[0] == "plan"
     assert changed(latency, _saved(remove_blocks=False))[0] == "plan"
+
+
+def test_cli_depth_and_channel_floor_options() -> None:
+    from slimkit.cli._compress import config_from_args
+    from slimkit.cli._main import build_parser
+
+    def parsed(*extra: str) -> CompressConfig:
+        argv = ["compress", "m.safetensors", "--data", "fashion-mnist", "--out", "r", *extra]
+        return config_from_args(build_parser().parse_args(argv))
+
+    default = parsed()
+    assert default.remove_blocks and default.min_channels is None
+    assert default.channel_floor == 16  # latency on int8 ONNX Runtime
+    assert parsed("--goal", "size").channel_floor == 1
+    assert parsed("--no-quantize").channel_floor == 1  # fp32 kernels do well on 8 channels
+    chosen = parsed("--no-remove-blocks", "--min-channels", "8")
+    assert not chosen.remove_blocks and chosen.channel_floor == 8
+    with pytest.raises(ValueError, match="min_channels must be >= 1"):
+        CompressConfig(min_channels=0)

@@ -66,6 +66,17 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
         default=None,
         help="channel counts multiple of this (default: 8 for --goal latency, else 1)",
     )
+    p.add_argument(
+        "--min-channels",
+        type=int,
+        default=None,
+        help="the fewest channels a group keeps (default: 16 for latency on int8, else 1)",
+    )
+    p.add_argument(
+        "--no-remove-blocks",
+        action="store_true",
+        help="prune channels only; never remove whole residual blocks",
+    )
     p.add_argument("--storage", default=None, help="Optuna storage URL shared with workers")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     p.add_argument(
@@ -112,6 +123,8 @@ def config_from_args(args: argparse.Namespace) -> CompressConfig:
         quantize=not args.no_quantize,
         latency_threads=args.threads,
         round_to=args.round_to,
+        min_channels=args.min_channels,
+        remove_blocks=not args.no_remove_blocks,
     )
 
 
