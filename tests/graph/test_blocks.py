@@ -89,3 +89,42 @@ def test_unknown_block_is_a_clear_error() -> None:
         slimkit.prune(model, cfg, example_inputs=X[:1], progress=False)
     with pytest.raises(ValueError, match="tuple of names"):
         slimkit.StructuredConfig(ratio=0.0, remove_blocks="layer1.0")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("arch", "count"),
+    [("resnet18", 5), ("mobilenet_v2", 10), ("shufflenet_v2_x0_5", 13)],
+)
+def test_torchvision_blocks_survive_channel_pruning_and_reload(
+    arch: str, count: int, tmp_path: Path
+) -> None:
+    model = slimkit.create_model(f"torchvision:{arch}", num_classes=10).eval()
+    x = torch.randn(1, 3, 64, 64)
+    blocks = removable_blocks(model, x)
+    assert len(blocks) == count
+    cfg = slimkit.StructuredConfig(ratio=0.3, remove_blocks=tuple(blocks[-2:]))
+    pruned = slimkit.prune(model, cfg, example_inputs=x, progress=False)
+    loaded = slimkit.load(slimkit.save(pruned, tmp_path / "p.safetensors"))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), pruned(x))
+    assert count_macs(pruned, x) < count_macs(model, x)
+
+
+def test_int8_model_without_blocks_reloads_and_exports(tmp_path: Path) -> None:
+    from slimkit.quantize import Int8StaticConfig, OrtModule, onnx_path, quantize
+    from slimkit.testing import fashion_mnist_slice
+
+    splits = fashion_mnist_slice(limit_train=256, limit_eval=128)
+    model = seeded_model("resnet20").eval()
+    cfg = slimkit.StructuredConfig(ratio=0.25, round_to=4, remove_blocks=("layer1.1", "layer3.1"))
+    pruned = slimkit.prune(model, cfg, example_inputs=X[:1], progress=False)
+    q = quantize(pruned, Int8StaticConfig(), calib_data=splits, progress=False)
+    path = slimkit.save(q, tmp_path / "q.safetensors")
+    loaded = slimkit.load(path)
+    assert not [k for k in loaded.state_dict() if k.startswith(("layer1.1.", "layer3.1."))]
+    assert [k for k in loaded.state_dict() if k.startswith("layer1.2.")]
+    with torch.no_grad():
+        assert torch.equal(loaded(X), q(X))
+        ort = OrtModule(onnx_path(path), threads=1)(X)
+    # ONNX Runtime's integer kernels round like the simulation except at ties.
+    assert (ort.argmax(1) == q(X).argmax(1)).all()
