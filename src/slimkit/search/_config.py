@@ -51,9 +51,9 @@ class CompressConfig:
         remove_blocks: let the plan remove whole residual blocks too (depth pruning), where
             the model has them (``slimkit.graph.removable_blocks``). On int8 ONNX Runtime a
             narrower conv runs at a lower MAC rate while a removed block costs nothing:
-            resnet56 at batch 64 on one AVX2 core, 12 of its 27 blocks removed ran 1.8x
-            faster than the int8 original, while channel pruning to 41% of the MACs gained
-            1.3x.
+            resnet56 at batch 64 on one AVX2 core, its 12 least sensitive blocks removed
+            (55% of the MACs kept) ran 1.79x faster than the unpruned int8 graph, channel
+            pruning to the same MACs 1.16x (``benchmarks/depth.py``).
         min_channels: the plan keeps at least this many channels in every group. ``None``
             (default): 16 for the latency goal on int8 ONNX Runtime, 1 otherwise. Its x86
             int8 convolutions run fewer MACs per second on narrow layers: in resnet56 pruned
