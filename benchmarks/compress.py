@@ -245,11 +245,17 @@ def render(
             f"epoch(s){polish}; channels in multiples of {resolved.channel_multiple}, at least "
             f"{resolved.channel_floor} per group) chose: {blocks}keep "
             f"{plan['macs_keep']:.0%} of the MACs (per-group ratios "
-            f"{json.dumps({k: round(v, 2) for k, v in plan['ratios'].items()})}), sparsity "
+            f"{json.dumps(_channel_ratios(plan))}), sparsity "
             f"{plan['sparsity']:.0%}, precision {plan['precision']}; validation drop "
             f"{s['budget']['val_drop']:+.2f}, test drop {s['budget']['test_drop']:+.2f}."
         )
     return "\n".join(lines) + "\n"
+
+
+def _channel_ratios(plan: dict[str, Any]) -> dict[str, float]:
+    """The plan's non-zero channel ratios (removed blocks are listed on their own)."""
+    blocks = set(plan.get("removed_blocks") or [])
+    return {k: round(v, 2) for k, v in plan["ratios"].items() if v > 0 and k not in blocks}
 
 
 HEADER = """# compress benchmark
