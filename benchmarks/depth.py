@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import platform
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -110,9 +111,14 @@ def main(argv: list[str] | None = None) -> int:
         for name, ms in _interleaved(runners, args.rounds).items():
             next(r for r in rows if r["name"] == name)["b64"] = ms
     text = render(rows, ranked, args)
-    Path(args.out).write_text(text)
+    out = Path(args.out)
+    notes = NOTES.search(out.read_text()) if out.exists() else None
+    out.write_text(text + (notes.group(0) if notes else ""))  # hand-written notes are kept
     print(text)
     return 0
+
+
+NOTES = re.compile(r"<!-- notes -->\n.*?<!-- end notes -->\n?", re.S)
 
 
 def render(rows: list[dict[str, Any]], ranked: list[tuple[str, float]], args: Any) -> str:
