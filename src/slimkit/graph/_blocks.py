@@ -1,9 +1,9 @@
 """Depth pruning: whole residual blocks that can be replaced by the identity.
 
 A block qualifies when it is an element of an ``nn.Sequential`` (how torchvision, timm and
-slimkit build stages) but not itself a Sequential (a stage), maps one tensor to a tensor of the same shape, holds a convolution or
-linear layer, and still depends on its input with every such layer's weights zeroed: it has a
-parameter-free path (the skip connection) from input to output. That path carries the input's
+slimkit build stages) but not itself a Sequential (a stage), maps one tensor to a tensor of
+the same shape, holds a convolution or linear layer, and still depends on its input with
+every such layer's weights zeroed: it has a parameter-free path (the skip connection) from input to output. That path carries the input's
 channels to the output, so the block's input and output channels are one channel group, and
 the block can be removed after any channel pruning without breaking a shape. A plain
 shape-preserving conv fails the last test: with its weights zeroed its output is a constant.

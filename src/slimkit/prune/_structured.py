@@ -290,24 +290,17 @@ def prune_verified(
     )
 
 
-def _remove_blocks(
-    original: nn.Module, pruned: nn.Module, example: Any, names: tuple[str, ...]
-) -> nn.Module:
-    """``pruned`` without the residual blocks ``names`` (checked against ``original``)."""
-    allowed = removable_blocks(copy.deepcopy(original).to(_device_of(example)), example)
+def _check_blocks(model: nn.Module, example: Any, names: tuple[str, ...]) -> None:
+    """Fail before any pruning when ``names`` are not removable residual blocks of ``model``."""
+    if not names:
+        return
+    allowed = removable_blocks(model, example)
     unknown = [n for n in names if n not in allowed]
     if unknown:
         raise ValueError(
             f"StructuredConfig.remove_blocks names {unknown}, which are not removable residual "
             f"blocks of this model; removable: {allowed or 'none'}"
         )
-    remove_blocks(pruned, names)
-    return pruned
-
-
-def _device_of(example: Any) -> torch.device:
-    tensor = example if isinstance(example, torch.Tensor) else next(iter(example))
-    return tensor.device
 
 
 # -- goals: ratio, MACs, latency -----------------------------------------------------------------
@@ -562,6 +555,7 @@ def prune_structured(
         raise ValueError("fine-tuning needs data=Splits(...)")
     work = copy.deepcopy(model).to(device)
     example = _to(_example_inputs(model, example_inputs, calib, data), device)
+    _check_blocks(work, example, cfg.remove_blocks)
     kind, _ = cfg.goal
     # Latency is measured as a ratio against the original, interleaved: its baseline is 1.
     metric = _metric(
@@ -589,7 +583,7 @@ def prune_structured(
                 desc=f"fine-tune {index + 1}/{len(goals)}",
             )
     if cfg.remove_blocks:
-        work = _remove_blocks(model, work, example, cfg.remove_blocks)
+        remove_blocks(work, cfg.remove_blocks)
         structure = structure.without(list(cfg.remove_blocks))
         run.report["removed_blocks"] = list(cfg.remove_blocks)
     work.eval()

@@ -172,7 +172,8 @@ def _plan(
         out["int8_keep_float"] = _first_layer_probe(run, pruner.model, splits, cfg, log)
         if cfg.remove_blocks and pruner.blocks:
             log(f"plan: removing each of {len(pruner.blocks)} residual blocks alone")
-            blocks = measure_block_curves(pruner, splits, cfg.sensitivity_images)
+            base = run.output("sensitivity")["subset_accuracy"]  # on the same images
+            blocks = measure_block_curves(pruner, splits, cfg.sensitivity_images, base)
             out["block_curves"] = [c.to_dict() for c in blocks]
             curves = [*curves, *blocks]
         allowance = 2.0 * cfg.max_drop

@@ -205,22 +205,22 @@ def measure_curves(
 
 
 def measure_block_curves(
-    pruner: Pruner,
-    splits: Splits,
-    images: int,
-    on_probe: Callable[[int, int], None] | None = None,
+    pruner: Pruner, splits: Splits, images: int, base: float | None = None
 ) -> list[GroupCurve]:
-    """Remove each residual block alone and measure the validation drop (no fine-tuning)."""
+    """Remove each residual block alone and measure the validation drop (no fine-tuning).
+
+    ``base`` is the original's accuracy on the same ``images`` validation images, when the
+    sensitivity stage measured it already.
+    """
     subset = take(splits.val, images)
-    base = evaluate_accuracy(pruner.model, subset)
+    if base is None:
+        base = evaluate_accuracy(pruner.model, subset)
     curves = []
-    for index, key in enumerate(pruner.blocks):
+    for key in pruner.blocks:
         pruned = pruner.prune({key: 1.0})
         drop = base - evaluate_accuracy(pruned, subset)
         fraction = count_macs(pruned, pruner.example) / pruner.base_macs
         curves.append(GroupCurve(key, 0, [1.0], [drop], [fraction], kind="block"))
-        if on_probe is not None:
-            on_probe(index + 1, len(pruner.blocks))
     return curves
 
 
