@@ -39,6 +39,7 @@ import slimkit
 from slimkit.measure import count_params, evaluate_accuracy
 from slimkit.quantize import OrtModule, export_onnx, fold_batchnorm
 from slimkit.quantize._calib import calibration_batches
+from slimkit.report._report import plan_cut
 from slimkit.search import CompressConfig, compress
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -243,8 +244,8 @@ def render(
         lines.append(
             f"- `--goal {goal}` ({c['trials']} trials of {c['recover_epochs']} recovery "
             f"epoch(s){polish}; channels in multiples of {resolved.channel_multiple}, at least "
-            f"{resolved.channel_floor} per group) chose: {blocks}keep "
-            f"{plan['macs_keep']:.0%} of the MACs (per-group ratios "
+            f"{resolved.channel_floor} per group) chose: {blocks}{plan_cut(plan)} (per-group "
+            "ratios "
             f"{json.dumps(_channel_ratios(plan))}), sparsity "
             f"{plan['sparsity']:.0%}, precision {plan['precision']}; validation drop "
             f"{s['budget']['val_drop']:+.2f}, test drop {s['budget']['test_drop']:+.2f}."

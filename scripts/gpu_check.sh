@@ -2,7 +2,7 @@
 # Exercise slimkit's CUDA paths in a few minutes on a GPU machine: the `gpu` test tier (train,
 # unstructured and structured pruning, logit distillation, QAT, encoder pruning + embedding
 # distillation, profiling) plus a short CLI run (train → prune → distill → profile → compress)
-# with --device cuda. Logs go to ${OUT:-/tmp}.
+# with --device cuda, and compress for size on resnet20 (depth + sparsity). Logs go to ${OUT:-/tmp}.
 #
 # Two ways to run it:
 #   bash scripts/gpu_check.sh
@@ -46,4 +46,11 @@ slimkit compress "$run/m.safetensors" --max-drop 2 --goal latency --trials 2 \
     --recover-epochs 1 --margin-se 0 --device cuda --limit-train 4096 --limit-eval 1024 \
     --out "$run/compress" \
     --json | tee "$out/gpu_compress.json"
+# the size goal on a residual network: block probes, then sparsity fine-tuned on the GPU (int8
+# runs on the CPU and is covered by the seed-cnn run above).
+slimkit train --model resnet20 --epochs 1 --device cuda --out "$run/r.safetensors"
+slimkit compress "$run/r.safetensors" --max-drop 3 --goal size --trials 1 --no-quantize \
+    --recover-epochs 1 --margin-se 0 --device cuda --limit-train 4096 --limit-eval 1024 \
+    --out "$run/compress-r20" \
+    --json | tee "$out/gpu_compress_r20.json"
 echo "gpu_check finished in $(($(date +%s) - start)) s" | tee -a "$out/gpu.txt"

@@ -123,3 +123,17 @@ def test_encoder_prune_and_distill_on_cuda(cuda: torch.device, tmp_path: Path) -
     losses = student.slimkit_distill_report["epoch_loss"]
     assert student.device.type == "cuda"
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_depth_pruning_on_cuda_matches_cpu(cuda: torch.device) -> None:
+    from slimkit.graph import removable_blocks
+
+    model = slimkit.create_model("resnet20").eval()
+    x = torch.randn(4, 1, 28, 28)
+    blocks = removable_blocks(model, x)
+    assert removable_blocks(model.to(cuda), x.to(cuda)) == blocks
+    cfg = slimkit.StructuredConfig(ratio=0.3, remove_blocks=(blocks[0], blocks[-1]))
+    on_cuda = slimkit.prune(model, cfg, example_inputs=x.to(cuda))
+    on_cpu = slimkit.prune(model.cpu(), cfg, example_inputs=x)
+    assert isinstance(on_cuda.get_submodule(blocks[0]), torch.nn.Identity)
+    torch.testing.assert_close(on_cuda.cpu().eval()(x), on_cpu.eval()(x), atol=1e-4, rtol=1e-4)

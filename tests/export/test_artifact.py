@@ -235,3 +235,74 @@ def test_version_3_lists_only_non_dense_tensors_and_loads_back(tmp_path: Path) -
     assert isinstance(spec["checksums"], list)
     x = torch.randn(3, 1, 28, 28)
     torch.testing.assert_close(slimkit.load(path)(x), q(x), rtol=0, atol=0)
+
+
+def _sparse_int8_seed_cnn() -> nn.Module:
+    from slimkit.quantize import Int8StaticConfig, quantize
+
+    return quantize(
+        _sparse_seed_cnn(0.9), Int8StaticConfig(calib_batches=1), calib_data=X, progress=False
+    )
+
+
+def test_sparse_quantized_artifacts_are_packed_with_a_small_header(tmp_path: Path) -> None:
+    q = _sparse_int8_seed_cnn()
+    path = save(q, tmp_path / "q.safetensors")
+    spec = read_spec(path)
+    assert spec["format_version"] == 4 and spec["quantization"]["scheme"] == "int8-static"
+    assert spec["tensors"]["fc1.weight"]["encoding"].startswith(("bitmask", "gaps"))
+    data_start, header = _header(path)
+    assert set(header) - {"__metadata__"} == {"slimkit::packed"}
+    assert header["slimkit::packed"]["dtype"] == "U8"
+    # One entry per stored tensor in the spec's index, all of the blob's bytes accounted for.
+    names = [name for name, _, _ in spec["packed"]]
+    assert names == sorted(names) and "fc1.weight::pattern" in names and "fc2.bias" in names
+    begin, end = header["slimkit::packed"]["data_offsets"]
+    assert path.stat().st_size == data_start + end - begin
+    # The whole header (zlib-coded spec and index) is smaller than the plain spec alone was.
+    assert data_start < len(json.dumps(spec, separators=(",", ":")))
+    loaded = load(path)
+    _assert_same_model(q, loaded)
+    assert read_spec(save(loaded, tmp_path / "again.safetensors")) == spec
+
+
+def test_a_flipped_byte_in_a_packed_artifact_names_the_tensor(tmp_path: Path) -> None:
+    path = save(_sparse_int8_seed_cnn(), tmp_path / "q.safetensors")
+    spec = read_spec(path)
+    sizes = [
+        torch.empty(shape, dtype=getattr(torch, dtype)).nbytes for _, dtype, shape in spec["packed"]
+    ]
+    target = [name for name, _, _ in spec["packed"]].index("fc1.weight::values")
+    offset = sum(sizes[:target]) + sizes[target] // 2
+    data_start, header = _header(path)
+    raw = bytearray(path.read_bytes())
+    raw[data_start + header["slimkit::packed"]["data_offsets"][0] + offset] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ArtifactError, match=r"tensor 'fc1\.weight::values' .*fails its checksum"):
+        load(path)
+
+
+def test_a_packed_index_that_does_not_fit_the_blob_is_an_artifact_error(tmp_path: Path) -> None:
+    path = save(_sparse_int8_seed_cnn(), tmp_path / "q.safetensors")
+    spec = read_spec(path)
+    with safe_open(str(path), framework="pt") as handle:
+        blob = handle.get_tensor("slimkit::packed")
+    from slimkit.export._artifact import _spec_text
+
+    for broken in (spec["packed"][:-1], [*spec["packed"], ["extra", "float32", [4096]]]):
+        save_file(
+            {"slimkit::packed": blob},
+            str(path),
+            metadata={"slimkit": _spec_text({**spec, "packed": broken})},
+        )
+        with pytest.raises(ArtifactError, match="truncated or corrupted"):
+            load(path)
+    save_file(
+        {"slimkit::packed": blob},
+        str(path),
+        metadata={
+            "slimkit": '{"format": "slimkit-artifact", "format_version": 4, "spec_zlib": "bm90IHpsaWI="}'
+        },
+    )
+    with pytest.raises(ArtifactError, match="corrupted slimkit spec"):
+        load(path)

@@ -19,6 +19,7 @@ from slimkit.search import CompressConfig
         ({"max_sparsity": 1.0}, "max_sparsity"),
         ({"sensitivity_ratios": (0.5, 1.0)}, "sensitivity_ratios"),
         ({"recover_epochs": -1}, "recover_epochs"),
+        ({"structure_cost": "flops"}, "structure_cost"),
     ],
 )
 def test_bad_values_name_the_field(kwargs: dict, message: str) -> None:
@@ -72,6 +73,15 @@ def test_stage_inputs_decide_what_a_resumed_run_redoes() -> None:
     del older["compress"]["remove_blocks"]
     assert changed(latency, older)[0] == "plan"
     assert changed(latency, _saved(remove_blocks=False))[0] == "plan"
+    # Size runs from before the params cost planned by MACs: their plan is redone; latency
+    # runs planned by MACs before and still do.
+    size = _saved(goal="size")
+    old_size = {**size, "compress": dict(size["compress"])}
+    del old_size["compress"]["structure_cost"]
+    assert changed(size, old_size)[0] == "plan"
+    del older["compress"]["structure_cost"]
+    assert changed(_saved(goal="latency", remove_blocks=False), older) == []
+    assert changed(size, _saved(goal="size", structure_cost="params")) == []
 
 
 def test_cli_depth_and_channel_floor_options() -> None:
@@ -89,5 +99,7 @@ def test_cli_depth_and_channel_floor_options() -> None:
     assert parsed("--no-quantize").channel_floor == 1  # fp32 kernels do well on 8 channels
     chosen = parsed("--no-remove-blocks", "--min-channels", "8")
     assert not chosen.remove_blocks and chosen.channel_floor == 8
+    assert parsed("--goal", "size").cost == "params" and default.cost == "macs"
+    assert parsed("--goal", "size", "--structure-cost", "macs").keep_param == "macs_keep"
     with pytest.raises(ValueError, match="min_channels must be >= 1"):
         CompressConfig(min_channels=0)

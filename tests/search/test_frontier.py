@@ -41,14 +41,17 @@ def test_a_run_where_everything_passes_walks_down_to_the_floor() -> None:
     assert min(k for k, _ in trials) < CFG.min_macs_keep + 2 * FRONTIER_RESOLUTION
 
 
-def test_the_size_goal_starts_with_sparsity_alone_and_bisects_it() -> None:
+def test_the_size_goal_starts_with_the_plans_cut_plus_sparsity_and_bisects_it() -> None:
     from slimkit.search._compress import SIZE_START_SPARSITY, frontier_point, initial_params
 
     size = CompressConfig(max_drop=0.5, goal="size", max_sparsity=0.95)
-    assert initial_params(size, 0.7) == {"macs_keep": 1.0, "sparsity": SIZE_START_SPARSITY}
+    assert size.keep_param == "params_keep"  # the size goal's plan cuts weights, not MACs
+    assert initial_params(size, 0.7) == {"params_keep": 0.7, "sparsity": SIZE_START_SPARSITY}
     assert initial_params(CFG, 0.7) == {"macs_keep": 0.7}
-    capped = CompressConfig(max_drop=0.5, goal="size", max_sparsity=0.5, max_macs_keep=0.9)
-    assert initial_params(capped, 0.7) == {"macs_keep": 0.9, "sparsity": 0.5}
+    capped = CompressConfig(max_drop=0.5, goal="size", max_sparsity=0.5, max_macs_keep=0.6)
+    assert initial_params(capped, 0.7) == {"params_keep": 0.6, "sparsity": 0.5}
+    by_macs = CompressConfig(max_drop=0.5, goal="size", structure_cost="macs")
+    assert initial_params(by_macs, 1.0) == {"macs_keep": 1.0, "sparsity": SIZE_START_SPARSITY}
     # kept weights = 1 - sparsity: 80% sparse within budget, 95% is the floor
     low = 1 - size.max_sparsity
     assert frontier_point([(0.2, 0.3)], 0.5, low, 1.0) == pytest.approx((0.2 + low) / 2)

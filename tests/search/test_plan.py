@@ -4,7 +4,7 @@ import pytest
 from torch import nn
 
 from slimkit import Splits
-from slimkit.search import GroupCurve, Pruner, measure_curves, plan_for_macs
+from slimkit.search import GroupCurve, Pruner, measure_curves, plan_for_keep
 from slimkit.search._plan import MAX_RATIO, TIE_SLOPE, allocate
 
 
@@ -38,11 +38,11 @@ def test_measured_curves_and_macs_plan(trained: nn.Module, small_splits: Splits)
     for c in curves:
         assert c.macs_fraction[0] > c.macs_fraction[1] and c.macs_fraction[0] < 1.0
     for keep in (0.7, 0.4):
-        ratios, fraction = plan_for_macs(pruner, curves, keep)
+        ratios, fraction = plan_for_keep(pruner, curves, keep)
         assert fraction <= keep
         assert fraction == pytest.approx(pruner.macs_fraction(ratios))
         assert fraction > keep - 0.1  # close to the target, not far below it
-    assert plan_for_macs(pruner, curves, 1.0) == ({}, 1.0)
+    assert plan_for_keep(pruner, curves, 1.0) == ({}, 1.0)
 
 
 def test_block_curve_removes_whole_or_nothing() -> None:
@@ -73,13 +73,43 @@ def test_plan_with_residual_blocks(small_splits: Splits) -> None:
         GroupCurve(c.key, 0, [1.0], [0.1 * i], c.macs_fraction, "block")
         for i, c in enumerate(blocks)
     ]
-    ratios, fraction = plan_for_macs(pruner, channels + cheap, 0.75)
+    ratios, fraction = plan_for_keep(pruner, channels + cheap, 0.75)
     removed = pruner.config(ratios).remove_blocks
     assert removed and list(removed) == pruner.blocks[: len(removed)]  # least sensitive first
     assert max(r for k, r in ratios.items() if k not in pruner.blocks) < 0.1
     assert fraction <= 0.75 and fraction == pytest.approx(pruner.macs_fraction(ratios))
     pruned = pruner.prune(ratios)
     assert all(isinstance(pruned.get_submodule(k), nn.Identity) for k in removed)
+
+
+def test_params_cost_removes_the_blocks_holding_most_weights_first(small_splits: Splits) -> None:
+    from slimkit.search._plan import params_fractions
+    from slimkit.testing import seeded_model
+
+    pruner = Pruner.build(seeded_model("resnet20"), small_splits, "l2")
+    # Every block and channel group costs the same predicted drop: by MACs the blocks tie
+    # (each stage's blocks run the same MACs), by weights the wide layer3 blocks go first.
+    channels = [
+        GroupCurve(k, n, [0.3, 0.6], [3.0, 6.0], [0.9, 0.8]) for k, n in pruner.group_keys()
+    ]
+    blocks = [GroupCurve(k, 0, [1.0], [0.5], [0.9], "block") for k in pruner.blocks]
+    curves = channels + blocks
+    fractions = params_fractions(pruner, curves)
+    for c in curves:
+        c.params_fraction = fractions[c.key]
+    layer3 = {c.key: 1 - c.params_fraction[0] for c in blocks if c.key.startswith("layer3")}
+    layer1 = {c.key: 1 - c.params_fraction[0] for c in blocks if c.key.startswith("layer1")}
+    assert min(layer3.values()) > 10 * max(layer1.values())  # 64x64 vs 16x16 convolutions
+    ratios, fraction = plan_for_keep(pruner, curves, 0.8, "params")
+    assert fraction <= 0.8 and fraction == pytest.approx(pruner.fraction(ratios, "params"))
+    assert list(pruner.config(ratios).remove_blocks) == ["layer3.1", "layer3.2"]
+    assert max(r for k, r in ratios.items() if k not in pruner.blocks) < 0.1
+    assert pruner.macs_fraction(ratios) > 0.75  # most weights, few MACs
+    # The same curves planned by MACs remove layer1's blocks as readily as layer3's.
+    by_macs, _ = plan_for_keep(pruner, curves, 0.8)
+    assert any(b.startswith("layer1") for b in pruner.config(by_macs).remove_blocks)
+    with pytest.raises(ValueError, match="no parameter fractions"):
+        GroupCurve("x", 4, [0.5], [1.0], [0.5]).saved_at(0.5)
 
 
 def test_channel_floor_caps_each_group(trained: nn.Module, small_splits: Splits) -> None:
@@ -90,10 +120,10 @@ def test_channel_floor_caps_each_group(trained: nn.Module, small_splits: Splits)
     assert caps == {
         k: pytest.approx(max(0.0, min(MAX_RATIO, 1 - 16 / n))) for k, n in channels.items()
     }
-    ratios, _ = plan_for_macs(pruner, curves, 0.1)  # as deep as the caps allow
+    ratios, _ = plan_for_keep(pruner, curves, 0.1)  # as deep as the caps allow
     widths = pruner.widths(ratios)
     for key, n in channels.items():
         assert widths[key] >= min(16, n), (key, widths[key])
     free = Pruner.build(trained, small_splits, "l2")
-    deep = free.widths(plan_for_macs(free, curves, 0.1)[0])
+    deep = free.widths(plan_for_keep(free, curves, 0.1)[0])
     assert min(deep[key] for key in channels) < 16  # without the floor the plan goes lower

@@ -77,6 +77,13 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
         action="store_true",
         help="prune channels only; never remove whole residual blocks",
     )
+    p.add_argument(
+        "--structure-cost",
+        choices=("macs", "params"),
+        default=None,
+        help="what the structured plan cuts a fraction of (default: params for --goal size, "
+        "else macs)",
+    )
     p.add_argument("--storage", default=None, help="Optuna storage URL shared with workers")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     p.add_argument(
@@ -125,6 +132,7 @@ def config_from_args(args: argparse.Namespace) -> CompressConfig:
         round_to=args.round_to,
         min_channels=args.min_channels,
         remove_blocks=not args.no_remove_blocks,
+        structure_cost=args.structure_cost,
     )
 
 

@@ -8,6 +8,12 @@ Quantized models (format version 2) add a ``quantization`` section: the scheme, 
 the quantization report. Their integer weights are ordinary int8/uint8 tensors beside float32
 scales; loading rebuilds the quantized module structure from the section, then fills it.
 
+Artifacts with sparsely encoded tensors (format version 4) are packed: every stored tensor
+is concatenated into one uint8 tensor, ``slimkit::packed``, listed (name, dtype, shape) in the
+spec, and the spec is zlib-coded. On resnet56 at 88% sparsity + int8 the per-tensor safetensors
+header and the plain JSON spec were 37 KB of a 238 KB file; reading a sparse tensor needs
+slimkit anyway.
+
 Structurally pruned models (format version 2) add a ``structure`` section: the shapes of the
 tensors that pruning resized and the width attributes it changed (``out_channels``,
 ``num_heads``, ``hidden_dim``, ...). Loading builds the registered architecture, resizes those
@@ -16,6 +22,7 @@ tensors, sets those attributes, then fills the weights: pruning is not re-run.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import zlib
@@ -34,12 +41,16 @@ from ..models import arch_of, create_model
 from ._sparse import decode_sparse, encode_sparse
 
 FORMAT = "slimkit-artifact"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 FLOAT_FORMAT_VERSION = 1  # float models keep version 1, so older slimkit versions still read them
 # From version 3 the spec lists only tensors stored in a non-dense encoding: a dense tensor's
 # shape and dtype are in the safetensors header already, and on small int8 models the
 # repeated entries were several percent of the file.
 COMPACT_FROM_VERSION = 3
+PACKED_VERSION = 4
+PACKED_TENSOR = "slimkit::packed"
+#: The outer spec of a packed artifact holds the real one zlib-coded, in base64, under this key.
+ZLIB_SPEC_KEY = "spec_zlib"
 METADATA_KEY = "slimkit"
 SPEC_ATTR = "slimkit_spec"
 QUANT_ATTR = "slimkit_quantization"
@@ -114,7 +125,9 @@ def save(
         quantization = quantization_spec(model)
     structure = getattr(model, STRUCTURE_ATTR, None)
     plain = quantization is None and not structure
-    version = FLOAT_FORMAT_VERSION if plain else FORMAT_VERSION
+    version = FLOAT_FORMAT_VERSION if plain else COMPACT_FROM_VERSION
+    if version >= COMPACT_FROM_VERSION and any(e["encoding"] != "dense" for e in layout.values()):
+        version = PACKED_VERSION
     if version >= COMPACT_FROM_VERSION:
         layout = {name: entry for name, entry in layout.items() if entry["encoding"] != "dense"}
     spec = {
@@ -131,15 +144,57 @@ def save(
         spec["structure"] = structure
     if quantization is not None:
         spec["quantization"] = quantization
+    if version == PACKED_VERSION:
+        stored, spec["packed"] = _pack(stored)
     with atomic_path(path) as tmp:
-        save_file(
-            stored, str(tmp), metadata={METADATA_KEY: json.dumps(spec, separators=(",", ":"))}
-        )
+        save_file(stored, str(tmp), metadata={METADATA_KEY: _spec_text(spec)})
     if quantization is not None:
         from ..quantize import write_deployment  # quantize imports export: import late
 
         write_deployment(model, Path(path))
     return Path(path)
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _spec_text(spec: dict[str, Any]) -> str:
+    """The metadata string: the spec as JSON, zlib-coded inside a small envelope if packed."""
+    if spec["format_version"] < PACKED_VERSION:
+        return _compact_json(spec)
+    coded = base64.b64encode(zlib.compress(_compact_json(spec).encode(), 9)).decode("ascii")
+    envelope = {"format": FORMAT, "format_version": spec["format_version"], ZLIB_SPEC_KEY: coded}
+    return _compact_json(envelope)
+
+
+def _pack(stored: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[list[Any]]]:
+    """Every stored tensor's bytes, in name order, as one uint8 tensor; and its index."""
+    names = sorted(stored)
+    parts = [stored[name].contiguous().reshape(-1).view(torch.uint8) for name in names]
+    index = [[name, str(stored[name].dtype)[6:], list(stored[name].shape)] for name in names]
+    blob = torch.cat(parts) if parts else torch.empty(0, dtype=torch.uint8)
+    return {PACKED_TENSOR: blob}, index
+
+
+def _unpack(path: Path, blob: torch.Tensor, index: list[list[Any]]) -> dict[str, torch.Tensor]:
+    stored: dict[str, torch.Tensor] = {}
+    offset = 0
+    for name, dtype_name, shape in index:
+        dtype = _dtype({"dtype": dtype_name})
+        if dtype is None:
+            raise ArtifactError(f"{path}: tensor {name!r} has unknown dtype {dtype_name!r}")
+        numel = 1
+        for size in shape:
+            numel *= int(size)
+        nbytes = numel * torch.empty(0, dtype=dtype).element_size()
+        if offset + nbytes > blob.numel():
+            raise ArtifactError(f"{path} is truncated or corrupted (packed tensors end early)")
+        stored[name] = blob[offset : offset + nbytes].clone().view(dtype).reshape(shape)
+        offset += nbytes
+    if offset != blob.numel():
+        raise ArtifactError(f"{path} is truncated or corrupted (packed tensors size mismatch)")
+    return stored
 
 
 def _dtype(entry: dict[str, Any]) -> torch.dtype | None:
@@ -171,14 +226,23 @@ def read_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     try:
         spec = json.loads(metadata[METADATA_KEY])
-    except json.JSONDecodeError as err:
+        _check_version(path, spec)
+        if ZLIB_SPEC_KEY in spec:
+            spec = json.loads(zlib.decompress(base64.b64decode(spec[ZLIB_SPEC_KEY])))
+    except (json.JSONDecodeError, zlib.error, ValueError) as err:
         raise ArtifactError(f"{path} has a corrupted slimkit spec: {err}") from None
+    _check_version(path, spec)
+    return spec
+
+
+def _check_version(path: Path, spec: Any) -> None:
+    if not isinstance(spec, dict):
+        raise ArtifactError(f"{path} has a corrupted slimkit spec: not a JSON object")
     if spec.get("format") != FORMAT or spec.get("format_version", 0) > FORMAT_VERSION:
         raise ArtifactError(
             f"{path} has format {spec.get('format')!r} version {spec.get('format_version')}; "
             f"this slimkit reads {FORMAT!r} up to version {FORMAT_VERSION}: upgrade slimkit"
         )
-    return spec
 
 
 def _read_stored(path: Path, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -187,6 +251,10 @@ def _read_stored(path: Path, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
             stored = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
     except Exception as err:
         raise ArtifactError(f"{path} is truncated or corrupted ({err}); re-create it") from None
+    if "packed" in spec:
+        if set(stored) != {PACKED_TENSOR}:
+            raise ArtifactError(f"{path} is truncated or corrupted: no {PACKED_TENSOR!r} tensor")
+        stored = _unpack(path, stored[PACKED_TENSOR], spec["packed"])
     checksums = spec["checksums"]
     if isinstance(checksums, list):  # version 3: one CRC per stored tensor, in name order
         names = sorted(stored)

@@ -202,22 +202,32 @@ def _markdown(summary: dict[str, Any], trials: list[dict[str, Any]]) -> str:
         "|---|---:|---:|",
         *[f"| {a} | {b} | {c} |" for a, b, c in _table(summary)],
         "",
-        f"Plan: keep {summary['plan']['macs_keep']:.0%} of the MACs by structured pruning, then "
+        f"Plan: {plan_cut(summary['plan'])} by structured pruning, then "
         f"sparsity {summary['plan']['sparsity']:.0%}, precision {summary['plan']['precision']}."
         + _removed_note(summary["plan"].get("removed_blocks") or []),
         "",
-        "| trial | MACs kept | sparsity | precision | val top-1 | drop | bytes | b64 ms |",
-        "|---|---:|---:|---|---:|---:|---:|---:|",
+        "| trial | MACs kept | weights kept | sparsity | precision | val top-1 | drop | bytes "
+        "| b64 ms |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for t in trials:
+        weights = t["structured"].get("params_fraction")
         lines.append(
-            f"| {t['number']} | {t['structured']['macs_fraction']:.0%} | {t['sparsity']:.0%} | "
+            f"| {t['number']} | {t['structured']['macs_fraction']:.0%} | "
+            f"{'–' if weights is None else f'{weights:.0%}'} | {t['sparsity']:.0%} | "
             f"{t['precision']} | {t['val_accuracy']:.2f} | {t['drop']:+.2f} | {t['bytes']:,} | "
             f"{t['latency_ms_b64']:.2f} |"
         )
     lines += ["", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {s['name']} | {s['seconds']:.1f} |" for s in summary["stages"]]
     return "\n".join(lines) + "\n"
+
+
+def plan_cut(plan: dict[str, Any]) -> str:
+    """The plan's structured cut in words: the fraction of MACs or of parameters it keeps."""
+    if plan.get("params_keep") is not None:
+        return f"keep {plan['params_keep']:.0%} of the parameters"
+    return f"keep {plan.get('macs_keep') or 1.0:.0%} of the MACs"
 
 
 def _removed_note(removed: list[str]) -> str:

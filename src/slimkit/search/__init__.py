@@ -7,7 +7,7 @@ knobs with Optuna, verifies the best candidate, exports it and writes a report.
 
 from ._compress import compress, open_study, run_worker, trial_records
 from ._config import GOALS, CompressConfig
-from ._plan import GroupCurve, Pruner, measure_curves, plan_for_macs
+from ._plan import GroupCurve, Pruner, measure_curves, plan_for_keep
 from ._recipe import Recipe, load_recipe
 from ._run import RunDir
 
@@ -22,7 +22,7 @@ __all__ = [
     "load_recipe",
     "measure_curves",
     "open_study",
-    "plan_for_macs",
+    "plan_for_keep",
     "run_worker",
     "trial_records",
 ]

@@ -37,7 +37,14 @@ from ..measure import (
 )
 from ..measure import measure_latency as eager_latency
 from ._config import CompressConfig, stage_inputs
-from ._plan import GroupCurve, Pruner, measure_block_curves, measure_curves, plan_for_macs
+from ._plan import (
+    GroupCurve,
+    Pruner,
+    measure_block_curves,
+    measure_curves,
+    params_fractions,
+    plan_for_keep,
+)
 from ._run import RunDir, read_json, write_json
 from ._trial import Context, goal_value, run_trial
 
@@ -162,7 +169,8 @@ def _plan(
     cfg: CompressConfig,
     log: Log,
 ) -> None:
-    """The starting point of the search: the deepest MACs cut the curves predict within budget.
+    """The starting point of the search: the deepest structured cut (of the MACs, or of the
+    parameters for ``cfg.cost == "params"``) the curves predict within budget.
 
     The curves are measured without fine-tuning, so they overstate the final loss; the plan
     allows twice the budget before recovery and lets the search correct it. For the latency
@@ -176,20 +184,36 @@ def _plan(
             blocks = measure_block_curves(pruner, splits, cfg.sensitivity_images, base)
             out["block_curves"] = [c.to_dict() for c in blocks]
             curves = [*curves, *blocks]
+        if cfg.cost == "params":
+            out["params_fractions"] = params_fractions(pruner, curves)
+            _attach_params(curves, out["params_fractions"])
         allowance = 2.0 * cfg.max_drop
         best_keep, best_ratios = 1.0, {}
         for keep in (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1):
             if keep < cfg.min_macs_keep:
                 break
 
-            ratios, fraction = plan_for_macs(pruner, curves, keep)
+            ratios, fraction = plan_for_keep(pruner, curves, keep, cfg.cost)
             predicted = sum(c.drop_at(ratios.get(c.key, 0.0)) for c in curves)
             if predicted > allowance or fraction > keep + 0.05:
                 break
             best_keep, best_ratios = keep, ratios
         best_keep = min(max(best_keep, cfg.min_macs_keep), cfg.max_macs_keep)
-        out.update(initial_macs_keep=best_keep, ratios=best_ratios, allowance=allowance)
-        log(f"plan: start the search at {best_keep:.0%} of the MACs")
+        out.update(initial_keep=best_keep, ratios=best_ratios, allowance=allowance)
+        log(f"plan: start the search at {best_keep:.0%} of the {_COST_NAMES[cfg.cost]}")
+
+
+_COST_NAMES = {"macs": "MACs", "params": "parameters"}
+
+
+def _attach_params(curves: list[GroupCurve], fractions: dict[str, list[float]]) -> None:
+    for curve in curves:
+        curve.params_fraction = list(fractions.get(curve.key, curve.params_fraction))
+
+
+def initial_keep(plan: dict[str, Any]) -> float:
+    """The plan's starting cut (runs saved before the params cost named it for MACs)."""
+    return float(plan.get("initial_keep", plan.get("initial_macs_keep", 1.0)))
 
 
 # -- the search -----------------------------------------------------------------------------------
@@ -253,7 +277,8 @@ def _sampler(cfg: CompressConfig, completed: int) -> Any:
 
 
 def _suggest(trial: Any, cfg: CompressConfig) -> dict[str, Any]:
-    params = {"macs_keep": trial.suggest_float("macs_keep", cfg.min_macs_keep, cfg.max_macs_keep)}
+    key = cfg.keep_param
+    params = {key: trial.suggest_float(key, cfg.min_macs_keep, cfg.max_macs_keep)}
     if cfg.goal == "size":
         params["sparsity"] = trial.suggest_float("sparsity", 0.0, cfg.max_sparsity)
     return params
@@ -298,23 +323,21 @@ def frontier_point(
     return middle
 
 
-#: The size goal's first trial: unstructured sparsity alone (capped by ``max_sparsity``).
+#: The size goal's first trial adds this unstructured sparsity (capped by ``max_sparsity``).
 SIZE_START_SPARSITY = 0.8
 
 
-def initial_params(cfg: CompressConfig, plan_macs_keep: float) -> dict[str, float]:
-    """The first trial: the sensitivity plan's cut, or for the size goal sparsity alone."""
+def initial_params(cfg: CompressConfig, plan_keep: float) -> dict[str, float]:
+    """The first trial: the sensitivity plan's structured cut, plus sparsity for size."""
+    keep = min(max(plan_keep, cfg.min_macs_keep), cfg.max_macs_keep)
     if cfg.goal == "size":
-        return {
-            "macs_keep": cfg.max_macs_keep,
-            "sparsity": min(SIZE_START_SPARSITY, cfg.max_sparsity),
-        }
-    return {"macs_keep": plan_macs_keep}
+        return {cfg.keep_param: keep, "sparsity": min(SIZE_START_SPARSITY, cfg.max_sparsity)}
+    return {cfg.keep_param: keep}
 
 
 def _next_params(study: Any, cfg: CompressConfig) -> dict[str, Any] | None:
-    """Bisection on the frontier (of MACs for latency and macs, of unstructured sparsity
-    without structured pruning for size), then the sampler."""
+    """Bisection on the frontier (of the structured cut for latency and macs; for size, of
+    unstructured sparsity on top of the first trial's structured cut), then the sampler."""
     optuna = _optuna()
     states = optuna.trial.TrialState
     live = study.get_trials(deepcopy=False, states=(states.COMPLETE, states.RUNNING))
@@ -322,27 +345,33 @@ def _next_params(study: Any, cfg: CompressConfig) -> dict[str, Any] | None:
     def drop(t: Any) -> float | None:
         return t.user_attrs.get("drop") if t.state == states.COMPLETE else None
 
+    key = cfg.keep_param
     if cfg.goal == "size":
-        # Per weight removed, sparsity stored compactly costs less accuracy than a structured
-        # cut (seed-cnn: 85% sparse + int8 was 17x smaller at a drop of 0.28, 70% MACs + 52%
-        # sparse 9x at 0.18): find its frontier first, then let TPE mix the two.
-        sparse_only = [
+        # The plan's structured cut removes what costs least per weight (depth first on
+        # resnet56); sparsity, stored compactly, then thins what remains: find its frontier
+        # on that cut, then let TPE mix the two.
+        first = min(live, key=lambda t: t.number, default=None)
+        if first is None or key not in first.params:
+            return None
+        cut = first.params[key]
+        on_cut = [
             (1.0 - float(t.params["sparsity"]), drop(t))
             for t in live
-            if "sparsity" in t.params and t.params.get("macs_keep") == cfg.max_macs_keep
+            if "sparsity" in t.params and t.params.get(key) == cut
         ]
-        keep = frontier_point(sparse_only, cfg.max_drop, 1.0 - cfg.max_sparsity, 1.0)
-        return None if keep is None else {"macs_keep": cfg.max_macs_keep, "sparsity": 1.0 - keep}
-    trials = [(float(t.params["macs_keep"]), drop(t)) for t in live if "macs_keep" in t.params]
+        keep = frontier_point(on_cut, cfg.max_drop, 1.0 - cfg.max_sparsity, 1.0)
+        return None if keep is None else {key: cut, "sparsity": 1.0 - keep}
+    trials = [(float(t.params[key]), drop(t)) for t in live if key in t.params]
     keep = frontier_macs_keep(trials, cfg)
-    return None if keep is None else {"macs_keep": keep}
+    return None if keep is None else {key: keep}
 
 
 def _same_plan_as(study: Any, ctx: Context, params: dict[str, Any]) -> Any:
     """A completed trial whose plan prunes exactly as ``params`` would, if there is one."""
     if params.get("sparsity", 0.0) > 0:
         return None
-    ratios, _ = plan_for_macs(ctx.pruner, ctx.curves, float(params["macs_keep"]))
+    key = ctx.cfg.keep_param
+    ratios, _ = plan_for_keep(ctx.pruner, ctx.curves, float(params[key]), ctx.cfg.cost)
     widths = ctx.pruner.widths(ratios)
     optuna = _optuna()
     for other in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
@@ -428,7 +457,8 @@ def search_loop(
         study.tell(trial, goal_value(record, cfg.goal))
         ok = "within budget" if record["drop"] <= cfg.max_drop else "over budget"
         log(
-            f"search: trial {trial.number} keep {params['macs_keep']:.0%} MACs"
+            f"search: trial {trial.number} keep {params[cfg.keep_param]:.0%} "
+            f"{_COST_NAMES[cfg.cost]}"
             + (f", sparsity {params['sparsity']:.0%}" if "sparsity" in params else "")
             + f" → val {record['val_accuracy']:.2f}% (drop {record['drop']:+.2f}, {ok}), "
             f"{record['bytes']:,} B, b64 {record['latency_ms_b64']:.2f} ms"
@@ -599,7 +629,7 @@ def _verify(run: RunDir, ctx: Context, records: list[dict[str, Any]], log: Log) 
         if cfg.int8:
             # The lightest compressed plan: no pruning, int8 only (QAT if PTQ misses).
             log("verify: no trial within budget; backing off to int8 without pruning")
-            record = run_trial(ctx, {"macs_keep": 1.0}, run.path / "backoff", cfg.seed)
+            record = run_trial(ctx, {cfg.keep_param: 1.0}, run.path / "backoff", cfg.seed)
             record["number"] = "backoff"
             backoff.append(record)
             if record["drop"] <= cfg.max_drop:
@@ -697,6 +727,7 @@ def _summary(run: RunDir, cfg: CompressConfig) -> dict[str, Any]:
         "goal": cfg.goal,
         "plan": {
             "macs_keep": chosen["params"].get("macs_keep"),
+            "params_keep": chosen["params"].get("params_keep"),
             "ratios": chosen["structured"]["ratios"],
             "removed_blocks": chosen["structured"].get("removed_blocks", []),
             "sparsity": chosen["sparsity"],
@@ -742,6 +773,7 @@ def _read_sensitivity(run: RunDir, ctx: Context) -> None:
     ctx.curves = [
         GroupCurve.from_dict(c) for c in [*output["curves"], *plan.get("block_curves", [])]
     ]
+    _attach_params(ctx.curves, plan.get("params_fractions", {}))
     ctx.keep_float = list(plan.get("int8_keep_float", output.get("int8_keep_float", [])))
     ctx.float_fallback = [
         r["layer"] for r in ranked if r["accuracy_drop"] > 0 and r["layer"] not in ctx.keep_float
@@ -808,7 +840,7 @@ def compress(
     if not run.done("search"):
         study = open_study(run, storage)
         if not study.get_trials(deepcopy=False):
-            study.enqueue_trial(initial_params(cfg, run.output("plan")["initial_macs_keep"]))
+            study.enqueue_trial(initial_params(cfg, initial_keep(run.output("plan"))))
         _requeue_stale(study, say)
         start = time.time()
         deadline = start + cfg.time_budget_s if cfg.time_budget_s else None

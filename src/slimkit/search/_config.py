@@ -8,6 +8,7 @@ from typing import Any
 GOALS = ("latency", "size", "macs")
 BACKENDS = ("onnxruntime", "torch")
 RECOVERY = ("kd", "ce")
+COSTS = ("macs", "params")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,8 +31,14 @@ class CompressConfig:
         recover_lr: peak learning rate of the recovery.
         sensitivity_ratios: pruning ratios probed per channel group in the sensitivity stage.
         sensitivity_images: validation images read per sensitivity probe.
-        min_macs_keep: the smallest fraction of MACs the search may keep.
+        min_macs_keep: the smallest fraction of the structured cost (``structure_cost``) the
+            search may keep.
         max_macs_keep: the largest (1.0 lets the search skip structured pruning).
+        structure_cost: what the structured plan cuts a fraction of: ``macs`` or ``params``.
+            ``None`` (default): parameters for the size goal, MACs otherwise. With
+            ``params`` the plan cuts what saves the most weights per point of predicted drop
+            (resnet56's layer3 blocks hold 16x the weights of its layer1 blocks, for the same
+            MACs); with ``macs`` every group is cut to a common predicted drop.
         max_sparsity: the largest unstructured sparsity the search may try (size goal only).
         quantize: quantize to int8 (static, calibrated) when the backend runs int8.
         qat_epochs: when post-training quantization misses the budget, fine-tune with
@@ -90,6 +97,7 @@ class CompressConfig:
     polish_trials: int = 2
     margin_se: float = 1.0
     remove_blocks: bool = True
+    structure_cost: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_drop < 0:
@@ -134,6 +142,11 @@ class CompressConfig:
                 raise ValueError(f"CompressConfig.{name} must be >= 1 (or None), got {value}")
         if self.sensitivity_images < 1:
             raise ValueError("CompressConfig.sensitivity_images must be >= 1")
+        if self.structure_cost is not None and self.structure_cost not in COSTS:
+            raise ValueError(
+                f"CompressConfig.structure_cost must be one of {COSTS} (or None), "
+                f"got {self.structure_cost!r}"
+            )
 
     @property
     def channel_multiple(self) -> int:
@@ -148,6 +161,18 @@ class CompressConfig:
         if self.min_channels is not None:
             return self.min_channels
         return 16 if self.goal == "latency" and self.int8 else 1
+
+    @property
+    def cost(self) -> str:
+        """``structure_cost``, or its default for the goal (parameters for size)."""
+        if self.structure_cost is not None:
+            return self.structure_cost
+        return "params" if self.goal == "size" else "macs"
+
+    @property
+    def keep_param(self) -> str:
+        """The search parameter naming the structured cut: ``macs_keep`` or ``params_keep``."""
+        return f"{self.cost}_keep"
 
     @property
     def int8(self) -> bool:
@@ -177,10 +202,18 @@ class CompressConfig:
 _STAGE_KEYS = {
     "baseline": ("latency_threads",),
     "sensitivity": ("importance", "sensitivity_ratios", "sensitivity_images", "seed"),
-    "plan": ("max_drop", "goal", "min_macs_keep", "max_macs_keep", "remove_blocks", "min_channels"),
+    "plan": (
+        "max_drop",
+        "goal",
+        "min_macs_keep",
+        "max_macs_keep",
+        "remove_blocks",
+        "min_channels",
+        "structure_cost",
+    ),
 }
 #: What a run saved before a knob existed did instead (when that differs from the default).
-_BEFORE_KNOB = {"remove_blocks": False, "min_channels": 1}
+_BEFORE_KNOB = {"remove_blocks": False, "min_channels": 1, "structure_cost": "macs"}
 #: Knobs that only say how long the search goes on: changing them continues the same study.
 SEARCH_EXTENT = ("trials", "time_budget_s")
 POLISH_KEYS = ("polish_epochs", "polish_trials")
@@ -202,6 +235,7 @@ def stage_inputs(config: dict[str, Any], stage: str) -> Any:
     full = cfg.to_dict()
     full["round_to"] = cfg.channel_multiple  # None means the goal's default multiple
     full["min_channels"] = cfg.channel_floor
+    full["structure_cost"] = cfg.cost
     later = SEARCH_EXTENT + POLISH_KEYS + VERIFY_KEYS
     steps: list[tuple[str, dict[str, Any]]] = [
         ("baseline", {"data": config.get("data")}),

@@ -8,6 +8,10 @@ sensitive ones; λ is bisected until the pruned model keeps the wanted fraction 
 Residual blocks that can be removed whole (depth pruning) have a curve of one point, the drop
 when the block alone is replaced by the identity: at threshold λ a block goes when that drop
 is at most λ, on the same scale as the channel groups.
+
+When the plan counts parameters instead of MACs (the size goal), λ is a price instead: points
+of drop per fraction of the weights saved. A group is cut as far as its drop stays within λ
+times the weights that cut saves, so blocks and groups holding many weights go first.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from ..data import Splits, make_loader
 from ..data._splits import take
 from ..graph import DependencyGraph, removable_blocks, remove_blocks
 from ..importance import GROUP, unit_scores
-from ..measure import count_macs, evaluate_accuracy
+from ..measure import count_macs, count_params, evaluate_accuracy
 from ..prune import PerLayer, StructuredConfig
 from ..prune._structured import prune_verified
 
@@ -47,6 +51,8 @@ class GroupCurve:
     macs_fraction: list[float]
     #: ``channels`` (a channel group) or ``block`` (a residual block removed whole, ratio 1).
     kind: str = "channels"
+    #: Fraction of the parameters kept at each ratio (filled by the plan for a params cost).
+    params_fraction: list[float] = field(default_factory=list)
 
     @property
     def top(self) -> float:
@@ -64,14 +70,36 @@ class GroupCurve:
             value = ys[-1] + max(slope, 0.0) * (ratio - xs[-1])
         return value + TIE_SLOPE * ratio
 
-    def ratio_for(self, threshold: float, cap: float = MAX_RATIO) -> float:
-        """The largest ratio (on a 1% grid, at most ``cap``) whose drop is at most
-        ``threshold``."""
+    def saved_at(self, ratio: float) -> float:
+        """Fraction of the parameters this cut alone removes (linear between probes)."""
+        if not self.params_fraction:
+            raise ValueError(f"curve {self.key!r} has no parameter fractions")
+        xs = [0.0, *self.ratios]
+        ys = [0.0, *[1.0 - f for f in self.params_fraction]]
+        if ratio <= xs[-1]:
+            return float(np.interp(ratio, xs, ys))
+        return ys[-1] * ratio / xs[-1]  # a channel cut removes weights in proportion
+
+    def within(self, ratio: float, threshold: float, by_params: bool) -> bool:
+        """Whether cutting ``ratio`` stays within λ: a drop, or a price per weight saved."""
+        limit = threshold * self.saved_at(ratio) if by_params else threshold
+        return self.drop_at(ratio) <= limit
+
+    def ratio_for(
+        self, threshold: float, cap: float = MAX_RATIO, *, by_params: bool = False
+    ) -> float:
+        """The largest ratio (on a 1% grid, at most ``cap``) within ``threshold``: a drop in
+        points, or (``by_params``) points of drop per fraction of the weights saved."""
         if self.kind == "block":
-            return 1.0 if self.drop_at(1.0) <= threshold else 0.0
+            return 1.0 if self.within(1.0, threshold, by_params) else 0.0
         grid = np.linspace(0.0, MAX_RATIO, 91)
-        ok = [r for r in grid if r <= cap + 1e-9 and self.drop_at(float(r)) <= threshold]
+        ok = [r for r in grid if r <= cap + 1e-9 and self.within(float(r), threshold, by_params)]
         return float(ok[-1]) if ok else 0.0
+
+    def top_price(self, by_params: bool) -> float:
+        """The threshold at which this curve is cut as far as it goes."""
+        worst = self.drop_at(self.top)
+        return worst / max(self.saved_at(self.top), 1e-9) if by_params else worst
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +109,7 @@ class GroupCurve:
             "drops": self.drops,
             "macs_fraction": self.macs_fraction,
             "kind": self.kind,
+            **({"params_fraction": self.params_fraction} if self.params_fraction else {}),
         }
 
     @classmethod
@@ -101,11 +130,13 @@ class Pruner:
     #: No channel group is planned below this many channels (see ``CompressConfig``).
     min_channels: int = 1
     base_macs: int = field(init=False)
+    base_params: int = field(init=False)
     #: Residual blocks that can be removed whole (see ``slimkit.graph.removable_blocks``).
     blocks: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.base_macs = count_macs(self.model, self.example)
+        self.base_params = count_params(self.model)
         self.blocks = removable_blocks(self.model, self.example)
 
     @classmethod
@@ -170,6 +201,12 @@ class Pruner:
     def macs_fraction(self, ratios: dict[str, float]) -> float:
         return count_macs(self.prune(ratios), self.example) / self.base_macs
 
+    def fraction(self, ratios: dict[str, float], cost: str = "macs") -> float:
+        """Fraction of the MACs or of the parameters (``cost``) kept after pruning."""
+        if cost == "params":
+            return count_params(self.prune(ratios)) / self.base_params
+        return self.macs_fraction(ratios)
+
 
 def layer_widths(model: nn.Module) -> dict[str, int]:
     """Output width of every conv/linear layer: what identifies a pruned structure."""
@@ -220,40 +257,64 @@ def measure_block_curves(
         pruned = pruner.prune({key: 1.0})
         drop = base - evaluate_accuracy(pruned, subset)
         fraction = count_macs(pruned, pruner.example) / pruner.base_macs
-        curves.append(GroupCurve(key, 0, [1.0], [drop], [fraction], kind="block"))
+        params = [count_params(pruned) / pruner.base_params]
+        curves.append(GroupCurve(key, 0, [1.0], [drop], [fraction], "block", params))
     return curves
 
 
+def params_fractions(pruner: Pruner, curves: list[GroupCurve]) -> dict[str, list[float]]:
+    """Fraction of the parameters kept at each probed ratio of each curve (no evaluation)."""
+    return {
+        c.key: c.params_fraction
+        or [count_params(pruner.prune({c.key: r})) / pruner.base_params for r in c.ratios]
+        for c in curves
+    }
+
+
 def allocate(
-    curves: list[GroupCurve], threshold: float, caps: dict[str, float] | None = None
+    curves: list[GroupCurve],
+    threshold: float,
+    caps: dict[str, float] | None = None,
+    *,
+    by_params: bool = False,
 ) -> dict[str, float]:
-    """Per-group ratios at a common sensitivity threshold λ (points of drop), each at most
-    its cap."""
+    """Per-group ratios at a common threshold λ, each at most its cap: a drop in points, or
+    (``by_params``) a price in points per fraction of the weights saved."""
     caps = caps or {}
-    return {c.key: c.ratio_for(threshold, caps.get(c.key, MAX_RATIO)) for c in curves}
+    return {
+        c.key: c.ratio_for(threshold, caps.get(c.key, MAX_RATIO), by_params=by_params)
+        for c in curves
+    }
 
 
-def plan_for_macs(
-    pruner: Pruner, curves: list[GroupCurve], keep: float, *, iterations: int = 14
+def plan_for_keep(
+    pruner: Pruner,
+    curves: list[GroupCurve],
+    keep: float,
+    cost: str = "macs",
+    *,
+    iterations: int = 14,
 ) -> tuple[dict[str, float], float]:
-    """Bisect λ until the pruned model keeps about ``keep`` of the MACs (at or below it).
+    """Bisect λ until the pruned model keeps about ``keep`` of its MACs or parameters
+    (``cost``), at or below it.
 
-    Returns the per-group ratios and the MACs fraction they achieve. When even the largest
+    Returns the per-group ratios and the fraction they achieve. When even the largest
     ratios keep more than ``keep``, those ratios are returned with their (higher) fraction.
     """
     if keep >= 1.0 or not curves:
         return {}, 1.0
-    high = max(c.drop_at(c.top) for c in curves) + 1.0
+    by_params = cost == "params"
+    high = max(c.top_price(by_params) for c in curves) + 1.0
     caps = pruner.caps(curves)
-    best = allocate(curves, high, caps)
-    best_fraction = pruner.macs_fraction(best)
+    best = allocate(curves, high, caps, by_params=by_params)
+    best_fraction = pruner.fraction(best, cost)
     if best_fraction > keep:
         return best, best_fraction
     low = 0.0
     for _ in range(iterations):
         mid = (low + high) / 2
-        ratios = allocate(curves, mid, caps)
-        fraction = pruner.macs_fraction(ratios)
+        ratios = allocate(curves, mid, caps, by_params=by_params)
+        fraction = pruner.fraction(ratios, cost)
         if fraction > keep:
             low = mid
         else:

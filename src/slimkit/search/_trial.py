@@ -24,7 +24,7 @@ from ..measure import measure_latency as eager_latency
 from ..prune import Global, UnstructuredConfig, prune
 from ..train import TrainConfig, train
 from ._config import CompressConfig
-from ._plan import GroupCurve, Pruner, layer_widths, plan_for_macs
+from ._plan import GroupCurve, Pruner, layer_widths, plan_for_keep
 
 
 @dataclass
@@ -64,17 +64,27 @@ def recover(model: nn.Module, ctx: Context, epochs: int, seed: int, desc: str = 
 
 
 def structured_step(ctx: Context, keep: float, seed: int) -> tuple[nn.Module, dict[str, Any]]:
-    """Prune to about ``keep`` of the MACs with the sensitivity plan, then recover."""
-    ratios, fraction = plan_for_macs(ctx.pruner, ctx.curves, keep)
+    """Prune to about ``keep`` of the MACs (or parameters: ``cfg.cost``) with the sensitivity
+    plan, then recover."""
+    ratios, _ = plan_for_keep(ctx.pruner, ctx.curves, keep, ctx.cfg.cost)
     if not ratios:
         unpruned = copy.deepcopy(ctx.model)
-        return unpruned, {"ratios": {}, "macs_fraction": 1.0, "widths": layer_widths(unpruned)}
+        return unpruned, {
+            "ratios": {},
+            "macs_fraction": 1.0,
+            "params_fraction": 1.0,
+            "widths": layer_widths(unpruned),
+        }
     config = ctx.pruner.config(ratios)
     pruned = prune(ctx.model, config, example_inputs=ctx.pruner.example, progress=False)
+    fractions = {
+        "macs_fraction": count_macs(pruned, ctx.pruner.example) / ctx.pruner.base_macs,
+        "params_fraction": count_params(pruned) / ctx.pruner.base_params,
+    }
     recover(pruned, ctx, ctx.cfg.recover_epochs, seed)
     return pruned, {
         "ratios": ratios,
-        "macs_fraction": fraction,
+        **fractions,
         "widths": layer_widths(pruned),
         "removed_blocks": list(config.remove_blocks),
     }
@@ -87,7 +97,10 @@ def sparsify(model: nn.Module, ctx: Context, sparsity: float, seed: int) -> nn.M
         return model
     finetune = TrainConfig(epochs=max(1, ctx.cfg.recover_epochs), lr=ctx.cfg.recover_lr, seed=seed)
     cfg = UnstructuredConfig(sparsity=sparsity, scope=Global())
-    return prune(model, cfg, data=ctx.splits, finetune=finetune, device=ctx.device, progress=False)
+    sparse = prune(
+        model, cfg, data=ctx.splits, finetune=finetune, device=ctx.device, progress=False
+    )
+    return sparse.cpu().eval()
 
 
 def quantize_step(
@@ -129,15 +142,16 @@ def quantize_step(
         exclude=base,
         finetune=TrainConfig(epochs=ctx.cfg.qat_epochs, lr=ctx.cfg.recover_lr / 10, seed=seed),
     )
-    return quantize(model, qat, data=ctx.splits, calib_data=ctx.splits, progress=False), label(
-        "qat", base
+    q = quantize(
+        model, qat, data=ctx.splits, calib_data=ctx.splits, device=ctx.device, progress=False
     )
+    return q.cpu().eval(), label("qat", base)
 
 
 def run_trial(ctx: Context, params: dict[str, Any], out_dir: Path, seed: int) -> dict[str, Any]:
     """Build, save and measure one candidate; returns its record (validation only)."""
     torch.manual_seed(seed)
-    model, structured = structured_step(ctx, float(params.get("macs_keep", 1.0)), seed)
+    model, structured = structured_step(ctx, float(params.get(ctx.cfg.keep_param, 1.0)), seed)
     sparsity = float(params.get("sparsity", 0.0))
     model = sparsify(model, ctx, sparsity, seed)
     record: dict[str, Any] = {
