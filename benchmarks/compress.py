@@ -276,11 +276,12 @@ def write(out: Path, arch: str, section: str) -> None:
     old = next((s for s in sections[1:] if s.startswith(f"## {arch}\n")), "")
     if notes := NOTES.search(old):
         section = section.rstrip() + "\n\n" + notes.group(0)
-    kept = [s for s in sections[1:] if not s.startswith(f"## {arch}\n")]
+    mine = f"## {arch}\n"
+    body = [section if s.startswith(mine) else s for s in sections[1:]]  # in place
+    if not old:
+        body.append(section)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        sections[0].rstrip() + "\n\n" + "\n".join(s.rstrip() + "\n" for s in [*kept, section])
-    )
+    out.write_text(sections[0].rstrip() + "\n\n" + "\n".join(s.rstrip() + "\n" for s in body))
 
 
 if __name__ == "__main__":
