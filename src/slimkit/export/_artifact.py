@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import zlib
 from pathlib import Path
@@ -184,10 +185,7 @@ def _unpack(path: Path, blob: torch.Tensor, index: list[list[Any]]) -> dict[str,
         dtype = _dtype({"dtype": dtype_name})
         if dtype is None:
             raise ArtifactError(f"{path}: tensor {name!r} has unknown dtype {dtype_name!r}")
-        numel = 1
-        for size in shape:
-            numel *= int(size)
-        nbytes = numel * torch.empty(0, dtype=dtype).element_size()
+        nbytes = math.prod(shape) * dtype.itemsize
         if offset + nbytes > blob.numel():
             raise ArtifactError(f"{path} is truncated or corrupted (packed tensors end early)")
         stored[name] = blob[offset : offset + nbytes].clone().view(dtype).reshape(shape)
