@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ import torch
 
 import slimkit
 from slimkit.quantize import Int8StaticConfig, _onnx, onnx_path, quantize
+from slimkit.quantize._ort_profile import kernel_times, source_node
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -78,39 +77,9 @@ def conv_macs(path: Path, batch: int) -> dict[str, tuple[list[int], int]]:
     return out
 
 
-def profile(path: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
-    ort = _onnx.require("onnxruntime")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.enable_profiling = True
-    options.profile_file_prefix = str(Path(tempfile.gettempdir()) / "slimkit-ort-profile")
-    session = ort.InferenceSession(
-        str(path),
-        options,
-        providers=["CPUExecutionProvider"],
-        disabled_optimizers=["QDQPropagationTransformer"],
-    )
-    x = np.random.default_rng(0).random((args.batch, *session.get_inputs()[0].shape[1:]))
-    for _ in range(args.runs):
-        session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})
-    trace = Path(session.end_profiling())
-    events = json.loads(trace.read_text())
-    os.remove(trace)
-    totals: dict[str, float] = collections.defaultdict(float)
-    ops: dict[str, str] = {}
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            name = e["name"].removesuffix("_kernel_time")
-            totals[name] += e["dur"] / 1000.0 / args.runs
-            ops[name] = e["args"]["op_name"]
-    return [{"node": n, "op": ops[n], "ms": ms} for n, ms in totals.items()]
-
-
 def _source_conv(node: str, convs: dict[str, Any]) -> str | None:
-    """The Conv an optimised node came from: ONNX Runtime appends ``_token_N`` to its name."""
-    matches = [c for c in convs if node == c or node.startswith(c + "_token")]
-    return max(matches, key=len, default=None)
+    """The Conv an optimised node came from (see ``slimkit.quantize._ort_profile``)."""
+    return source_node(node, set(convs))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             floats = tuple(name for name in args.float.split(",") if name)
             path = quantized_onnx(args.artifact, Path(work), not args.no_stem_pad, floats)
-        rows = profile(path, args)
+        rows = kernel_times(path, args.batch, args.threads, args.runs)
         convs = conv_macs(path, args.batch)
     total = sum(r["ms"] for r in rows)
     by_op: dict[str, float] = collections.defaultdict(float)

@@ -58,3 +58,15 @@ def test_count_nonzero_params_after_zeroing() -> None:
         model.fc2.weight[0, :5] = 0.0
     assert count_nonzero_params(model) == total - 32 * 16 * 9 - 5
     assert count_params(model) == total  # zeros are still parameters
+
+
+def test_layer_macs_are_the_hand_computed_ones_and_add_up() -> None:
+    from slimkit.measure import layer_macs
+
+    per_layer = layer_macs(seeded_model("seed-cnn"), torch.randn(3, 1, 28, 28))
+    assert per_layer == {"conv1": 112_896, "conv2": 903_168, "fc1": 200_704, "fc2": 1_280}
+    grouped = layer_macs(TinyConvNet(), torch.randn(2, 1, 28, 28))
+    assert sum(grouped.values()) == count_macs(TinyConvNet(), torch.randn(2, 1, 28, 28))
+    resnet = seeded_model("resnet20")
+    x = torch.randn(1, 1, 28, 28)
+    assert sum(layer_macs(resnet, x).values()) == count_macs(resnet, x)

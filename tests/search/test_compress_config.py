@@ -20,6 +20,8 @@ from slimkit.search import CompressConfig
         ({"sensitivity_ratios": (0.5, 1.0)}, "sensitivity_ratios"),
         ({"recover_epochs": -1}, "recover_epochs"),
         ({"structure_cost": "flops"}, "structure_cost"),
+        ({"structure_cost": "latency", "backend": "torch"}, "int8 ONNX Runtime"),
+        ({"structure_cost": "latency", "quantize": False}, "quantize=True"),
     ],
 )
 def test_bad_values_name_the_field(kwargs: dict, message: str) -> None:
@@ -38,6 +40,7 @@ def test_int8_only_on_onnxruntime() -> None:
     assert CompressConfig().int8
     assert not CompressConfig(backend="torch").int8
     assert not CompressConfig(quantize=False).int8
+    assert CompressConfig(structure_cost="latency").keep_param == "latency_keep"
 
 
 def _saved(**knobs: object) -> dict:

@@ -220,3 +220,36 @@ def test_depth_pruning_removes_residual_blocks_and_the_result_reloads(
     html = Path(summary["files"]["report"]).read_text()
     assert html.count("data:image/png;base64,") == 5  # the block sensitivities too
     assert f"removes {len(removed)} residual block(s) whole" in html
+
+
+def test_latency_cost_plans_on_measured_layer_times(
+    trained: nn.Module, small_splits: Splits, tmp_path: Path
+) -> None:
+    cfg = CompressConfig(
+        max_drop=50.0,
+        goal="latency",
+        structure_cost="latency",
+        latency_threads=1,
+        **{**FAST, "trials": 1},
+    )
+    lines: list[str] = []
+    compress(trained, small_splits, cfg, tmp_path / "run", log=lines.append)
+
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    plan = state["stages"]["plan"]["output"]
+    weighted = {n for n, m in trained.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
+    # Int8 layers all map back to their module; a float first layer (fused with its ReLU
+    # under another name) may not, and then costs the average time per MAC.
+    assert weighted - set(plan["int8_keep_float"]) <= set(plan["layer_ms"]) <= weighted
+    assert min(plan["layer_ms"].values()) > 0
+    curves = state["stages"]["sensitivity"]["output"]["curves"]
+    for curve in curves:
+        kept = plan["latency_fractions"][curve["key"]]
+        assert len(kept) == len(curve["ratios"]) and 0 < kept[-1] <= kept[0] <= 1
+        # A cut that saves MACs saves predicted time (channel rounding may save neither).
+        assert [k < 1 for k in kept] == [m < 1 for m in curve["macs_fraction"]]
+    assert any("time per layer" in line for line in lines), lines
+    trial = json.loads((tmp_path / "run" / "trials.json").read_text())[0]
+    assert set(trial["params"]) == {"latency_keep"}
+    # The trial's predicted latency fraction is what its plan aimed at (or the plan's floor).
+    assert trial["structured"]["latency_fraction"] <= trial["params"]["latency_keep"] + 0.05

@@ -112,6 +112,37 @@ def test_params_cost_removes_the_blocks_holding_most_weights_first(small_splits:
         GroupCurve("x", 4, [0.5], [1.0], [0.5]).saved_at(0.5)
 
 
+def test_latency_cost_removes_the_blocks_slowest_per_mac_first(small_splits: Splits) -> None:
+    from slimkit.measure import layer_macs
+    from slimkit.search._plan import cost_fractions
+    from slimkit.testing import seeded_model
+
+    pruner = Pruner.build(seeded_model("resnet20"), small_splits, "l2")
+    with pytest.raises(ValueError, match="per-layer times"):
+        pruner.fraction({}, "latency")
+    # layer1's convolutions run 4x slower per MAC than the rest (as narrow int8 convs do).
+    macs = layer_macs(pruner.model, pruner.example)
+    pruner.layer_ms = {k: m * (4e-6 if k.startswith("layer1") else 1e-6) for k, m in macs.items()}
+    assert pruner.fraction({}, "latency") == pytest.approx(1.0)
+    total = sum(pruner.layer_ms.values())
+    block = ("layer1.1.conv1", "layer1.1.conv2")
+    expected = 1 - sum(pruner.layer_ms[k] for k in block) / total
+    assert pruner.fraction({"layer1.1": 1.0}, "latency") == pytest.approx(expected)
+    channels = [
+        GroupCurve(k, n, [0.3, 0.6], [3.0, 6.0], [0.9, 0.8]) for k, n in pruner.group_keys()
+    ]
+    blocks = [GroupCurve(k, 0, [1.0], [0.5], [0.9], "block") for k in pruner.blocks]
+    curves = channels + blocks
+    for c in curves:
+        c.latency_fraction = cost_fractions(pruner, curves, "latency")[c.key]
+    ratios, fraction = plan_for_keep(pruner, curves, 0.75, "latency")
+    assert fraction <= 0.75 and fraction == pytest.approx(pruner.fraction(ratios, "latency"))
+    assert list(pruner.config(ratios).remove_blocks) == ["layer1.0", "layer1.1", "layer1.2"]
+    assert pruner.macs_fraction(ratios) > fraction + 0.2  # slow MACs went first
+    with pytest.raises(ValueError, match="no latency fractions"):
+        GroupCurve("x", 4, [0.5], [1.0], [0.5]).saved_at(0.5, "latency")
+
+
 def test_channel_floor_caps_each_group(trained: nn.Module, small_splits: Splits) -> None:
     pruner = Pruner.build(trained, small_splits, "l2", min_channels=16)
     channels = dict(pruner.group_keys())

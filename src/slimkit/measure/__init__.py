@@ -1,7 +1,7 @@
 """Measurements: accuracy, parameter and MAC counts, latency, and the combined profile."""
 
 from ._accuracy import correct_mask, evaluate_accuracy, paired_drop
-from ._counts import count_macs, count_nonzero_params, count_params
+from ._counts import count_macs, count_nonzero_params, count_params, layer_macs
 from ._latency import fixed_threads, interleaved_latency, measure_latency, time_callable
 from ._profile import Profile, profile
 
@@ -14,6 +14,7 @@ __all__ = [
     "evaluate_accuracy",
     "fixed_threads",
     "interleaved_latency",
+    "layer_macs",
     "measure_latency",
     "paired_drop",
     "profile",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any, cast
+
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -33,3 +36,41 @@ def count_macs(model: nn.Module, example_input: torch.Tensor) -> int:
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2 // example_input.shape[0]
+
+
+_WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+@torch.no_grad()
+def layer_macs(model: nn.Module, example_input: torch.Tensor) -> dict[str, int]:
+    """Multiply-accumulates of every convolution and linear layer, per example, by module path.
+
+    A layer called twice counts twice; layers not reached by ``example_input`` are absent.
+    """
+    counts: dict[str, int] = {}
+    handles = []
+
+    def hook(name: str) -> Any:
+        def count(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            if isinstance(module, nn.Linear):
+                per_output = module.in_features
+            else:
+                conv = cast(nn.Conv2d, module)
+                per_output = conv.in_channels // conv.groups * math.prod(conv.kernel_size)
+            macs = output.numel() // output.shape[0] * per_output
+            counts[name] = counts.get(name, 0) + macs
+
+        return count
+
+    for name, module in model.named_modules():
+        if isinstance(module, _WEIGHTED):
+            handles.append(module.register_forward_hook(hook(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        model(example_input)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return counts

@@ -230,6 +230,7 @@ def _emit_conv(w: _Writer, node: fx.Node, layer: nn.Module, x: str, hint: str) -
         pads=pads + pads,
         dilations=list(kw["dilation"])[:dims],
         group=int(kw["groups"]),
+        doc_string=str(node.target),  # the module, for per-layer profiles (_ort_profile)
     )
 
 
@@ -243,7 +244,7 @@ def _emit_linear(w: _Writer, node: fx.Node, layer: nn.Module, x: str, hint: str)
     rank = len(node.args[0].meta["tensor_meta"].shape)  # type: ignore[union-attr]
     if rank != 2:
         raise _unsupported(node, f"Linear on a rank-{rank} input")
-    return w.op("Gemm", [x, *inputs], hint, transB=1)
+    return w.op("Gemm", [x, *inputs], hint, transB=1, doc_string=str(node.target))
 
 
 def _emit_bn(w: _Writer, bn: nn.BatchNorm2d, x: str, hint: str) -> str:

@@ -40,6 +40,7 @@ from ._config import CompressConfig, stage_inputs
 from ._plan import (
     GroupCurve,
     Pruner,
+    cost_fractions,
     measure_block_curves,
     measure_curves,
     params_fractions,
@@ -161,6 +162,22 @@ def quantize_model(model: nn.Module, qcfg: Any, splits: Splits) -> nn.Module:
     return quantize(model, qcfg, calib_data=splits, progress=False)
 
 
+def _layer_latency(
+    run: RunDir, model: nn.Module, splits: Splits, cfg: CompressConfig, keep_float: list[str]
+) -> dict[str, float]:
+    """Milliseconds per layer of the original model's int8 ONNX Runtime graph at batch 64 (the
+    first layer float if the probe chose it), for the latency cost."""
+    from ..quantize import Int8StaticConfig
+    from ..quantize._ort_profile import layer_times
+
+    tag = "first-float" if keep_float else "int8"
+    onnx = run.path / "probe" / f"{tag}.onnx"
+    if not onnx.exists():
+        qcfg = Int8StaticConfig(observer="percentile", exclude=tuple(keep_float))
+        save(quantize_model(model, qcfg, splits), onnx.with_suffix(".safetensors"))
+    return layer_times(onnx, threads=cfg.latency_threads or torch.get_num_threads())
+
+
 def _plan(
     run: RunDir,
     pruner: Pruner,
@@ -187,6 +204,16 @@ def _plan(
         if cfg.cost == "params":
             out["params_fractions"] = params_fractions(pruner, curves)
             _attach_params(curves, out["params_fractions"])
+        if cfg.cost == "latency":
+            pruner.layer_ms = _layer_latency(run, pruner.model, splits, cfg, out["int8_keep_float"])
+            out["layer_ms"] = pruner.layer_ms
+            slowest = sorted(pruner.layer_ms.items(), key=lambda kv: -kv[1])[:3]
+            log(
+                f"plan: int8 b64 time per layer, {sum(pruner.layer_ms.values()):.1f} ms in all; "
+                f"slowest {', '.join(f'{k} {v:.2f} ms' for k, v in slowest)}"
+            )
+            out["latency_fractions"] = cost_fractions(pruner, curves, "latency")
+            _attach_latency(curves, out["latency_fractions"])
         allowance = 2.0 * cfg.max_drop
         best_keep, best_ratios = 1.0, {}
         for keep in (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1):
@@ -203,12 +230,17 @@ def _plan(
         log(f"plan: start the search at {best_keep:.0%} of the {_COST_NAMES[cfg.cost]}")
 
 
-_COST_NAMES = {"macs": "MACs", "params": "parameters"}
+_COST_NAMES = {"macs": "MACs", "params": "parameters", "latency": "predicted latency"}
 
 
 def _attach_params(curves: list[GroupCurve], fractions: dict[str, list[float]]) -> None:
     for curve in curves:
         curve.params_fraction = list(fractions.get(curve.key, curve.params_fraction))
+
+
+def _attach_latency(curves: list[GroupCurve], fractions: dict[str, list[float]]) -> None:
+    for curve in curves:
+        curve.latency_fraction = list(fractions.get(curve.key, curve.latency_fraction))
 
 
 def initial_keep(plan: dict[str, Any]) -> float:
@@ -774,6 +806,8 @@ def _read_sensitivity(run: RunDir, ctx: Context) -> None:
         GroupCurve.from_dict(c) for c in [*output["curves"], *plan.get("block_curves", [])]
     ]
     _attach_params(ctx.curves, plan.get("params_fractions", {}))
+    _attach_latency(ctx.curves, plan.get("latency_fractions", {}))
+    ctx.pruner.layer_ms = dict(plan.get("layer_ms", {}))
     ctx.keep_float = list(plan.get("int8_keep_float", output.get("int8_keep_float", [])))
     ctx.float_fallback = [
         r["layer"] for r in ranked if r["accuracy_drop"] > 0 and r["layer"] not in ctx.keep_float

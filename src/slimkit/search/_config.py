@@ -8,7 +8,7 @@ from typing import Any
 GOALS = ("latency", "size", "macs")
 BACKENDS = ("onnxruntime", "torch")
 RECOVERY = ("kd", "ce")
-COSTS = ("macs", "params")
+COSTS = ("macs", "params", "latency")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,7 +34,9 @@ class CompressConfig:
         min_macs_keep: the smallest fraction of the structured cost (``structure_cost``) the
             search may keep.
         max_macs_keep: the largest (1.0 lets the search skip structured pruning).
-        structure_cost: what the structured plan cuts a fraction of: ``macs`` or ``params``.
+        structure_cost: what the structured plan cuts a fraction of: ``macs``, ``params``, or
+            ``latency`` (each layer's time measured once on the int8 ONNX Runtime graph,
+            scaled by the MACs it keeps; needs ``backend="onnxruntime"`` and ``quantize``).
             ``None`` (default): parameters for the size goal, MACs otherwise. With
             ``params`` the plan cuts what saves the most weights per point of predicted drop
             (resnet56's layer3 blocks hold 16x the weights of its layer1 blocks, for the same
@@ -147,6 +149,12 @@ class CompressConfig:
                 f"CompressConfig.structure_cost must be one of {COSTS} (or None), "
                 f"got {self.structure_cost!r}"
             )
+        if self.structure_cost == "latency" and not self.int8:
+            raise ValueError(
+                "CompressConfig.structure_cost='latency' times the layers of the int8 ONNX "
+                "Runtime graph: it needs backend='onnxruntime' and quantize=True; use 'macs' "
+                "otherwise"
+            )
 
     @property
     def channel_multiple(self) -> int:
@@ -171,7 +179,8 @@ class CompressConfig:
 
     @property
     def keep_param(self) -> str:
-        """The search parameter naming the structured cut: ``macs_keep`` or ``params_keep``."""
+        """The search parameter naming the structured cut: ``macs_keep``, ``params_keep`` or
+        ``latency_keep``."""
         return f"{self.cost}_keep"
 
     @property

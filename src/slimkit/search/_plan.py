@@ -12,6 +12,11 @@ is at most λ, on the same scale as the channel groups.
 When the plan counts parameters instead of MACs (the size goal), λ is a price instead: points
 of drop per fraction of the weights saved. A group is cut as far as its drop stays within λ
 times the weights that cut saves, so blocks and groups holding many weights go first.
+
+The latency cost prices the same way, per fraction of the predicted latency saved: each
+layer's time, measured once on the deployment backend, scales with the fraction of its MACs
+that remain. A block whose convolutions run slowly per MAC (few channels, large feature maps
+on an int8 CPU kernel) is then worth more than a block of the same MACs that runs fast.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from ..data import Splits, make_loader
 from ..data._splits import take
 from ..graph import DependencyGraph, removable_blocks, remove_blocks
 from ..importance import GROUP, unit_scores
-from ..measure import count_macs, count_params, evaluate_accuracy
+from ..measure import count_macs, count_params, evaluate_accuracy, layer_macs
 from ..prune import PerLayer, StructuredConfig
 from ..prune._structured import prune_verified
 
@@ -38,6 +43,8 @@ MAX_RATIO = 0.9
 # A tiny slope added to every curve: with it, λ = 0 prunes nothing and larger λ prunes more,
 # even for groups whose measured drop is zero at every probed ratio.
 TIE_SLOPE = 1e-3
+#: Costs whose λ is a price (points of drop per fraction of the cost saved), not a drop.
+PRICED = ("params", "latency")
 
 
 @dataclass
@@ -53,6 +60,8 @@ class GroupCurve:
     kind: str = "channels"
     #: Fraction of the parameters kept at each ratio (filled by the plan for a params cost).
     params_fraction: list[float] = field(default_factory=list)
+    #: Fraction of the predicted latency kept at each ratio (filled for a latency cost).
+    latency_fraction: list[float] = field(default_factory=list)
 
     @property
     def top(self) -> float:
@@ -70,36 +79,38 @@ class GroupCurve:
             value = ys[-1] + max(slope, 0.0) * (ratio - xs[-1])
         return value + TIE_SLOPE * ratio
 
-    def saved_at(self, ratio: float) -> float:
-        """Fraction of the parameters this cut alone removes (linear between probes)."""
-        if not self.params_fraction:
-            raise ValueError(f"curve {self.key!r} has no parameter fractions")
+    def saved_at(self, ratio: float, cost: str = "params") -> float:
+        """Fraction of the parameters (or of the predicted latency: ``cost``) this cut alone
+        removes, linear between probes."""
+        kept = self.latency_fraction if cost == "latency" else self.params_fraction
+        if not kept:
+            what = "latency" if cost == "latency" else "parameter"
+            raise ValueError(f"curve {self.key!r} has no {what} fractions")
         xs = [0.0, *self.ratios]
-        ys = [0.0, *[1.0 - f for f in self.params_fraction]]
+        ys = [0.0, *[1.0 - f for f in kept]]
         if ratio <= xs[-1]:
             return float(np.interp(ratio, xs, ys))
         return ys[-1] * ratio / xs[-1]  # a channel cut removes weights in proportion
 
-    def within(self, ratio: float, threshold: float, by_params: bool) -> bool:
-        """Whether cutting ``ratio`` stays within λ: a drop, or a price per weight saved."""
-        limit = threshold * self.saved_at(ratio) if by_params else threshold
+    def within(self, ratio: float, threshold: float, cost: str = "macs") -> bool:
+        """Whether cutting ``ratio`` stays within λ: a drop, or (a priced ``cost``) a price
+        per fraction of the cost saved."""
+        limit = threshold * self.saved_at(ratio, cost) if cost in PRICED else threshold
         return self.drop_at(ratio) <= limit
 
-    def ratio_for(
-        self, threshold: float, cap: float = MAX_RATIO, *, by_params: bool = False
-    ) -> float:
+    def ratio_for(self, threshold: float, cap: float = MAX_RATIO, *, cost: str = "macs") -> float:
         """The largest ratio (on a 1% grid, at most ``cap``) within ``threshold``: a drop in
-        points, or (``by_params``) points of drop per fraction of the weights saved."""
+        points, or (a priced ``cost``) points of drop per fraction of the cost saved."""
         if self.kind == "block":
-            return 1.0 if self.within(1.0, threshold, by_params) else 0.0
+            return 1.0 if self.within(1.0, threshold, cost) else 0.0
         grid = np.linspace(0.0, MAX_RATIO, 91)
-        ok = [r for r in grid if r <= cap + 1e-9 and self.within(float(r), threshold, by_params)]
+        ok = [r for r in grid if r <= cap + 1e-9 and self.within(float(r), threshold, cost)]
         return float(ok[-1]) if ok else 0.0
 
-    def top_price(self, by_params: bool) -> float:
+    def top_price(self, cost: str = "macs") -> float:
         """The threshold at which this curve is cut as far as it goes."""
         worst = self.drop_at(self.top)
-        return worst / max(self.saved_at(self.top), 1e-9) if by_params else worst
+        return worst / max(self.saved_at(self.top, cost), 1e-9) if cost in PRICED else worst
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +121,7 @@ class GroupCurve:
             "macs_fraction": self.macs_fraction,
             "kind": self.kind,
             **({"params_fraction": self.params_fraction} if self.params_fraction else {}),
+            **({"latency_fraction": self.latency_fraction} if self.latency_fraction else {}),
         }
 
     @classmethod
@@ -133,11 +145,16 @@ class Pruner:
     base_params: int = field(init=False)
     #: Residual blocks that can be removed whole (see ``slimkit.graph.removable_blocks``).
     blocks: list[str] = field(init=False)
+    #: Milliseconds per layer of the unpruned model on the deployment backend (module path →
+    #: ms), for the latency cost; set by the plan (``slimkit.quantize.layer_times``).
+    layer_ms: dict[str, float] = field(default_factory=dict)
+    base_layer_macs: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
         self.base_macs = count_macs(self.model, self.example)
         self.base_params = count_params(self.model)
         self.blocks = removable_blocks(self.model, self.example)
+        self.base_layer_macs = layer_macs(self.model, self.example)
 
     @classmethod
     def build(
@@ -202,10 +219,31 @@ class Pruner:
         return count_macs(self.prune(ratios), self.example) / self.base_macs
 
     def fraction(self, ratios: dict[str, float], cost: str = "macs") -> float:
-        """Fraction of the MACs or of the parameters (``cost``) kept after pruning."""
+        """Fraction of the MACs, of the parameters or of the predicted latency (``cost``) kept
+        after pruning."""
         if cost == "params":
             return count_params(self.prune(ratios)) / self.base_params
+        if cost == "latency":
+            return self.latency_fraction(self.prune(ratios))
         return self.macs_fraction(ratios)
+
+    def latency_fraction(self, model: nn.Module) -> float:
+        """Predicted fraction of the deployed latency that ``model`` (a pruned copy) keeps.
+
+        Every layer costs its measured time per MAC (:attr:`layer_ms`) times the MACs it
+        keeps; a layer that was not timed costs the average time per MAC of those that were.
+        """
+        if not self.layer_ms:
+            raise ValueError("the latency cost needs per-layer times: set Pruner.layer_ms")
+        timed = {k: v for k, v in self.layer_ms.items() if self.base_layer_macs.get(k)}
+        average = sum(timed.values()) / sum(self.base_layer_macs[k] for k in timed)
+        per_mac = {
+            name: timed[name] / macs if name in timed else average
+            for name, macs in self.base_layer_macs.items()
+        }
+        now = layer_macs(model, self.example)
+        kept = sum(per_mac.get(name, average) * macs for name, macs in now.items())
+        return kept / sum(per_mac[name] * macs for name, macs in self.base_layer_macs.items())
 
 
 def layer_widths(model: nn.Module) -> dict[str, int]:
@@ -264,9 +302,15 @@ def measure_block_curves(
 
 def params_fractions(pruner: Pruner, curves: list[GroupCurve]) -> dict[str, list[float]]:
     """Fraction of the parameters kept at each probed ratio of each curve (no evaluation)."""
+    return cost_fractions(pruner, curves, "params")
+
+
+def cost_fractions(pruner: Pruner, curves: list[GroupCurve], cost: str) -> dict[str, list[float]]:
+    """Fraction of the parameters or of the predicted latency (``cost``) kept at each probed
+    ratio of each curve (no evaluation); fractions a curve already holds are kept."""
+    held = {"params": "params_fraction", "latency": "latency_fraction"}[cost]
     return {
-        c.key: c.params_fraction
-        or [count_params(pruner.prune({c.key: r})) / pruner.base_params for r in c.ratios]
+        c.key: getattr(c, held) or [pruner.fraction({c.key: r}, cost) for r in c.ratios]
         for c in curves
     }
 
@@ -276,15 +320,12 @@ def allocate(
     threshold: float,
     caps: dict[str, float] | None = None,
     *,
-    by_params: bool = False,
+    cost: str = "macs",
 ) -> dict[str, float]:
     """Per-group ratios at a common threshold λ, each at most its cap: a drop in points, or
-    (``by_params``) a price in points per fraction of the weights saved."""
+    (a priced ``cost``) a price in points per fraction of the cost saved."""
     caps = caps or {}
-    return {
-        c.key: c.ratio_for(threshold, caps.get(c.key, MAX_RATIO), by_params=by_params)
-        for c in curves
-    }
+    return {c.key: c.ratio_for(threshold, caps.get(c.key, MAX_RATIO), cost=cost) for c in curves}
 
 
 def plan_for_keep(
@@ -295,25 +336,24 @@ def plan_for_keep(
     *,
     iterations: int = 14,
 ) -> tuple[dict[str, float], float]:
-    """Bisect λ until the pruned model keeps about ``keep`` of its MACs or parameters
-    (``cost``), at or below it.
+    """Bisect λ until the pruned model keeps about ``keep`` of its MACs, parameters or
+    predicted latency (``cost``), at or below it.
 
     Returns the per-group ratios and the fraction they achieve. When even the largest
     ratios keep more than ``keep``, those ratios are returned with their (higher) fraction.
     """
     if keep >= 1.0 or not curves:
         return {}, 1.0
-    by_params = cost == "params"
-    high = max(c.top_price(by_params) for c in curves) + 1.0
+    high = max(c.top_price(cost) for c in curves) + 1.0
     caps = pruner.caps(curves)
-    best = allocate(curves, high, caps, by_params=by_params)
+    best = allocate(curves, high, caps, cost=cost)
     best_fraction = pruner.fraction(best, cost)
     if best_fraction > keep:
         return best, best_fraction
     low = 0.0
     for _ in range(iterations):
         mid = (low + high) / 2
-        ratios = allocate(curves, mid, caps, by_params=by_params)
+        ratios = allocate(curves, mid, caps, cost=cost)
         fraction = pruner.fraction(ratios, cost)
         if fraction > keep:
             low = mid

@@ -64,8 +64,8 @@ def recover(model: nn.Module, ctx: Context, epochs: int, seed: int, desc: str = 
 
 
 def structured_step(ctx: Context, keep: float, seed: int) -> tuple[nn.Module, dict[str, Any]]:
-    """Prune to about ``keep`` of the MACs (or parameters: ``cfg.cost``) with the sensitivity
-    plan, then recover."""
+    """Prune to about ``keep`` of the MACs (or parameters, or predicted latency: ``cfg.cost``)
+    with the sensitivity plan, then recover."""
     ratios, _ = plan_for_keep(ctx.pruner, ctx.curves, keep, ctx.cfg.cost)
     if not ratios:
         unpruned = copy.deepcopy(ctx.model)
@@ -81,6 +81,8 @@ def structured_step(ctx: Context, keep: float, seed: int) -> tuple[nn.Module, di
         "macs_fraction": count_macs(pruned, ctx.pruner.example) / ctx.pruner.base_macs,
         "params_fraction": count_params(pruned) / ctx.pruner.base_params,
     }
+    if ctx.cfg.cost == "latency":
+        fractions["latency_fraction"] = ctx.pruner.latency_fraction(pruned)
     recover(pruned, ctx, ctx.cfg.recover_epochs, seed)
     return pruned, {
         "ratios": ratios,
