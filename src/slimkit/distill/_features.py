@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from .._hooks import run_with_hooks
 from ._config import AUTO, HintLayers
 
 
@@ -39,19 +40,7 @@ def module_outputs(model: nn.Module, example: torch.Tensor) -> dict[str, Feature
 
         return hook
 
-    handles = [
-        module.register_forward_hook(hook_for(name))
-        for name, module in model.named_modules()
-        if name
-    ]
-    was_training = model.training
-    model.eval()
-    try:
-        model(example)
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    run_with_hooks(model, example, ((m, hook_for(n)) for n, m in model.named_modules() if n))
     return seen
 
 

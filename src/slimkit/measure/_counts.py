@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .._hooks import run_with_hooks
+
 
 def count_params(model: nn.Module) -> int:
     """Number of parameters (each shared parameter counted once)."""
@@ -41,14 +43,12 @@ def count_macs(model: nn.Module, example_input: torch.Tensor) -> int:
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
-@torch.no_grad()
 def layer_macs(model: nn.Module, example_input: torch.Tensor) -> dict[str, int]:
     """Multiply-accumulates of every convolution and linear layer, per example, by module path.
 
     A layer called twice counts twice; layers not reached by ``example_input`` are absent.
     """
     counts: dict[str, int] = {}
-    handles = []
 
     def hook(name: str) -> Any:
         def count(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
@@ -62,15 +62,6 @@ def layer_macs(model: nn.Module, example_input: torch.Tensor) -> dict[str, int]:
 
         return count
 
-    for name, module in model.named_modules():
-        if isinstance(module, _WEIGHTED):
-            handles.append(module.register_forward_hook(hook(name)))
-    was_training = model.training
-    model.eval()
-    try:
-        model(example_input)
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    layers = ((m, hook(n)) for n, m in model.named_modules() if isinstance(m, _WEIGHTED))
+    run_with_hooks(model, example_input, layers)
     return counts
