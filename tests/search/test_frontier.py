@@ -24,6 +24,12 @@ def test_the_bracket_is_the_deepest_pass_and_the_shallowest_fail_below_it() -> N
     assert frontier_macs_keep(trials, CFG) == pytest.approx((0.62 + 0.45) / 2)
 
 
+def test_no_bisection_below_a_failed_cut_at_the_top_of_the_range() -> None:
+    capped = CompressConfig(max_drop=0.5, goal="latency", min_macs_keep=0.1, max_macs_keep=0.5)
+    assert frontier_macs_keep([(0.5, 0.9)], capped) is None  # the frontier is above the range
+    assert frontier_macs_keep([(0.5, 0.3)], capped) == pytest.approx(0.3)
+
+
 def test_a_narrow_bracket_or_a_taken_midpoint_hands_over_to_the_sampler() -> None:
     narrow = [(0.50, 0.4), (0.50 - FRONTIER_RESOLUTION / 2, 0.7)]
     assert frontier_macs_keep(narrow, CFG) is None

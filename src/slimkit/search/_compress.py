@@ -345,7 +345,9 @@ def frontier_point(
     done = [(keep, drop) for keep, drop in trials if drop is not None]
     within = [keep for keep, drop in done if drop <= max_drop]
     deepest_ok = min(within, default=high)
-    over = [keep for keep, drop in done if drop > max_drop and keep < deepest_ok]
+    # ``<=``: when nothing passed and the shallowest allowed cut (``high``) failed, the frontier
+    # lies above the range; the bracket is empty rather than a search below a failure.
+    over = [keep for keep, drop in done if drop > max_drop and keep <= deepest_ok]
     shallowest_bad = max(over, default=low)
     if deepest_ok - shallowest_bad < FRONTIER_RESOLUTION:
         return None
