@@ -233,7 +233,7 @@ def test_latency_cost_plans_on_measured_layer_times(
         **{**FAST, "trials": 1},
     )
     lines: list[str] = []
-    compress(trained, small_splits, cfg, tmp_path / "run", log=lines.append)
+    summary = compress(trained, small_splits, cfg, tmp_path / "run", log=lines.append)
 
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     plan = state["stages"]["plan"]["output"]
@@ -253,3 +253,6 @@ def test_latency_cost_plans_on_measured_layer_times(
     assert set(trial["params"]) == {"latency_keep"}
     # The trial's predicted latency fraction is what its plan aimed at (or the plan's floor).
     assert trial["structured"]["latency_fraction"] <= trial["params"]["latency_keep"] + 0.05
+    assert summary["plan"]["latency_keep"] == trial["params"]["latency_keep"]
+    keep = f"keep {trial['params']['latency_keep']:.0%} of the predicted int8 latency"
+    assert keep in (tmp_path / "run" / "report.md").read_text()

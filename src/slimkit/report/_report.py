@@ -224,9 +224,14 @@ def _markdown(summary: dict[str, Any], trials: list[dict[str, Any]]) -> str:
 
 
 def plan_cut(plan: dict[str, Any]) -> str:
-    """The plan's structured cut in words: the fraction of MACs or of parameters it keeps."""
+    """The plan's structured cut in words: the fraction of MACs, parameters or predicted
+    latency it keeps."""
     if plan.get("params_keep") is not None:
         return f"keep {plan['params_keep']:.0%} of the parameters"
+    if plan.get("latency_keep") is not None:
+        macs = plan.get("macs_fraction")
+        tail = "" if macs is None else f" ({macs:.0%} of the MACs)"
+        return f"keep {plan['latency_keep']:.0%} of the predicted int8 latency{tail}"
     return f"keep {plan.get('macs_keep') or 1.0:.0%} of the MACs"
 
 

@@ -762,6 +762,8 @@ def _summary(run: RunDir, cfg: CompressConfig) -> dict[str, Any]:
         "plan": {
             "macs_keep": chosen["params"].get("macs_keep"),
             "params_keep": chosen["params"].get("params_keep"),
+            "latency_keep": chosen["params"].get("latency_keep"),
+            "macs_fraction": chosen["structured"].get("macs_fraction"),
             "ratios": chosen["structured"]["ratios"],
             "removed_blocks": chosen["structured"].get("removed_blocks", []),
             "sparsity": chosen["sparsity"],
