@@ -101,7 +101,7 @@ def run_compress(
 
 def goal_options(specs: list[str]) -> dict[str, dict[str, Any]]:
     """``["size:round_to=8", ...]`` as ``{"size": {"round_to": 8}}`` (values parsed as Python
-    literals; unknown goals or knobs are errors)."""
+    literals, else kept as strings; unknown goals or knobs are errors)."""
     options: dict[str, dict[str, Any]] = {}
     fields = set(CompressConfig.__dataclass_fields__)
     for spec in specs:
@@ -112,7 +112,11 @@ def goal_options(specs: list[str]) -> dict[str, dict[str, Any]]:
                 f"--goal-option {spec!r}: expected GOAL:KEY=VALUE with GOAL in {GOALS} "
                 "and KEY a CompressConfig field"
             )
-        options.setdefault(goal, {})[key] = ast.literal_eval(value)
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parsed = value  # a bare word: the shell ate the quotes of structure_cost='latency'
+        options.setdefault(goal, {})[key] = parsed
     return options
 
 

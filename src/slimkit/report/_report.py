@@ -127,19 +127,39 @@ def _sensitivity_plot(curves: list[dict[str, Any]]) -> str:
     return _png(fig)
 
 
+def _kept_widths(curves: list[dict[str, Any]], plan: dict[str, Any]) -> list[int]:
+    """Width each group's layer keeps: 0 inside a removed block, the pruned model's width when
+    the summary has it, else the planned ratio applied (summaries before widths were kept)."""
+    widths = plan.get("widths") or {}
+    removed = plan.get("removed_blocks") or []
+    kept = []
+    for c in curves:
+        if any(c["key"].startswith(block + ".") for block in removed):
+            kept.append(0)
+        elif c["key"] in widths:
+            kept.append(int(widths[c["key"]]))
+        else:
+            kept.append(round(c["channels"] * (1 - plan["ratios"].get(c["key"], 0.0))))
+    return kept
+
+
 def _widths_plot(curves: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     plt = _pyplot()
-    ratios = summary["plan"]["ratios"]
+    plan = summary["plan"]
     names = [c["key"] for c in curves]
     before = [c["channels"] for c in curves]
-    after = [round(c["channels"] * (1 - ratios.get(c["key"], 0.0))) for c in curves]
+    after = _kept_widths(curves, plan)
+    removed = plan.get("removed_blocks") or []
+    in_removed = [any(n.startswith(r + ".") for r in removed) for n in names]
+    gone = [b if r else 0 for b, r in zip(before, in_removed, strict=True)]
     fig, ax = plt.subplots(figsize=(max(6.4, 0.28 * len(names)), 4.2))
     xs = range(len(names))
     ax.bar(xs, before, color="lightgray", label="original width")
-    ax.bar(xs, after, color="tab:blue", label="kept (planned)")
+    if any(gone):
+        ax.bar(xs, gone, color="mistyrose", hatch="//", label="removed with its block")
+    ax.bar(xs, after, color="tab:blue", label="kept" if plan.get("widths") else "kept (planned)")
     ax.set_xticks(list(xs), names, rotation=90, fontsize=7)
     ax.set_ylabel("channels")
-    plan = summary["plan"]
     ax.set_title(
         f"per-layer width; then sparsity {plan['sparsity']:.0%}, precision {plan['precision']}"
     )

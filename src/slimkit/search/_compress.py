@@ -766,6 +766,7 @@ def _summary(run: RunDir, cfg: CompressConfig) -> dict[str, Any]:
             "macs_fraction": chosen["structured"].get("macs_fraction"),
             "ratios": chosen["structured"]["ratios"],
             "removed_blocks": chosen["structured"].get("removed_blocks", []),
+            "widths": chosen["structured"].get("widths", {}),
             "sparsity": chosen["sparsity"],
             "precision": chosen["precision"],
         },
