@@ -22,7 +22,6 @@ import argparse
 import collections
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -77,11 +76,6 @@ def conv_macs(path: Path, batch: int) -> dict[str, tuple[list[int], int]]:
     return out
 
 
-def _source_conv(node: str, convs: dict[str, Any]) -> str | None:
-    """The Conv an optimised node came from (see ``slimkit.quantize._ort_profile``)."""
-    return source_node(node, set(convs))
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -102,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {op:28s} {ms:8.3f} ms  {100 * ms / total:5.1f}%")
     print(f"slowest {args.top} nodes:")
     for r in sorted(rows, key=lambda r: -r["ms"])[: args.top]:
-        conv = _source_conv(r["node"], convs)
+        conv = source_node(r["node"], set(convs))
         detail = ""
         if conv is not None:
             shape, macs = convs[conv]

@@ -419,8 +419,14 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], example: torch.T
     return Path(path)
 
 
-def session(path: str | os.PathLike[str], threads: int = 1, optimized: str | None = None) -> Any:
-    """An ONNX Runtime CPU session with all graph optimisations on.
+def session(
+    path: str | os.PathLike[str],
+    threads: int = 1,
+    optimized: str | None = None,
+    profile_prefix: str | None = None,
+) -> Any:
+    """An ONNX Runtime CPU session with all graph optimisations on (``profile_prefix``: with
+    ONNX Runtime's profiler on, writing there).
 
     Its worker threads sleep between runs instead of spinning (ONNX Runtime's default): with
     several sessions and PyTorch in one process, a spinning pool takes the cores the next
@@ -443,6 +449,9 @@ def session(path: str | os.PathLike[str], threads: int = 1, optimized: str | Non
     options.log_severity_level = 3
     if optimized is not None:
         options.optimized_model_filepath = optimized
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     return ort.InferenceSession(
         str(path),
         options,

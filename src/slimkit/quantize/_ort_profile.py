@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._onnx import require
+from ._onnx import require, session
 
 #: ONNX op types slimkit's writer emits for weighted layers (their ``doc_string``: the module).
 LAYER_OPS = ("Conv", "Gemm", "MatMul")
@@ -28,33 +28,20 @@ def kernel_times(
 ) -> list[dict[str, Any]]:
     """Milliseconds per run of every kernel of ``path`` on the CPU, from ONNX Runtime's profiler.
 
-    The session is configured like :func:`slimkit.quantize._onnx.session` (all optimisations,
-    QDQ propagation off, no spinning). The input is uniform noise of the graph's input shape
+    The session is :func:`slimkit.quantize._onnx.session`'s (all optimisations, QDQ
+    propagation off, no spinning). The input is uniform noise of the graph's input shape
     with ``batch`` rows; the first run is a warm-up, not counted.
 
     Returns:
         One ``{"node", "op", "ms"}`` dict per kernel of the optimised graph.
     """
-    ort = require("onnxruntime")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    options.enable_profiling = True
     with tempfile.TemporaryDirectory(prefix="slimkit-ort-profile-") as work:
-        options.profile_file_prefix = str(Path(work) / "profile")
-        session = ort.InferenceSession(
-            str(path),
-            options,
-            providers=["CPUExecutionProvider"],
-            disabled_optimizers=["QDQPropagationTransformer"],
-        )
-        spec = session.get_inputs()[0]
+        profiled = session(path, threads, profile_prefix=str(Path(work) / "profile"))
+        spec = profiled.get_inputs()[0]
         x = np.random.default_rng(0).random((batch, *spec.shape[1:])).astype(np.float32)
         for _ in range(runs + 1):
-            session.run(None, {spec.name: x})
-        events = json.loads(Path(session.end_profiling()).read_text())
+            profiled.run(None, {spec.name: x})
+        events = json.loads(Path(profiled.end_profiling()).read_text())
     durations: dict[str, list[float]] = collections.defaultdict(list)
     ops: dict[str, str] = {}
     for event in events:

@@ -135,16 +135,17 @@ def _first_layer_probe(
     """
     if not (cfg.int8 and cfg.goal == "latency"):
         return []
-    from ..quantize import Int8StaticConfig, quantizable_layers
+    from ..quantize import quantizable_layers
 
     layers = quantizable_layers(model)
     if len(layers) < 2:
         return []
     variants = {}
-    for tag, exclude in (("int8", ()), ("first-float", (layers[0],))):
-        q = quantize_model(model, Int8StaticConfig(observer="percentile", exclude=exclude), splits)
-        save(q, run.path / "probe" / f"{tag}.safetensors")
-        variants[tag] = {"onnx": str(run.path / "probe" / f"{tag}.onnx"), "latency_ms_b64": 0.0}
+    for exclude in ([], [layers[0]]):
+        variants[_probe_tag(exclude)] = {
+            "onnx": str(_probe_graph(run, model, splits, exclude)),
+            "latency_ms_b64": 0.0,
+        }
     with _threads(cfg.latency_threads):
         timed = _remeasure_latency(list(variants.values()), splits, cfg)
     faster = timed[0]["onnx"].endswith("first-float.onnx")
@@ -162,19 +163,34 @@ def quantize_model(model: nn.Module, qcfg: Any, splits: Splits) -> nn.Module:
     return quantize(model, qcfg, calib_data=splits, progress=False)
 
 
+def _probe_tag(keep_float: list[str]) -> str:
+    return "first-float" if keep_float else "int8"
+
+
+def _probe_graph(
+    run: RunDir, model: nn.Module, splits: Splits, keep_float: list[str], reuse: bool = False
+) -> Path:
+    """The original's int8 ONNX graph in ``probe/`` (percentile calibration, ``keep_float``
+    layers in float); with ``reuse``, the one already there if any."""
+    from ..quantize import Int8StaticConfig
+
+    artifact = run.path / "probe" / f"{_probe_tag(keep_float)}.safetensors"
+    onnx = artifact.with_suffix(".onnx")
+    if not (reuse and onnx.exists()):
+        qcfg = Int8StaticConfig(observer="percentile", exclude=tuple(keep_float))
+        save(quantize_model(model, qcfg, splits), artifact)
+    return onnx
+
+
 def _layer_latency(
     run: RunDir, model: nn.Module, splits: Splits, cfg: CompressConfig, keep_float: list[str]
 ) -> dict[str, float]:
     """Milliseconds per layer of the original model's int8 ONNX Runtime graph at batch 64 (the
-    first layer float if the probe chose it), for the latency cost."""
-    from ..quantize import Int8StaticConfig
+    first layer float if the probe chose it; the latency goal's probe wrote it already), for
+    the latency cost."""
     from ..quantize._ort_profile import layer_times
 
-    tag = "first-float" if keep_float else "int8"
-    onnx = run.path / "probe" / f"{tag}.onnx"
-    if not onnx.exists():
-        qcfg = Int8StaticConfig(observer="percentile", exclude=tuple(keep_float))
-        save(quantize_model(model, qcfg, splits), onnx.with_suffix(".safetensors"))
+    onnx = _probe_graph(run, model, splits, keep_float, reuse=True)
     return layer_times(onnx, threads=cfg.latency_threads or torch.get_num_threads())
 
 
@@ -203,7 +219,7 @@ def _plan(
             curves = [*curves, *blocks]
         if cfg.cost == "params":
             out["params_fractions"] = params_fractions(pruner, curves)
-            _attach_params(curves, out["params_fractions"])
+            _attach(curves, out["params_fractions"], "params_fraction")
         if cfg.cost == "latency":
             pruner.layer_ms = _layer_latency(run, pruner.model, splits, cfg, out["int8_keep_float"])
             out["layer_ms"] = pruner.layer_ms
@@ -213,7 +229,7 @@ def _plan(
                 f"slowest {', '.join(f'{k} {v:.2f} ms' for k, v in slowest)}"
             )
             out["latency_fractions"] = cost_fractions(pruner, curves, "latency")
-            _attach_latency(curves, out["latency_fractions"])
+            _attach(curves, out["latency_fractions"], "latency_fraction")
         allowance = 2.0 * cfg.max_drop
         best_keep, best_ratios = 1.0, {}
         for keep in (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1):
@@ -233,14 +249,11 @@ def _plan(
 _COST_NAMES = {"macs": "MACs", "params": "parameters", "latency": "predicted latency"}
 
 
-def _attach_params(curves: list[GroupCurve], fractions: dict[str, list[float]]) -> None:
+def _attach(curves: list[GroupCurve], fractions: dict[str, list[float]], field: str) -> None:
+    """Set each curve's ``field`` (``params_fraction``, ``latency_fraction``) from the plan's
+    saved fractions, keeping what a curve holds where the plan has none."""
     for curve in curves:
-        curve.params_fraction = list(fractions.get(curve.key, curve.params_fraction))
-
-
-def _attach_latency(curves: list[GroupCurve], fractions: dict[str, list[float]]) -> None:
-    for curve in curves:
-        curve.latency_fraction = list(fractions.get(curve.key, curve.latency_fraction))
+        setattr(curve, field, list(fractions.get(curve.key, getattr(curve, field))))
 
 
 def initial_keep(plan: dict[str, Any]) -> float:
@@ -810,8 +823,8 @@ def _read_sensitivity(run: RunDir, ctx: Context) -> None:
     ctx.curves = [
         GroupCurve.from_dict(c) for c in [*output["curves"], *plan.get("block_curves", [])]
     ]
-    _attach_params(ctx.curves, plan.get("params_fractions", {}))
-    _attach_latency(ctx.curves, plan.get("latency_fractions", {}))
+    _attach(ctx.curves, plan.get("params_fractions", {}), "params_fraction")
+    _attach(ctx.curves, plan.get("latency_fractions", {}), "latency_fraction")
     ctx.pruner.layer_ms = dict(plan.get("layer_ms", {}))
     ctx.keep_float = list(plan.get("int8_keep_float", output.get("int8_keep_float", [])))
     ctx.float_fallback = [
