@@ -86,9 +86,13 @@ def layer_times(
         >>> layer_times("q.onnx")["layer1.0.conv1"]
         2.9
     """
-    nodes = layer_nodes(path)
+    return attribute_kernels(kernel_times(path, batch, threads, runs), layer_nodes(path))
+
+
+def attribute_kernels(kernels: list[dict[str, Any]], nodes: dict[str, str]) -> dict[str, float]:
+    """Sum :func:`kernel_times` rows per module, ``nodes`` being :func:`layer_nodes`' map."""
     times: dict[str, float] = collections.defaultdict(float)
-    for row in kernel_times(path, batch, threads, runs):
+    for row in kernels:
         source = source_node(row["node"], nodes)
         if source is not None:
             times[nodes[source]] += row["ms"]

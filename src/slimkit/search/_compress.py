@@ -807,7 +807,9 @@ def _context(
     pruner = Pruner.build(
         model, splits, cfg.importance, cfg.channel_multiple, min_channels=cfg.channel_floor
     )
-    ctx = Context(model, splits, cfg, pruner, [], run.output("baseline")["val_accuracy"], device)
+    baseline = run.output("baseline")
+    ctx = Context(model, splits, cfg, pruner, [], baseline["val_accuracy"], device)
+    ctx.baseline_ms = {k: baseline[k] for k in ("latency_ms_b1", "latency_ms_b64")}
     _read_sensitivity(run, ctx)
     return ctx
 

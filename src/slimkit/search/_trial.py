@@ -20,7 +20,6 @@ from ..measure import (
     fixed_threads,
     interleaved_latency,
 )
-from ..measure import measure_latency as eager_latency
 from ..prune import Global, UnstructuredConfig, prune
 from ..train import TrainConfig, train
 from ._config import CompressConfig
@@ -40,6 +39,7 @@ class Context:
     device: torch.device
     float_fallback: list[str] = field(default_factory=list)
     keep_float: list[str] = field(default_factory=list)
+    baseline_ms: dict[str, float] = field(default_factory=dict)
 
 
 def recover(model: nn.Module, ctx: Context, epochs: int, seed: int, desc: str = "recover") -> None:
@@ -189,10 +189,27 @@ def run_trial(ctx: Context, params: dict[str, Any], out_dir: Path, seed: int) ->
     record["bytes"] = artifact.stat().st_size
     record["val_accuracy"] = evaluate_accuracy(deployed, ctx.splits.val)
     record["drop"] = ctx.baseline_val - record["val_accuracy"]
-    x = ctx.splits.example_input(64)
-    record["latency_ms_b64"] = eager_latency(deployed, x, threads=ctx.cfg.latency_threads)
-    record["latency_ms_b1"] = eager_latency(deployed, x[:1], threads=ctx.cfg.latency_threads)
+    record.update(deployed_latency(deployed, ctx, ctx.splits.example_input(64)))
     return record
+
+
+def deployed_latency(deployed: nn.Module, ctx: Context, x: torch.Tensor) -> dict[str, float]:
+    """A trial's latency at batch 1 and ``len(x)``, in the conditions the baseline was timed in.
+
+    A shared CPU's speed drifts by a third (eager resnet20 at batch 64: 112 ms in one
+    benchmark run, 78 ms in another), more than what separates neighbouring trials. So the deployed model is timed
+    interleaved with the original, and its latency is the baseline's (from the baseline
+    stage) times their ratio; ``*_raw`` keeps the time as measured. Without a baseline time in
+    ``ctx`` the raw time is the latency.
+    """
+    out: dict[str, float] = {}
+    for key, batch in (("latency_ms_b1", x[:1]), ("latency_ms_b64", x)):
+        with fixed_threads(ctx.cfg.latency_threads):
+            ms, original_ms = interleaved_latency([deployed, ctx.model], batch)
+        out[f"{key}_raw"] = ms
+        baseline = ctx.baseline_ms.get(key)
+        out[key] = baseline * ms / original_ms if baseline else ms
+    return out
 
 
 def _faster_precision(
