@@ -2,7 +2,8 @@
 # Exercise slimkit's CUDA paths in a few minutes on a GPU machine: the `gpu` test tier (train,
 # unstructured and structured pruning, logit distillation, QAT, encoder pruning + embedding
 # distillation, profiling) plus a short CLI run (train → prune → distill → profile → compress)
-# with --device cuda, and compress for size on resnet20 (depth + sparsity). Logs go to ${OUT:-/tmp}.
+# with --device cuda, compress for size on resnet20 (depth + sparsity), and int8 against eager fp32
+# on the host's CPU (benchmarks/int8_layers.py). Logs go to ${OUT:-/tmp}.
 #
 # Two ways to run it:
 #   bash scripts/gpu_check.sh
@@ -53,4 +54,11 @@ slimkit compress "$run/r.safetensors" --max-drop 3 --goal size --trials 1 --no-q
     --recover-epochs 1 --margin-se 0 --device cuda --limit-train 4096 --limit-eval 1024 \
     --out "$run/compress-r20" \
     --json | tee "$out/gpu_compress_r20.json"
+# int8 on the host's CPU: whether it has VNNI decides ONNX Runtime's int8 kernel, and so how far
+# int8 gets ahead of eager fp32 (docs/benchmarks/quantize.md: 2.7x on resnet20 without VNNI).
+# Per layer, one thread; the 1-epoch resnet20 above serves for timing.
+OMP_NUM_THREADS=1 "$py" benchmarks/int8_layers.py --artifact "$run/r.safetensors" \
+    --out "$out/int8_layers_host.md" > /dev/null
+grep -m1 "CPU flags" "$out/int8_layers_host.md" | tee -a "$out/gpu.txt"
+grep -m2 "Whole model\|at most" "$out/int8_layers_host.md" | tee -a "$out/gpu.txt"
 echo "gpu_check finished in $(($(date +%s) - start)) s" | tee -a "$out/gpu.txt"

@@ -58,3 +58,30 @@ def test_killed_run_resumes_to_the_same_plan(trained_artifact: Path, tmp_path: P
     trials = json.loads((interrupted / "trials.json").read_text())
     straight = json.loads((tmp_path / "straight" / "trials.json").read_text())
     assert [t["params"] for t in trials] == [t["params"] for t in straight]
+
+
+def test_search_time_counts_every_process_that_ran_trials() -> None:
+    """The search stage is timed by its trials' own spans: overlapping workers count once,
+    the gap of a stop counts not at all, a trial stopped unfinished not at all."""
+    from datetime import datetime, timedelta
+    from types import SimpleNamespace
+
+    from slimkit.search._compress import busy_seconds
+
+    t0 = datetime(2026, 11, 28, 12, 0, 0)
+
+    def trial(start_s: float, end_s: float | None) -> SimpleNamespace:
+        end = None if end_s is None else t0 + timedelta(seconds=end_s)
+        return SimpleNamespace(
+            datetime_start=t0 + timedelta(seconds=start_s), datetime_complete=end
+        )
+
+    trials = [
+        trial(0, 100),  # first process
+        trial(50, 120),  # a second worker, overlapping: 20 s more
+        trial(110, 115),  # inside both: nothing more
+        trial(130, None),  # stopped unfinished
+        trial(1000, 1060),  # resumed much later: 60 s, the gap not counted
+    ]
+    study = SimpleNamespace(get_trials=lambda deepcopy=False: trials)
+    assert busy_seconds(study) == 180.0

@@ -523,6 +523,28 @@ def trial_records(study: Any) -> list[dict[str, Any]]:
     return [dict(t.user_attrs) for t in sorted(done, key=lambda t: t.number)]
 
 
+def busy_seconds(study: Any) -> float:
+    """Wall time during which at least one trial of ``study`` ran, in seconds.
+
+    Counted from the trials' own start and end times, so a search resumed after a stop, or run
+    by several workers, is timed whole; a trial stopped before it finished (and run again)
+    does not count.
+    """
+    spans = sorted(
+        (t.datetime_start, t.datetime_complete)
+        for t in study.get_trials(deepcopy=False)
+        if t.datetime_start is not None and t.datetime_complete is not None
+    )
+    total, covered_to = 0.0, None
+    for begin, end in spans:
+        if covered_to is not None and end <= covered_to:
+            continue
+        begin = begin if covered_to is None else max(begin, covered_to)
+        total += (end - begin).total_seconds()
+        covered_to = end
+    return total
+
+
 def _wait_for_workers(study: Any, log: Log) -> None:
     optuna = _optuna()
     while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -900,7 +922,7 @@ def compress(
         deadline = start + cfg.time_budget_s if cfg.time_budget_s else None
         search_loop(ctx, run, storage, say, deadline)
         _wait_for_workers(study, say)
-        with run.stage("search", {}, started=start) as out:
+        with run.stage("search", {}, seconds=busy_seconds(study)) as out:
             records = trial_records(study)
             write_json(run.path / "trials.json", records)
             out.update(trials=len(records), file=str(run.path / "trials.json"))

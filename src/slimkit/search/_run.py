@@ -119,16 +119,17 @@ class RunDir:
 
     @contextmanager
     def stage(
-        self, name: str, output: dict[str, Any], *, started: float | None = None
+        self, name: str, output: dict[str, Any], *, seconds: float | None = None
     ) -> Iterator[dict[str, Any]]:
         """Record ``output`` (filled by the body) and the stage's time once the body succeeds.
 
-        ``started`` (a ``time.time()`` value) counts work done before the body, e.g. trials.
+        ``seconds`` replaces the body's own time, for a stage whose work ran before the body
+        (the search's trials, maybe in other processes).
         """
-        start = time.time() if started is None else started
+        start = time.time()
         yield output
         self.state["stages"][name] = {
-            "seconds": round(time.time() - start, 2),
+            "seconds": round(time.time() - start if seconds is None else seconds, 2),
             "output": output,
         }
         self.save()
