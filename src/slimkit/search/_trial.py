@@ -197,10 +197,10 @@ def deployed_latency(deployed: nn.Module, ctx: Context, x: torch.Tensor) -> dict
     """A trial's latency at batch 1 and ``len(x)``, in the conditions the baseline was timed in.
 
     A shared CPU's speed drifts by a third (eager resnet20 at batch 64: 112 ms in one
-    benchmark run, 78 ms in another), more than what separates neighbouring trials. So the deployed model is timed
-    interleaved with the original, and its latency is the baseline's (from the baseline
-    stage) times their ratio; ``*_raw`` keeps the time as measured. Without a baseline time in
-    ``ctx`` the raw time is the latency.
+    benchmark run, 78 ms in another), more than what separates neighbouring trials. So the
+    deployed model is timed interleaved with the original, and its latency is the baseline's
+    (from the baseline stage) times their ratio; ``*_raw`` keeps the time as measured.
+    Without a baseline time in ``ctx`` the raw time is the latency.
     """
     out: dict[str, float] = {}
     for key, batch in (("latency_ms_b1", x[:1]), ("latency_ms_b64", x)):
