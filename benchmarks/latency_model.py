@@ -21,6 +21,7 @@ import torch
 import slimkit
 from slimkit.measure import interleaved_latency
 from slimkit.quantize import OrtModule
+from slimkit.search._compress import _probe_tag
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = state["stages"]["plan"]["output"]
     if "layer_ms" not in plan:
         sys.exit(f"{args.run_dir} was not planned with --structure-cost latency")
-    tag = "first-float" if plan.get("int8_keep_float") else "int8"
+    tag = _probe_tag(plan.get("int8_keep_float", []))
     records = json.loads((args.run_dir / "trials.json").read_text())
     int8 = [r for r in records if r["onnx"].endswith("model.onnx")]  # fp32 deploys left out
     x = slimkit.load_data("fashion-mnist", limit_train=1000).example_input(64)

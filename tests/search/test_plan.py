@@ -83,7 +83,7 @@ def test_plan_with_residual_blocks(small_splits: Splits) -> None:
 
 
 def test_params_cost_removes_the_blocks_holding_most_weights_first(small_splits: Splits) -> None:
-    from slimkit.search._plan import params_fractions
+    from slimkit.search._plan import cost_fractions
     from slimkit.testing import seeded_model
 
     pruner = Pruner.build(seeded_model("resnet20"), small_splits, "l2")
@@ -94,7 +94,7 @@ def test_params_cost_removes_the_blocks_holding_most_weights_first(small_splits:
     ]
     blocks = [GroupCurve(k, 0, [1.0], [0.5], [0.9], "block") for k in pruner.blocks]
     curves = channels + blocks
-    fractions = params_fractions(pruner, curves)
+    fractions = cost_fractions(pruner, curves, "params")
     for c in curves:
         c.params_fraction = fractions[c.key]
     layer3 = {c.key: 1 - c.params_fraction[0] for c in blocks if c.key.startswith("layer3")}

@@ -127,14 +127,18 @@ def _sensitivity_plot(curves: list[dict[str, Any]]) -> str:
     return _png(fig)
 
 
+def _in_removed_block(curves: list[dict[str, Any]], plan: dict[str, Any]) -> list[bool]:
+    removed = plan.get("removed_blocks") or []
+    return [any(c["key"].startswith(block + ".") for block in removed) for c in curves]
+
+
 def _kept_widths(curves: list[dict[str, Any]], plan: dict[str, Any]) -> list[int]:
     """Width each group's layer keeps: 0 inside a removed block, the pruned model's width when
     the summary has it, else the planned ratio applied (summaries before widths were kept)."""
     widths = plan.get("widths") or {}
-    removed = plan.get("removed_blocks") or []
     kept = []
-    for c in curves:
-        if any(c["key"].startswith(block + ".") for block in removed):
+    for c, removed in zip(curves, _in_removed_block(curves, plan), strict=True):
+        if removed:
             kept.append(0)
         elif c["key"] in widths:
             kept.append(int(widths[c["key"]]))
@@ -149,8 +153,7 @@ def _widths_plot(curves: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     names = [c["key"] for c in curves]
     before = [c["channels"] for c in curves]
     after = _kept_widths(curves, plan)
-    removed = plan.get("removed_blocks") or []
-    in_removed = [any(n.startswith(r + ".") for r in removed) for n in names]
+    in_removed = _in_removed_block(curves, plan)
     gone = [b if r else 0 for b, r in zip(before, in_removed, strict=True)]
     fig, ax = plt.subplots(figsize=(max(6.4, 0.28 * len(names)), 4.2))
     xs = range(len(names))

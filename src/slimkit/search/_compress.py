@@ -43,7 +43,6 @@ from ._plan import (
     cost_fractions,
     measure_block_curves,
     measure_curves,
-    params_fractions,
     plan_for_keep,
 )
 from ._run import RunDir, read_json, write_json
@@ -218,7 +217,7 @@ def _plan(
             out["block_curves"] = [c.to_dict() for c in blocks]
             curves = [*curves, *blocks]
         if cfg.cost == "params":
-            out["params_fractions"] = params_fractions(pruner, curves)
+            out["params_fractions"] = cost_fractions(pruner, curves, "params")
             _attach(curves, out["params_fractions"], "params_fraction")
         if cfg.cost == "latency":
             pruner.layer_ms = _layer_latency(run, pruner.model, splits, cfg, out["int8_keep_float"])
@@ -830,8 +829,16 @@ def _context(
         model, splits, cfg.importance, cfg.channel_multiple, min_channels=cfg.channel_floor
     )
     baseline = run.output("baseline")
-    ctx = Context(model, splits, cfg, pruner, [], baseline["val_accuracy"], device)
-    ctx.baseline_ms = {k: baseline[k] for k in ("latency_ms_b1", "latency_ms_b64")}
+    ctx = Context(
+        model,
+        splits,
+        cfg,
+        pruner,
+        [],
+        baseline["val_accuracy"],
+        device,
+        baseline_ms={k: baseline[k] for k in ("latency_ms_b1", "latency_ms_b64")},
+    )
     _read_sensitivity(run, ctx)
     return ctx
 

@@ -82,9 +82,9 @@ class GroupCurve:
     def saved_at(self, ratio: float, cost: str = "params") -> float:
         """Fraction of the parameters (or of the predicted latency: ``cost``) this cut alone
         removes, linear between probes."""
-        kept = self.latency_fraction if cost == "latency" else self.params_fraction
+        kept = getattr(self, f"{cost}_fraction")
         if not kept:
-            what = "latency" if cost == "latency" else "parameter"
+            what = "parameter" if cost == "params" else cost
             raise ValueError(f"curve {self.key!r} has no {what} fractions")
         xs = [0.0, *self.ratios]
         ys = [0.0, *[1.0 - f for f in kept]]
@@ -300,17 +300,12 @@ def measure_block_curves(
     return curves
 
 
-def params_fractions(pruner: Pruner, curves: list[GroupCurve]) -> dict[str, list[float]]:
-    """Fraction of the parameters kept at each probed ratio of each curve (no evaluation)."""
-    return cost_fractions(pruner, curves, "params")
-
-
 def cost_fractions(pruner: Pruner, curves: list[GroupCurve], cost: str) -> dict[str, list[float]]:
     """Fraction of the parameters or of the predicted latency (``cost``) kept at each probed
     ratio of each curve (no evaluation); fractions a curve already holds are kept."""
-    held = {"params": "params_fraction", "latency": "latency_fraction"}[cost]
     return {
-        c.key: getattr(c, held) or [pruner.fraction({c.key: r}, cost) for r in c.ratios]
+        c.key: getattr(c, f"{cost}_fraction")
+        or [pruner.fraction({c.key: r}, cost) for r in c.ratios]
         for c in curves
     }
 
