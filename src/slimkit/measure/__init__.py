@@ -2,6 +2,7 @@
 
 from ._accuracy import correct_mask, evaluate_accuracy, paired_drop
 from ._counts import count_macs, count_nonzero_params, count_params, layer_macs
+from ._cpu import cpu_info
 from ._latency import fixed_threads, interleaved_latency, measure_latency, time_callable
 from ._profile import Profile, profile
 
@@ -11,6 +12,7 @@ __all__ = [
     "count_macs",
     "count_nonzero_params",
     "count_params",
+    "cpu_info",
     "evaluate_accuracy",
     "fixed_threads",
     "interleaved_latency",

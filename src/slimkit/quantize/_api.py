@@ -25,8 +25,9 @@ from ._config import (
     config_from_dict,
     scheme_of,
 )
+from ._export import require
 from ._graph import RESTORED_REPORT_ATTR, QuantReport, act_quants
-from ._onnx import require
+from ._ort_int8 import ENGINE, quantize_ort_qat, quantize_ort_static, restore_ort_static
 from ._static import quantize_qat, quantize_static, restore_static
 from ._torch import require_torchao
 from ._weight_only import (
@@ -44,6 +45,10 @@ QUANT_ATTR = "slimkit_quantization"
 ONNX_SCHEMES = ("int8-static", "qat", "int8-weight-only")
 #: Schemes that the torch backend runs on PyTorch's int8 kernels (PT2E, through torchao).
 TORCH_INT8_SCHEMES = ("int8-static", "qat")
+#: Who writes an int8 ONNX Runtime graph (see :func:`quantize`).
+ENGINES = ("slimkit", "onnxruntime")
+#: Schemes whose ONNX Runtime graph comes from ONNX Runtime's quantizer, by their handler.
+ORT_INT8_SCHEMES: dict[str, QuantizeHandler] = {}
 #: Attributes a quantized model inherits from its float model (architecture, pruned widths).
 _INHERITED = (ARCH_ATTR, STRUCTURE_ATTR)
 
@@ -73,6 +78,9 @@ _HANDLERS: dict[type, SchemeHandler] = {
     Fp16Config: SchemeHandler(quantize_fp16, RESTORERS[Fp16Config]),
     Bf16Config: SchemeHandler(quantize_bf16, RESTORERS[Bf16Config]),
 }
+
+
+ORT_INT8_SCHEMES.update({"int8-static": quantize_ort_static, "qat": quantize_ort_qat})
 
 
 def register_quantize_handler(
@@ -107,6 +115,7 @@ def quantize(
     backend: str = "onnxruntime",
     device: str | torch.device = "cpu",
     progress: bool = True,
+    engine: str = "slimkit",
 ) -> nn.Module:
     """Quantize ``model`` as ``cfg`` says; the input model is left untouched.
 
@@ -126,6 +135,9 @@ def quantize(
             (:class:`TorchInt8Module`), and needs ``pip install 'slimkit[torchao]'``.
         device: device for QAT's fine-tuning.
         progress: show progress bars.
+        engine: for int8-static and QAT on ONNX Runtime, who writes the graph: ``slimkit``
+            (its own QDQ writer, plain CNNs) or ``onnxruntime`` (PyTorch's exporter, then
+            ONNX Runtime's quantizer on slimkit's ranges: any exportable model).
 
     Example:
         >>> splits = slimkit.load_data("fashion-mnist")
@@ -149,7 +161,12 @@ def quantize(
         require("onnx")
     elif scheme_of(cfg) in TORCH_INT8_SCHEMES:
         require_torchao()
-    quantized, report = handler.apply(
+    apply = handler.apply
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "onnxruntime" and backend == "onnxruntime" and scheme_of(cfg) in ORT_INT8_SCHEMES:
+        apply = ORT_INT8_SCHEMES[scheme_of(cfg)]
+    quantized, report = apply(
         model, cfg, calib_data=calib_data, data=data, device=device, progress=progress
     )
     _inherit(model, quantized)
@@ -160,6 +177,12 @@ def quantize(
         "input_shape": input_shape(calib_data if calib_data is not None else data),
         "report": report.to_dict(),
     }
+    engine_section = getattr(quantized, "_section", None)
+    if isinstance(engine_section, dict):
+        engine_section.update(
+            {k: v for k, v in section.items() if v is not None}
+        )  # the graph's own record: ranges, engine, input shape
+        section = engine_section
     setattr(quantized, QUANT_ATTR, section)
     return quantized
 
@@ -194,6 +217,8 @@ def _shortest_f32(value: float) -> float:
 def quantization_spec(model: nn.Module) -> dict[str, Any]:
     """The artifact spec section of a quantized model, with its activation parameters."""
     section = dict(getattr(model, QUANT_ATTR))
+    if section.get("engine") == ENGINE:
+        return section
     rebuilt = _handler(config_from_dict(section["config"])).rebuilt_report_keys
     report = section.get("report", {})
     section["report"] = {k: v for k, v in report.items() if k not in rebuilt}
@@ -222,6 +247,11 @@ def restore_structure(model: nn.Module, section: dict[str, Any]) -> nn.Module:
     artifact's tensors (integer weights, scales, biases) into the returned model.
     """
     cfg = config_from_dict(section["config"])
+    if section.get("engine") == ENGINE:
+        ort_model = restore_ort_static(model, section)
+        _inherit(model, ort_model)
+        setattr(ort_model, QUANT_ATTR, section)
+        return ort_model
     restored = _handler(cfg).restore(model, cfg)
     _restore_activations(restored, section.get("activations", {}))
     _inherit(model, restored)

@@ -18,7 +18,8 @@ def conv_bn_pairs(model: nn.Module, graph: fx.Graph | None = None) -> list[tuple
         model: the model.
         graph: its traced graph (traced here when omitted).
     """
-    graph = graph if graph is not None else fx.symbolic_trace(model).graph
+    if graph is None:
+        return _pairs_by_parts(model, "")
     modules = dict(model.named_modules())
     pairs = []
     for node in graph.nodes:
@@ -33,6 +34,20 @@ def conv_bn_pairs(model: nn.Module, graph: fx.Graph | None = None) -> list[tuple
         ):
             pairs.append((str(source.target), str(node.target)))
     return pairs
+
+
+def _pairs_by_parts(model: nn.Module, prefix: str) -> list[tuple[str, str]]:
+    """Pairs of the largest traceable parts: a model whose own forward torch.fx cannot trace
+    (an input adapter's shape test, data-dependent control flow) is searched child by child."""
+    try:
+        graph = fx.symbolic_trace(model).graph
+    except Exception:  # fx raises many types for untraceable code
+        return [
+            pair
+            for name, child in model.named_children()
+            for pair in _pairs_by_parts(child, f"{prefix}{name}.")
+        ]
+    return [(prefix + conv, prefix + bn) for conv, bn in conv_bn_pairs(model, graph)]
 
 
 @torch.no_grad()

@@ -413,7 +413,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], example: torch.T
     Example:
         >>> export_onnx(quantized, "q.onnx", splits.example_input(1))
     """
-    proto = to_onnx_model(model, example)
+    from ._ort_int8 import OrtInt8Model
+
+    proto = model.proto if isinstance(model, OrtInt8Model) else to_onnx_model(model, example)
     with atomic_path(path) as tmp:
         tmp.write_bytes(proto.SerializeToString())
     return Path(path)
@@ -454,6 +456,23 @@ def session(
         options.profile_file_prefix = profile_prefix
     return ort.InferenceSession(
         str(path),
+        options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=["QDQPropagationTransformer"],
+    )
+
+
+def session_from_bytes(model: bytes, threads: int = 1) -> Any:
+    """:func:`session`'s settings for an in-memory graph."""
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(
+        model,
         options,
         providers=["CPUExecutionProvider"],
         disabled_optimizers=["QDQPropagationTransformer"],

@@ -1,0 +1,559 @@
+"""int8 static quantization for ONNX Runtime, by ONNX Runtime's own quantizer.
+
+The pipeline: the float graph from PyTorch's exporter (:mod:`._export`, BatchNorm folded in
+PyTorch first) → activation ranges chosen by slimkit's observers (``minmax``, ``percentile``,
+``mse``) on slimkit's calibration batches, with every float tensor of the graph exposed to
+ONNX Runtime → ``onnxruntime.quantization.quantize_static`` reading those ranges from its
+calibration cache (QDQ format, symmetric int8 weights per output channel, uint8 activations,
+the excluded layers' nodes left float) → the graph ONNX Runtime's CPU provider fuses into
+QLinearConv, QLinearMatMul, QGemm, QLinearAdd and friends.
+
+slimkit's own part is the ranges (ONNX Runtime's percentile calibrator clips symmetric ranges of
+``|x|``, which wastes half the uint8 codes of a post-ReLU tensor) and the bookkeeping: the
+quantized model is the deployed graph itself behind ``nn.Module`` (:class:`OrtInt8Model`), so
+what the search measures is what ships. Its artifact stores each int8 weight as ONNX Runtime
+quantized it (int8 values and per-channel scales), the other tensors in float, and the ranges;
+loading re-exports and re-quantizes to the same graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ArtifactError, UnsupportedOpError
+from ._calib import calibration_batches
+from ._config import Int8StaticConfig
+from ._export import INPUT, WEIGHTED_OPS, export_proto, layer_nodes, require
+from ._fold import fold_batchnorm
+from ._graph import QuantReport, matches
+from ._observers import make_observer
+
+#: Bytes of exposed activations held at once while calibrating (a chunk of the batch).
+CALIB_CHUNK_BYTES = 256 << 20
+#: Suffix of the per-channel scale stored beside an int8 weight in an artifact (no parameter
+#: name can contain "@").
+SCALE_SUFFIX = "@int8-scale"
+#: The ``engine`` value of a spec section written by this module.
+ENGINE = "onnxruntime-quantizer"
+
+
+def _float_tensors(proto: Any) -> list[str]:
+    """Float tensors that nodes read or write, graph inputs included, initializers excluded
+    (the selection ONNX Runtime's calibrators make)."""
+    onnx = require("onnx")
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    graph = inferred.graph
+    infos = {vi.name: vi for vi in [*graph.value_info, *graph.output, *graph.input]}
+    constants = {i.name for i in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    names: dict[str, None] = {}
+    for node in graph.node:
+        for name in [*node.input, *node.output]:
+            info = infos.get(name)
+            if info is None or name in constants or not info.type.HasField("tensor_type"):
+                continue
+            if info.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
+                names[name] = None
+    return list(names)
+
+
+def _exposing(proto: Any, tensors: list[str]) -> Any:
+    onnx = require("onnx")
+    exposed = copy.deepcopy(proto)
+    present = {o.name for o in exposed.graph.output}
+    for name in tensors:
+        if name not in present:
+            exposed.graph.output.append(
+                onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+            )
+    return exposed
+
+
+def _plain_session(proto: Any) -> Any:
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    options.intra_op_num_threads = torch.get_num_threads()
+    return ort.InferenceSession(
+        proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+
+
+def measure_ranges(
+    proto: Any, batches: list[torch.Tensor], observer: str, percentile: float
+) -> dict[str, tuple[float, float]]:
+    """Each float tensor's range as slimkit's ``observer`` chooses it over ``batches``."""
+    tensors = _float_tensors(proto)
+    session = _plain_session(_exposing(proto, tensors))
+    observers = {name: make_observer(observer, percentile) for name in tensors}
+    first = session.run(tensors, {INPUT: batches[0][:1].numpy()})
+    per_example = max(sum(o.nbytes for o in first), 1)
+    chunk = max(1, CALIB_CHUNK_BYTES // per_example)
+    for batch in batches:
+        for part in batch.split(chunk):
+            for name, value in zip(
+                tensors, session.run(tensors, {INPUT: part.numpy()}), strict=True
+            ):
+                observers[name].update(torch.from_numpy(value))
+    return {name: obs.range() for name, obs in observers.items() if obs.seen}
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    # quantize_static logs a pre-processing hint through the root logger on every call.
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def quantize_graph(
+    proto: Any,
+    ranges: dict[str, tuple[float, float]],
+    *,
+    per_channel: bool = True,
+    reduce_range: bool = False,
+    exclude_nodes: list[str] | None = None,
+    only_nodes: list[str] | None = None,
+) -> Any:
+    """The QDQ int8 graph ONNX Runtime's ``quantize_static`` makes of ``proto`` with ``ranges``.
+
+    Args:
+        proto: the float graph.
+        ranges: tensor name → (low, high), as :func:`measure_ranges` returns.
+        per_channel: one weight scale per output channel.
+        reduce_range: 7-bit weights (for u8·s8 kernels that can saturate without VNNI).
+        exclude_nodes: node names left float.
+        only_nodes: when given, only these nodes are quantized.
+    """
+    onnx = require("onnx")
+    quantization = require("onnxruntime.quantization")
+    calibrate = require("onnxruntime.quantization.calibrate")
+    data = {
+        name: (np.array(lo, dtype=np.float32), np.array(hi, dtype=np.float32))
+        for name, (lo, hi) in ranges.items()
+    }
+    tensors = calibrate.TensorsData(quantization.CalibrationMethod.MinMax, data)
+    with tempfile.TemporaryDirectory(prefix="slimkit-int8-") as work:
+        source, target, cache = (Path(work) / n for n in ("float.onnx", "int8.onnx", "ranges.json"))
+        source.write_bytes(proto.SerializeToString())
+        calibrate.save_tensors_data(tensors, cache)
+        with _quiet_quantizer():
+            quantization.quantize_static(
+                str(source),
+                str(target),
+                None,
+                calibration_cache_path=str(cache),
+                calibrate_method=quantization.CalibrationMethod.MinMax,
+                quant_format=quantization.QuantFormat.QDQ,
+                per_channel=per_channel,
+                reduce_range=reduce_range,
+                activation_type=quantization.QuantType.QUInt8,
+                weight_type=quantization.QuantType.QInt8,
+                nodes_to_exclude=list(exclude_nodes or []),
+                nodes_to_quantize=list(only_nodes or []),
+                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+            )
+        return onnx.load(str(target))
+
+
+def int8_weights(proto: Any) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+    """Weight initializer name → (int8 values, scales, axis) of a QDQ graph's int8 weights."""
+    numpy_helper = require("onnx").numpy_helper
+    inits = {i.name: i for i in proto.graph.initializer}
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    out = {}
+    for node in proto.graph.node:
+        if node.op_type not in WEIGHTED_OPS or len(node.input) < 2:
+            continue
+        dq = producers.get(node.input[1])
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits:
+            continue
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+        q = numpy_helper.to_array(inits[dq.input[0]])
+        scale = numpy_helper.to_array(inits[dq.input[1]])
+        if q.dtype == np.int8:
+            out[dq.input[0].removesuffix("_quantized")] = (q, scale, axis)
+    return out
+
+
+def quantized_modules(proto: Any) -> list[str]:
+    """Modules whose weighted node reads an int8 weight in the QDQ graph ``proto``."""
+    weights = int8_weights(proto)
+    nodes = layer_nodes(proto)
+    return [
+        module
+        for node in proto.graph.node
+        if (module := nodes.get(node.name)) is not None
+        and len(node.input) > 1
+        and node.input[1].removesuffix("_DequantizeLinear_Output") in weights
+    ]
+
+
+def _reduce_range(cfg: Int8StaticConfig) -> bool:
+    if cfg.reduce_range == "auto":
+        from ..measure import cpu_info
+
+        return not cpu_info()["vnni"]
+    return cfg.reduce_range == "all"
+
+
+def _excluded_nodes(proto: Any, exclude: tuple[str, ...]) -> list[str]:
+    return [node for node, module in layer_nodes(proto).items() if matches(module, exclude)]
+
+
+def prepare_float(model: nn.Module, *, structure_only: bool = False) -> tuple[nn.Module, list]:
+    """A CPU eval copy of ``model`` with BatchNorm folded where torch.fx finds the pairs."""
+    float_model = copy.deepcopy(model).cpu().eval()
+    pairs = fold_batchnorm(float_model, structure_only=structure_only)
+    return float_model, [list(p) for p in pairs]
+
+
+class OrtInt8Model(nn.Module):
+    """The int8 ONNX Runtime graph of a float model, behind the ``nn.Module`` call interface.
+
+    ``float_model`` holds the float weights the graph was quantized from (each int8 layer's
+    weight is the dequantized int8 weight), for counting parameters and MACs and for saving.
+
+    Args:
+        float_model: the float model the graph computes.
+        proto: its QDQ ``ModelProto``; ``None`` rebuilds it from ``section`` on first use.
+        section: the spec section (ranges, exclusions, input shape) that rebuilds it.
+    """
+
+    def __init__(self, float_model: nn.Module, proto: Any, section: dict[str, Any]) -> None:
+        super().__init__()
+        self.float_model = float_model
+        self._proto = proto
+        self._section = section
+        self._sessions: dict[int, Any] = {}
+        self._register_state_dict_hook(_int8_state)
+        self._register_load_state_dict_pre_hook(_float_state, with_module=True)
+
+    @property
+    def proto(self) -> Any:
+        """The QDQ graph (rebuilt from the float weights and the stored ranges if needed)."""
+        if self._proto is None:
+            self._proto = _rebuild(self.float_model, self._section)
+        return self._proto
+
+    def onnx_bytes(self) -> bytes:
+        return bytes(self.proto.SerializeToString())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from ._onnx import session_from_bytes
+
+        threads = torch.get_num_threads()
+        if threads not in self._sessions:
+            self._sessions[threads] = session_from_bytes(self.onnx_bytes(), threads)
+        out = self._sessions[threads].run(None, {INPUT: x.detach().cpu().float().numpy()})[0]
+        return torch.from_numpy(out).to(x.device)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> OrtInt8Model:
+        clone = OrtInt8Model(copy.deepcopy(self.float_model, memo), self._proto, self._section)
+        for key, value in self.__dict__.items():
+            if key.startswith("slimkit_"):
+                setattr(clone, key, copy.deepcopy(value, memo))
+        return clone
+
+
+_INNER = "float_model."
+
+
+def _int8_state(module: nn.Module, state: dict[str, Any], prefix: str, _meta: Any) -> None:
+    """Store each weight ONNX Runtime quantized as its int8 values and per-channel scales,
+    under the float model's own tensor names (an artifact reads like the float model's)."""
+    assert isinstance(module, OrtInt8Model)
+    for key in [k for k in state if k.startswith(prefix + _INNER)]:
+        state[prefix + key[len(prefix) + len(_INNER) :]] = state.pop(key)
+    if module._proto is None:  # a restored model before its tensors are loaded: shapes only
+        for name in module._section.get("int8_weights", []):
+            key = f"{prefix}{name}"
+            if key in state:
+                state[key] = torch.zeros(state[key].shape, dtype=torch.int8)
+                state[key + SCALE_SUFFIX] = torch.zeros(state[key].shape[0])
+        return
+    for name, (q, scale) in stored_int8(module.float_model, module.proto).items():
+        key = f"{prefix}{name}"
+        state[key] = torch.from_numpy(q.copy())
+        state[key + SCALE_SUFFIX] = torch.from_numpy(scale.copy())
+
+
+def stored_int8(float_model: nn.Module, proto: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The int8 weights an artifact stores: those whose initializer is the parameter itself
+    (same name and shape, per output channel); a transposed or reshaped weight stays float."""
+    params = dict(float_model.named_parameters())
+    out = {}
+    for name, (q, scale, axis) in int8_weights(proto).items():
+        weight = params.get(name)
+        if weight is not None and tuple(weight.shape) == q.shape and axis == 0:
+            scales = np.broadcast_to(np.asarray(scale, dtype=np.float32).reshape(-1), q.shape[:1])
+            out[name] = (q, np.ascontiguousarray(scales))
+    return out
+
+
+def _float_state(module: nn.Module, state: dict[str, Any], prefix: str, *_: Any) -> None:
+    """Dequantize stored int8 weights; the graph is rebuilt from them on first use."""
+    assert isinstance(module, OrtInt8Model)
+    module._proto = None
+    module._sessions.clear()
+    for key in [k for k in state if k.startswith(prefix) and not k.startswith(prefix + _INNER)]:
+        state[prefix + _INNER + key[len(prefix) :]] = state.pop(key)
+    for key in [k for k in state if k.endswith(SCALE_SUFFIX) and k.startswith(prefix)]:
+        weight = key.removesuffix(SCALE_SUFFIX)
+        q = state.get(weight)
+        if q is None or q.dtype != torch.int8:
+            raise ArtifactError(f"int8 scale {key!r} has no int8 weight beside it; re-create it")
+        scale = state.pop(key).float()
+        if scale.shape != q.shape[:1]:
+            raise ArtifactError(f"int8 scale {key!r} does not match its weight; re-create it")
+        state[weight] = q.float() * scale.reshape(-1, *([1] * (q.dim() - 1)))
+
+
+def _example(section: dict[str, Any]) -> torch.Tensor:
+    shape = section.get("input_shape")
+    if not shape:
+        raise ArtifactError("the int8 spec section lacks input_shape; re-create the artifact")
+    return torch.zeros(2, *[int(s) for s in shape])
+
+
+def _rebuild(float_model: nn.Module, section: dict[str, Any]) -> Any:
+    proto = export_proto(float_model, _example(section))
+    ranges = {k: (float(v[0]), float(v[1])) for k, v in section.get("ranges", {}).items()}
+    missing = [t for t in _float_tensors(proto) if t not in ranges]
+    if missing and not ranges:
+        raise ArtifactError("the int8 spec section has no activation ranges; re-create it")
+    return quantize_graph(
+        proto,
+        ranges,
+        per_channel=bool(section["config"].get("per_channel", True)),
+        reduce_range=bool(section.get("reduce_range", False)),
+        exclude_nodes=_excluded_nodes(proto, tuple(section["config"].get("exclude", ()))),
+    )
+
+
+#: Ops that only move or reshape data: they run on whatever they are given.
+_DATA_MOVES = {
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "Shape",
+    "Reshape",
+    "Transpose",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Constant",
+    "Gather",
+    "Slice",
+    "Cast",
+    "CastLike",
+    "Identity",
+    "Expand",
+    "Range",
+    "Split",
+    "Concat",
+    "MaxPool",
+    "Relu",
+    "Clip",
+    "Size",
+    "ConstantOfShape",
+}
+
+
+def float_compute_nodes(proto: Any) -> list[dict[str, str]]:
+    """Compute nodes of a QDQ graph that read float data (no DequantizeLinear before them):
+    ONNX Runtime runs them in float."""
+    from ._export import WEIGHTED_OPS as _LAYER_OPS
+
+    producers = {o: n.op_type for n in proto.graph.node for o in n.output}
+    out = []
+    for node in proto.graph.node:
+        if node.op_type in _DATA_MOVES or node.op_type in _LAYER_OPS or not node.input:
+            continue
+        if producers.get(node.input[0]) != "DequantizeLinear":
+            where = node.doc_string or node.name
+            out.append(
+                {
+                    "node": node.name,
+                    "op": f"{where} ({node.op_type})",
+                    "reason": "no int8 kernel in ONNX Runtime's quantizer",
+                }
+            )
+    return out
+
+
+def _report(proto: Any, pairs: list, excluded: tuple[str, ...]) -> QuantReport:
+    quantized = quantized_modules(proto)
+    nodes = layer_nodes(proto)
+    floats = []
+    for node, module in nodes.items():
+        if module not in quantized:
+            reason = (
+                "excluded by the config"
+                if matches(module, excluded)
+                else ("left float by ONNX Runtime's quantizer")
+            )
+            floats.append({"node": node, "op": module, "reason": reason})
+    floats += float_compute_nodes(proto)
+    return QuantReport(quantized=quantized, float_ops=floats, folded=pairs)
+
+
+def quantize_float_model(
+    float_model: nn.Module, cfg: Int8StaticConfig, batches: list[torch.Tensor], pairs: list
+) -> tuple[OrtInt8Model, QuantReport]:
+    """Export, calibrate and quantize an already-prepared float model."""
+    from ._calib import run_batches
+
+    run_batches(float_model, [batches[0][:2]])  # a shape mismatch is the data's error
+    proto = export_proto(float_model, batches[0][:2])
+    ranges = measure_ranges(proto, batches, cfg.observer, cfg.percentile)
+    reduce = _reduce_range(cfg)
+    q = quantize_graph(
+        proto,
+        ranges,
+        per_channel=cfg.per_channel,
+        reduce_range=reduce,
+        exclude_nodes=_excluded_nodes(proto, cfg.exclude),
+    )
+    _check_mapped(float_model, proto)
+    section = {
+        "engine": ENGINE,
+        "config": cfg.to_dict(),
+        "input_shape": list(batches[0].shape[1:]),
+        "reduce_range": reduce,
+        "ranges": {k: [_f32(lo), _f32(hi)] for k, (lo, hi) in ranges.items()},
+    }
+    model = OrtInt8Model(float_model, q, section)
+    section["int8_weights"] = _load_dequantized(model)
+    return model, _report(q, pairs, cfg.exclude)
+
+
+def _f32(value: float) -> float:
+    return float(np.format_float_positional(np.float32(value), unique=True))
+
+
+def _check_mapped(model: nn.Module, proto: Any) -> None:
+    if not layer_nodes(proto) and any(
+        isinstance(m, nn.Conv2d | nn.Linear) for m in model.modules()
+    ):
+        raise UnsupportedOpError(
+            "the exported graph's layers could not be mapped back to modules; export the "
+            "model with plain nn.Conv2d / nn.Linear layers"
+        )
+
+
+@torch.no_grad()
+def _load_dequantized(model: OrtInt8Model) -> list[str]:
+    """Give the float model the weights the graph computes with (int8 values · scales);
+    return the names of those weights."""
+    params = dict(model.float_model.named_parameters())
+    stored = stored_int8(model.float_model, model.proto)
+    for name, (q, scale) in stored.items():
+        shape = (-1, *([1] * (q.ndim - 1)))
+        params[name].copy_(torch.from_numpy(q.astype(np.float32) * scale.reshape(shape)))
+    return list(stored)
+
+
+def quantize_ort_static(
+    model: nn.Module, cfg: Int8StaticConfig, *, calib_data: Any = None, **_: Any
+) -> tuple[OrtInt8Model, QuantReport]:
+    """int8-static for ONNX Runtime: the handler :func:`slimkit.quantize` calls."""
+    from ._graph import check_exclude
+    from ._modules import WEIGHTED_TYPES
+
+    check_exclude(model, cfg.exclude, WEIGHTED_TYPES)
+    batches = calibration_batches(
+        calib_data, model, batches=cfg.calib_batches, batch_size=cfg.calib_batch_size
+    )
+    float_model, pairs = prepare_float(model)
+    return quantize_float_model(float_model, cfg, batches, pairs)
+
+
+def quantize_ort_qat(
+    model: nn.Module,
+    cfg: Any,
+    *,
+    calib_data: Any = None,
+    data: Any = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    **_: Any,
+) -> tuple[OrtInt8Model, QuantReport]:
+    """QAT for ONNX Runtime: slimkit's fake-quant fine-tune (torch.fx), then the trained float
+    weights quantized by ONNX Runtime's quantizer with freshly calibrated ranges."""
+    from ._static import quantize_qat
+
+    gm, _qat_report = quantize_qat(
+        model, cfg, calib_data=calib_data, data=data, device=device, progress=progress
+    )
+    float_model, pairs = prepare_float(model)
+    trained = qat_float_model(gm).state_dict()
+    try:
+        float_model.load_state_dict(trained)
+    except RuntimeError as err:
+        raise UnsupportedOpError(
+            f"the QAT model's layers do not map back onto {type(model).__name__}: {err}"
+        ) from None
+    batches = calibration_batches(
+        calib_data if calib_data is not None else data,
+        model,
+        batches=cfg.calib_batches,
+        batch_size=cfg.calib_batch_size,
+    )
+    return quantize_float_model(float_model, cfg, batches, pairs)
+
+
+def restore_ort_static(model: nn.Module, section: dict[str, Any]) -> OrtInt8Model:
+    """The structure an int8 ONNX Runtime artifact's tensors fit (its graph rebuilt lazily)."""
+    float_model, _ = prepare_float(model, structure_only=True)
+    restored = OrtInt8Model(float_model, None, section)
+    return restored
+
+
+def qat_float_model(gm: nn.Module) -> nn.Module:
+    """The plain float model of a QAT-trained simulated int8 model: each int8 layer becomes a
+    Conv/Linear with its dequantized weight, each activation quantizer an identity."""
+    from ._modules import ActQuant, QuantWeight, set_module
+
+    float_model = copy.deepcopy(gm).cpu().eval()
+    for name, module in list(float_model.named_modules()):
+        if isinstance(module, QuantWeight):
+            set_module(float_model, name, _plain_layer(module))
+        elif isinstance(module, ActQuant):
+            set_module(float_model, name, nn.Identity())
+    return float_model
+
+
+def _plain_layer(layer: Any) -> nn.Module:
+    weight = layer.float_weight().detach()
+    bias = layer.bias is not None
+    if layer.kind == "linear":
+        plain: nn.Module = nn.Linear(weight.shape[1], weight.shape[0], bias=bias)
+    else:
+        kw = layer.op_kwargs
+        conv: Any = {"conv1d": nn.Conv1d, "conv2d": nn.Conv2d, "conv3d": nn.Conv3d}[layer.kind]
+        plain = conv(
+            weight.shape[1] * kw.get("groups", 1),
+            weight.shape[0],
+            tuple(weight.shape[2:]),
+            bias=bias,
+            **kw,
+        )
+    target: Any = plain
+    with torch.no_grad():
+        target.weight.copy_(weight)
+        if bias:
+            target.bias.copy_(layer.bias.detach())
+    return plain

@@ -1,0 +1,89 @@
+"""int8 through PyTorch's exporter and ONNX Runtime's quantizer (``engine="onnxruntime"``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import slimkit
+from slimkit import DataError, UnsupportedOpError
+from slimkit.quantize import Int8StaticConfig, optimized_op_types, quantization_report, quantize
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+
+def _q(model: nn.Module, x: torch.Tensor, **cfg: object) -> nn.Module:
+    return quantize(model, Int8StaticConfig(**cfg), calib_data=[x], engine="onnxruntime")  # type: ignore[arg-type]
+
+
+def test_seed_cnn_round_trips_bit_exactly_and_stores_int8(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = slimkit.create_model("seed-cnn").eval()
+    x = torch.randn(32, 1, 28, 28)
+    q = _q(model, x, observer="percentile")
+    assert quantization_report(q)["quantized"] == ["conv1", "conv2", "fc1", "fc2"]
+    with torch.no_grad():
+        y = q(x)
+        agreement = float((y.argmax(1) == model(x).argmax(1)).float().mean())
+    assert agreement >= 0.9
+    path = slimkit.save(q, tmp_path / "q.safetensors")
+    fp32 = slimkit.save(model, tmp_path / "f.safetensors")
+    assert fp32.stat().st_size / path.stat().st_size >= 3.5
+    ops = optimized_op_types(tmp_path / "q.onnx")
+    assert ops["QLinearConv"] == 2 and ops["QGemm"] == 2 and "Conv" not in ops
+    restored = slimkit.load(path)
+    with torch.no_grad():
+        assert torch.equal(restored(x), y)
+
+
+def test_excluded_layer_stays_float() -> None:
+    torch.manual_seed(0)
+    model = slimkit.create_model("seed-cnn").eval()
+    q = _q(model, torch.randn(16, 1, 28, 28), exclude=("conv1",))
+    report = quantization_report(q)
+    assert "conv1" not in report["quantized"]
+    assert {"op": "conv1", "reason": "excluded by the config"}.items() <= report["float_ops"][
+        0
+    ].items()
+
+
+def test_a_torchvision_model_with_its_input_adapter_quantizes() -> None:
+    torch.manual_seed(0)
+    model = slimkit.create_model("torchvision:mobilenet_v3_small").eval()
+    q = _q(model, torch.randn(4, 1, 28, 28))
+    report = quantization_report(q)
+    assert len(report["quantized"]) == 54  # every conv and linear layer
+    assert report["folded"]  # BatchNorm folded inside the adapter's wrapped model
+
+
+def test_calibration_data_of_the_wrong_shape_is_a_data_error() -> None:
+    model = slimkit.create_model("seed-cnn").eval()
+    with pytest.raises(DataError, match="does not fit"):
+        _q(model, torch.randn(4, 1, 20, 20))
+
+
+class _DataDependent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # control flow on values: torch.export cannot capture it
+            return self.fc(x)
+        return -self.fc(x)
+
+
+def test_an_unexportable_model_is_refused_with_one_line() -> None:
+    with pytest.raises(
+        UnsupportedOpError, match=r"torch\.onnx\.export cannot export _DataDependent"
+    ):
+        _q(_DataDependent().eval(), torch.randn(4, 4))
+
+
+def test_unknown_engine_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="engine"):
+        quantize(nn.Linear(2, 2), Int8StaticConfig(), calib_data=[torch.randn(2, 2)], engine="x")
