@@ -24,7 +24,8 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .._io import atomic_path
-from ..errors import MissingDependencyError, UnsupportedOpError
+from ..errors import UnsupportedOpError
+from ._export import require
 from ._graph import input_act_quant, target_name, trace
 from ._modules import ActQuant, QuantWeight
 from ._qmath import ACT_QMIN
@@ -42,19 +43,6 @@ INT8_KERNELS = {
 }
 #: Float compute ops that should not survive ONNX Runtime's optimisation of an int8 graph.
 FLOAT_COMPUTE = {"Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "Add", "GlobalAveragePool"}
-
-
-def require(module: str) -> Any:
-    """Import an optional dependency, or say which extra installs it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise MissingDependencyError(
-            f"the onnxruntime backend needs {module}: pip install 'slimkit[onnx]', or use "
-            "backend='torch'"
-        ) from None
 
 
 def _pair(value: Any) -> list[int]:
@@ -442,6 +430,15 @@ def session(
     ms without (all-int8 2.95 ms, fp32 2.35 ms, timed interleaved); all-int8 graphs of seed-cnn
     and resnet20 ran the same either way (2.94 vs 2.95 ms, 30.4 vs 30.8 ms).
     """
+    return _session(str(path), threads, optimized, profile_prefix)
+
+
+def _session(
+    model: str | bytes,
+    threads: int,
+    optimized: str | None = None,
+    profile_prefix: str | None = None,
+) -> Any:
     ort = require("onnxruntime")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -455,7 +452,7 @@ def session(
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix
     return ort.InferenceSession(
-        str(path),
+        model,
         options,
         providers=["CPUExecutionProvider"],
         disabled_optimizers=["QDQPropagationTransformer"],
@@ -464,19 +461,7 @@ def session(
 
 def session_from_bytes(model: bytes, threads: int = 1) -> Any:
     """:func:`session`'s settings for an in-memory graph."""
-    ort = require("onnxruntime")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return ort.InferenceSession(
-        model,
-        options,
-        providers=["CPUExecutionProvider"],
-        disabled_optimizers=["QDQPropagationTransformer"],
-    )
+    return _session(model, threads)
 
 
 class OrtModule(nn.Module):
