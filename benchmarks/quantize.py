@@ -109,7 +109,7 @@ Findings behind these numbers:
   (9 float Adds on resnet20, with a DequantizeLinear per input). Written as scalars, they fuse
   into QLinearAdd (the ReLU after the add is the output quantization's clamp), and the
   optimised graph holds no float compute op.
-- The batch-1 gap to `quantize_static` on seed-cnn (0.153 vs 0.113 ms in the previous run) was
+- A batch-1 gap to `quantize_static` on seed-cnn (0.153 vs 0.113 ms) was
   the benchmark's doing: after the scalar fix the optimised graphs are op-for-op the same, and
   with a fixed order the runner timed right after the torch simulation paid for the caches it
   evicted — swapping the two rows swapped the gap (0.22 vs 0.17 ms either way). Rounds now
@@ -139,23 +139,22 @@ Findings behind these numbers:
     (`python benchmarks/ort_profile.py --artifact runs/demo/seed-cnn.safetensors`, then the
     same with `--no-stem-pad`).
   - In the run below, the all-int8 graph took 2.38 ms against 2.91 ms for the peer's graph,
-    which has the same structure without the padding (session 6's run: 2.80 vs 5.20 ms).
+    which has the same structure without the padding.
   - resnet20: no change measurable at batch 64 (32.8 ms against 32.0 before): its stem is
     about 3% of the graph.
 - **seed-cnn's stem is fastest in float.** On this AVX2 CPU without VNNI, ONNX Runtime runs
   that first conv faster in fp32 (NCHWc kernels) than in int8, even padded. With the stem in
   float the int8 graph is the fastest: 1.64 ms below, faster than the fp32 graph (2.08 ms),
   which all-int8 is not.
-- **resnet20 gains nothing from a float stem** (2.67× against 2.73× all-int8 below; 2.81×
-  either way in session 6). There the stem feeds a
+- **resnet20 gains nothing from a float stem** (2.67× against 2.73× all-int8 below). There the stem feeds a
   16-channel int8 conv and a residual add directly. ONNX Runtime's layout pass then keeps
   layer1's adds in NCHW and adds transposes: 1.31 ms of them against 0.11 ms all-int8
   (`python benchmarks/ort_profile.py --artifact runs/bench/resnet20.safetensors --float conv1`,
   and without `--float`).
 - The issue's "int8 on ONNX Runtime ≥ 3× faster than fp32 eager at batch 64", in the runs
-  below (2026-11-28, session 10, nothing else running):
+  below (nothing else running):
   - seed-cnn: met. All-int8 3.94× (3.93–3.95× across observers and QAT), +0.01 points; 5.70×
-    with the stem float. Earlier runs of the same command: 3.93× and 5.72× (session 6).
+    with the stem float.
   - resnet20: **not met**. All-int8 2.73× (2.73× for every observer and QAT), 2.67× with the
     stem float; the peer's graph 2.67×; PT2E on the torch backend 2.96×, the torchao peer
     2.97×. Runs of the same command in sessions 5 and 6 gave 2.76–2.83× for all-int8, and a
@@ -183,9 +182,9 @@ Findings behind these numbers:
       conv1`). On two threads the speed-up is 2.95× (52.3 vs 17.7 ms,
       `benchmarks/int8_layers.py --threads 2`).
     - The machine's own noise: the per-layer seed-cnn run below timed the int8 graph at 2.26
-      ms (3.79×); an earlier run of the same command, 3.51 ms (2.87×), where `benchmarks/quantize.py`
-      a minute before gave 2.38 ms (3.94×). Within one process the ratios hold; between
-      processes the speed of either side can move by a third.
+      ms (3.79×), while separate processes of the same command have timed it up to a third
+      slower. Within one process the ratios hold; between processes the speed of either side
+      can move by a third.
     - On a CPU with VNNI (AVX-VNNI, AVX512-VNNI) ONNX Runtime uses its VNNI kernels, one
       instruction per four u8×s8 products; this page was not measured on one.
 """
