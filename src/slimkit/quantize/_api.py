@@ -47,13 +47,17 @@ ONNX_SCHEMES = ("int8-static", "qat", "int8-weight-only")
 TORCH_INT8_SCHEMES = ("int8-static", "qat")
 #: Who writes an int8 ONNX Runtime graph (see :func:`quantize`).
 ENGINES = ("slimkit", "onnxruntime")
-#: Schemes whose ONNX Runtime graph comes from ONNX Runtime's quantizer, by their handler.
-ORT_INT8_SCHEMES: dict[str, QuantizeHandler] = {}
 #: Attributes a quantized model inherits from its float model (architecture, pruned widths).
 _INHERITED = (ARCH_ATTR, STRUCTURE_ATTR)
 
 QuantizeHandler = Callable[..., tuple[nn.Module, QuantReport]]
 RestoreHandler = Callable[[nn.Module, Any], nn.Module]
+
+#: Schemes whose ONNX Runtime graph comes from ONNX Runtime's quantizer, by their handler.
+ORT_INT8_SCHEMES: dict[str, QuantizeHandler] = {
+    "int8-static": quantize_ort_static,
+    "qat": quantize_ort_qat,
+}
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,6 @@ _HANDLERS: dict[type, SchemeHandler] = {
     Fp16Config: SchemeHandler(quantize_fp16, RESTORERS[Fp16Config]),
     Bf16Config: SchemeHandler(quantize_bf16, RESTORERS[Bf16Config]),
 }
-
-
-ORT_INT8_SCHEMES.update({"int8-static": quantize_ort_static, "qat": quantize_ort_qat})
 
 
 def register_quantize_handler(

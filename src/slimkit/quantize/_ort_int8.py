@@ -169,37 +169,35 @@ def quantize_graph(
         return onnx.load(str(target))
 
 
+def _int8_weight_reads(proto: Any) -> Iterator[tuple[Any, Any]]:
+    """(weighted node, the DequantizeLinear of its int8 weight initializer) of a QDQ graph."""
+    inits = {i.name for i in proto.graph.initializer}
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    for node in proto.graph.node:
+        if node.op_type in WEIGHTED_OPS and len(node.input) > 1:
+            dq = producers.get(node.input[1])
+            if dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in inits:
+                yield node, dq
+
+
 def int8_weights(proto: Any) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
     """Weight initializer name → (int8 values, scales, axis) of a QDQ graph's int8 weights."""
     numpy_helper = require("onnx").numpy_helper
     inits = {i.name: i for i in proto.graph.initializer}
-    producers = {o: n for n in proto.graph.node for o in n.output}
     out = {}
-    for node in proto.graph.node:
-        if node.op_type not in WEIGHTED_OPS or len(node.input) < 2:
-            continue
-        dq = producers.get(node.input[1])
-        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits:
-            continue
-        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+    for _, dq in _int8_weight_reads(proto):
         q = numpy_helper.to_array(inits[dq.input[0]])
-        scale = numpy_helper.to_array(inits[dq.input[1]])
         if q.dtype == np.int8:
+            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+            scale = numpy_helper.to_array(inits[dq.input[1]])
             out[dq.input[0].removesuffix("_quantized")] = (q, scale, axis)
     return out
 
 
 def quantized_modules(proto: Any) -> list[str]:
     """Modules whose weighted node reads an int8 weight in the QDQ graph ``proto``."""
-    weights = int8_weights(proto)
     nodes = layer_nodes(proto)
-    return [
-        module
-        for node in proto.graph.node
-        if (module := nodes.get(node.name)) is not None
-        and len(node.input) > 1
-        and node.input[1].removesuffix("_DequantizeLinear_Output") in weights
-    ]
+    return [nodes[node.name] for node, _ in _int8_weight_reads(proto) if node.name in nodes]
 
 
 def _reduce_range(cfg: Int8StaticConfig) -> bool:
@@ -332,8 +330,7 @@ def _example(section: dict[str, Any]) -> torch.Tensor:
 def _rebuild(float_model: nn.Module, section: dict[str, Any]) -> Any:
     proto = export_proto(float_model, _example(section))
     ranges = {k: (float(v[0]), float(v[1])) for k, v in section.get("ranges", {}).items()}
-    missing = [t for t in _float_tensors(proto) if t not in ranges]
-    if missing and not ranges:
+    if not ranges:
         raise ArtifactError("the int8 spec section has no activation ranges; re-create it")
     return quantize_graph(
         proto,
@@ -375,12 +372,10 @@ _DATA_MOVES = {
 def float_compute_nodes(proto: Any) -> list[dict[str, str]]:
     """Compute nodes of a QDQ graph that read float data (no DequantizeLinear before them):
     ONNX Runtime runs them in float."""
-    from ._export import WEIGHTED_OPS as _LAYER_OPS
-
     producers = {o: n.op_type for n in proto.graph.node for o in n.output}
     out = []
     for node in proto.graph.node:
-        if node.op_type in _DATA_MOVES or node.op_type in _LAYER_OPS or not node.input:
+        if node.op_type in _DATA_MOVES or node.op_type in WEIGHTED_OPS or not node.input:
             continue
         if producers.get(node.input[0]) != "DequantizeLinear":
             where = node.doc_string or node.name
@@ -418,6 +413,7 @@ def quantize_float_model(
 
     run_batches(float_model, [batches[0][:2]])  # a shape mismatch is the data's error
     proto = export_proto(float_model, batches[0][:2])
+    _check_mapped(float_model, proto)
     ranges = measure_ranges(proto, batches, cfg.observer, cfg.percentile)
     reduce = _reduce_range(cfg)
     q = quantize_graph(
@@ -427,7 +423,6 @@ def quantize_float_model(
         reduce_range=reduce,
         exclude_nodes=_excluded_nodes(proto, cfg.exclude),
     )
-    _check_mapped(float_model, proto)
     section = {
         "engine": ENGINE,
         "config": cfg.to_dict(),
@@ -518,8 +513,7 @@ def quantize_ort_qat(
 def restore_ort_static(model: nn.Module, section: dict[str, Any]) -> OrtInt8Model:
     """The structure an int8 ONNX Runtime artifact's tensors fit (its graph rebuilt lazily)."""
     float_model, _ = prepare_float(model, structure_only=True)
-    restored = OrtInt8Model(float_model, None, section)
-    return restored
+    return OrtInt8Model(float_model, None, section)
 
 
 def qat_float_model(gm: nn.Module) -> nn.Module:

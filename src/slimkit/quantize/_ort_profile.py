@@ -17,10 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ._export import layer_nodes as _layer_nodes_of
 from ._onnx import require, session
-
-#: ONNX op types slimkit's writer emits for weighted layers (their ``doc_string``: the module).
-LAYER_OPS = ("Conv", "Gemm", "MatMul")
 
 
 def kernel_times(
@@ -61,9 +59,7 @@ def layer_nodes(path: str | os.PathLike[str]) -> dict[str, str]:
 
     Only nodes written by slimkit (their ``doc_string`` names the module) are listed.
     """
-    onnx = require("onnx")
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return {n.name: n.doc_string for n in graph.node if n.op_type in LAYER_OPS and n.doc_string}
+    return _layer_nodes_of(require("onnx").load(str(path), load_external_data=False))
 
 
 def source_node(kernel: str, nodes: dict[str, str] | set[str]) -> str | None:
