@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 2
 # Passive OpenMP waiting (slimkit sets it too when imported before torch): see src/slimkit/__init__.py.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup data demo test test-slow test-distributed lint format bench coverage clean
+.PHONY: setup data demo test test-slow test-distributed lint format bench coverage pipeline-coverage clean
 
 setup: $(STAMP) data
 
@@ -54,6 +54,10 @@ bench: setup
 
 coverage: setup
 	$(PY) scripts/coverage.py
+
+# Every torchvision classifier and ~75 timm models through prune → int8 → ONNX Runtime (hours).
+pipeline-coverage: setup
+	$(PY) scripts/pipeline_coverage.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

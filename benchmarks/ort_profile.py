@@ -11,7 +11,7 @@ float artifact quantized here to int8 (static, minmax, calibrated on Fashion-MNI
     python benchmarks/ort_profile.py --artifact runs/bench/resnet20.safetensors --float conv1
 
 ``--no-stem-pad`` exports without padding a first conv over 1-3 channels to 4 (see
-``slimkit.quantize._onnx.SYM_CONV_CHANNELS``), to compare the two; ``--float`` keeps layers in
+``slimkit.quantize._qdq_passes.STEM_CHANNELS``), to compare the two; ``--float`` keeps layers in
 float (mixed precision). A padded conv's G MAC/s counts the padded channels. Profiled times include the
 profiler's own overhead; compare nodes within a run, not against other benchmarks.
 """
@@ -28,7 +28,7 @@ import onnx
 import torch
 
 import slimkit
-from slimkit.quantize import Int8StaticConfig, _onnx, onnx_path, quantize
+from slimkit.quantize import Int8StaticConfig, _qdq_passes, onnx_path, quantize
 from slimkit.quantize._ort_profile import kernel_times, source_node
 
 
@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def quantized_onnx(artifact: str, work: Path, pad_stem: bool, floats: tuple[str, ...]) -> Path:
     if not pad_stem:
-        _onnx.SYM_CONV_CHANNELS = 1  # no conv has fewer input channels: nothing is padded
+        _qdq_passes.STEM_CHANNELS = 1  # no conv has fewer input channels: nothing is padded
     splits = slimkit.load_data("fashion-mnist", limit_train=2000)
     cfg = Int8StaticConfig(exclude=floats)
     q = quantize(slimkit.load(artifact), cfg, calib_data=splits, progress=False)

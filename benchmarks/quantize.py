@@ -52,6 +52,7 @@ from slimkit.quantize import (
     quantize,
 )
 from slimkit.quantize._calib import calibration_batches
+from slimkit.quantize._static import quantize_static
 from slimkit.quantize._torch import _inference_freezing
 
 EVAL_BATCH = 64
@@ -359,8 +360,9 @@ def _variants(
         print(f"quantizing: {name}", file=sys.stderr, flush=True)
         q = quantize(model, cfg, calib_data=splits, data=qat_data, progress=False)
         path = slimkit.save(q, work / f"q{i}.safetensors")
-        if i == 0:
-            variants[name.replace("(ort)", "(torch sim)")] = {"model": q}
+        if i == 0:  # slimkit's own fake-quant simulation of the same scheme: the reference
+            simulated, _ = quantize_static(model, cfg, calib_data=splits)
+            variants[name.replace("(ort)", "(torch sim)")] = {"model": simulated}
         variants[name] = {
             "model": OrtModule(onnx_path(path), args.threads),
             "bytes": path.stat().st_size,

@@ -36,6 +36,7 @@ from .prune import (
     prune,
     search_sparsity,
 )
+from .quantize import Int8StaticConfig, QATConfig, quantize
 from .search import CompressConfig, compress
 from .train import TrainConfig, train
 
@@ -49,12 +50,14 @@ __all__ = [
     "DistillConfig",
     "Global",
     "HintKD",
+    "Int8StaticConfig",
     "LogitKD",
     "ModelError",
     "OneShot",
     "PerLayer",
     "Profile",
     "PruningTargetError",
+    "QATConfig",
     "SlimkitError",
     "Splits",
     "StructuredConfig",
@@ -72,6 +75,7 @@ __all__ = [
     "load_weights",
     "profile",
     "prune",
+    "quantize",
     "read_spec",
     "save",
     "search_sparsity",

@@ -63,7 +63,7 @@ def test_int8_after_structured_pruning_round_trips(
     slim = slimkit.prune(trained, StructuredConfig(ratio=0.5), example_inputs=test_inputs[:1])
     assert slim.conv2.out_channels < trained.conv2.out_channels
     q = quantize(slim, Int8StaticConfig(calib_batches=2), calib_data=qdata)
-    assert q.get_submodule("conv2").weight.shape[0] == slim.conv2.out_channels
+    assert q.float_model.get_submodule("conv2").weight.shape[0] == slim.conv2.out_channels
     restored = _round_trip(q, tmp_path / "q.safetensors", test_inputs)
     assert restored.slimkit_spec["structure"] == slim.slimkit_structure  # type: ignore[union-attr]
     _check_deployed(tmp_path / "q.safetensors", q, test_inputs)

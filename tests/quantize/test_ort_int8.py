@@ -1,4 +1,4 @@
-"""int8 through PyTorch's exporter and ONNX Runtime's quantizer (``engine="onnxruntime"``)."""
+"""int8 for ONNX Runtime: PyTorch's exporter, then ONNX Runtime's quantizer on slimkit's ranges."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ pytest.importorskip("onnxscript")
 
 
 def _q(model: nn.Module, x: torch.Tensor, **cfg: object) -> nn.Module:
-    return quantize(model, Int8StaticConfig(**cfg), calib_data=[x], engine="onnxruntime")  # type: ignore[arg-type]
+    return quantize(model, Int8StaticConfig(**cfg), calib_data=[x])  # type: ignore[arg-type]
 
 
 def test_seed_cnn_round_trips_bit_exactly_and_stores_int8(tmp_path: Path) -> None:
@@ -46,9 +46,8 @@ def test_excluded_layer_stays_float() -> None:
     q = _q(model, torch.randn(16, 1, 28, 28), exclude=("conv1",))
     report = quantization_report(q)
     assert "conv1" not in report["quantized"]
-    assert {"op": "conv1", "reason": "excluded by the config"}.items() <= report["float_ops"][
-        0
-    ].items()
+    expected = {"node": "conv1", "op": "conv1 (Conv2d)", "reason": "excluded by the config"}
+    assert report["float_ops"][0] == expected
 
 
 def test_a_torchvision_model_with_its_input_adapter_quantizes() -> None:
@@ -84,6 +83,11 @@ def test_an_unexportable_model_is_refused_with_one_line() -> None:
         _q(_DataDependent().eval(), torch.randn(4, 4))
 
 
-def test_unknown_engine_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="engine"):
-        quantize(nn.Linear(2, 2), Int8StaticConfig(), calib_data=[torch.randn(2, 2)], engine="x")
+def test_quantize_is_a_top_level_verb_like_prune_and_distill() -> None:
+    from slimkit.quantize import quantize as from_package
+
+    assert slimkit.quantize is from_package and callable(slimkit.quantize)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    q = slimkit.quantize(model, slimkit.Int8StaticConfig(), calib_data=[torch.randn(32, 8)])
+    assert quantization_report(q)["quantized"] == ["0", "2"]

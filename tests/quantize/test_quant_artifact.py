@@ -65,7 +65,7 @@ def test_int8_weights_are_stored_as_int8_and_the_artifact_is_4x_smaller(
     spec = slimkit.read_spec(int8)
     with safe_open(str(int8), framework="pt") as handle:
         assert handle.get_tensor("fc1.weight").dtype == torch.int8
-        assert handle.get_tensor("fc1.weight_scale").dtype == torch.float32
+        assert handle.get_tensor("fc1.weight@int8-scale").dtype == torch.float32
     assert spec["format_version"] == 3 and slimkit.read_spec(fp32)["format_version"] == 1
     assert fp32.stat().st_size / int8.stat().st_size >= 3.9
 

@@ -15,7 +15,8 @@ from slimkit.quantize import (
     quantizable_layers,
     sensitivity,
 )
-from slimkit.quantize._sensitivity import _only_layer
+from slimkit.quantize._ort_report import quantized_modules
+from slimkit.quantize._sensitivity import _single_layer_graphs
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +60,11 @@ def test_records_are_plain_pairs(trained: nn.Module, qdata: Splits) -> None:
 
 
 def test_only_the_probed_layer_is_quantized(trained: nn.Module, qdata: Splits) -> None:
-    calib = [qdata.example_input(32)]
-    gm = _only_layer(trained, Int8StaticConfig(), "conv2", calib)
-    fake = sorted(n for n, m in gm.named_modules() if getattr(m, "mode", None) == "fake")
-    assert len(fake) == 2  # conv2's input and its (ReLU-fused) output
-    int8 = [n for n, m in gm.named_modules() if getattr(m, "weight", None) is not None]
-    assert {n for n in int8 if gm.get_submodule(n).weight.dtype == torch.int8} == {"conv2"}
+    graphs = _single_layer_graphs(trained, Int8StaticConfig(), [qdata.example_input(32)])
+    graph = graphs.graph("conv2")
+    assert quantized_modules(graph) == ["conv2"]
+    quantizers = [n for n in graph.graph.node if n.op_type == "QuantizeLinear"]
+    assert len(quantizers) == 2  # conv2's input and its output
     assert quantizable_layers(trained) == ["conv1", "conv2", "fc1", "fc2"]
 
 

@@ -38,7 +38,9 @@ from torch import nn
 from .._io import atomic_path
 from .._version import __version__
 from ..errors import ArtifactError, ModelError
-from ..models import arch_of, create_model
+from ..models import create_model
+from ..models._registry import ARCH_ATTR, arch_record
+from ..models._sources import check_trusted
 from ._sparse import decode_sparse, encode_sparse
 
 FORMAT = "slimkit-artifact"
@@ -135,7 +137,7 @@ def save(
         "format": FORMAT,
         "format_version": version,
         "slimkit_version": __version__,
-        "arch": arch_of(model),
+        "arch": arch_record(model),
         "tensors": layout,
         "checksums": _checksums(stored, compact=version >= COMPACT_FROM_VERSION),
         "provenance": provenance if provenance is not None else previous.get("provenance", {}),
@@ -315,23 +317,44 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) ->
     model.load_state_dict(state)
 
 
-def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> nn.Module:
+def load(
+    path: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "cpu",
+    model: nn.Module | None = None,
+    trust_code: bool = False,
+) -> nn.Module:
     """Rebuild a model from an artifact written by :func:`save`, in eval mode.
 
-    The spec is available afterwards as ``model.slimkit_spec``.
+    The artifact's pruned widths, removed blocks and quantization are replayed onto a fresh
+    model, then its tensors loaded. The spec is available afterwards as ``model.slimkit_spec``.
+
+    Args:
+        path: the ``.safetensors`` artifact.
+        device: where the loaded model lives.
+        model: a fresh instance of the saved model's class (as the user built it before
+            compressing); it is reshaped in place. Needed for models built outside slimkit.
+        trust_code: allow importing the user module an artifact's ``module:function`` model
+            names (its code runs); not needed when ``model`` is given or this process built
+            a model from that factory already.
 
     Example:
         >>> model = slimkit.load("model.safetensors")
+        >>> mine = slimkit.load("mynet-int8.safetensors", model=MyNet())
 
     Raises:
         ArtifactError: if the file is missing, truncated or corrupted.
-        ModelError: if its architecture is unknown to this slimkit.
+        ModelError: if its architecture is unknown to this slimkit, its model needs ``model=``
+            or its user module needs ``trust_code=True``.
     """
     path = Path(path)
     spec = read_spec(path)
-    state = _decode_state(path, spec)
     arch = spec["arch"]
-    model = create_model(arch["name"], **arch.get("kwargs", {}))
+    if model is None:
+        model = _fresh_model(path, arch, trust_code)
+    else:
+        setattr(model, ARCH_ATTR, dict(arch))
+    state = _decode_state(path, spec)
     if "structure" in spec:
         from ..graph import restore_structure as resize_pruned
 
@@ -344,6 +367,17 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
     load_state(model, state, str(path))
     setattr(model, SPEC_ATTR, spec)
     return model.to(device).eval()
+
+
+def _fresh_model(path: Path, arch: dict[str, Any], trust_code: bool) -> nn.Module:
+    name = arch.get("name")
+    if not isinstance(name, str):
+        raise ModelError(
+            f"{path} holds a {arch.get('class', 'model')} built outside slimkit; load it onto "
+            "a fresh instance: slimkit.load(path, model=YourModel(...))"
+        )
+    check_trusted(name, trust_code)
+    return create_model(name, **arch.get("kwargs", {}))
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:

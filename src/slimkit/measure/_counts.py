@@ -28,8 +28,10 @@ def count_macs(model: nn.Module, example_input: torch.Tensor) -> int:
 
     Counted from the aten operations that actually execute (convolutions, matrix products,
     attention), so branches not taken and reshapes cost nothing and any architecture works.
-    Zeros of unstructured sparsity still count: dense kernels multiply them.
+    Zeros of unstructured sparsity still count: dense kernels multiply them. An int8 model that
+    runs on ONNX Runtime counts the products of its float model (the same ones, in int8).
     """
+    model = getattr(model, "float_model", model)
     was_training = model.training
     model.eval()
     try:

@@ -11,6 +11,7 @@ from .._registry import Registry
 from ..errors import ModelError
 from ._resnet_cifar import resnet20, resnet56
 from ._seed_cnn import seed_cnn, seed_cnn_slim
+from ._sources import TIMM_PREFIX, is_user_factory, timm_model, user_model
 from ._torchvision import torchvision_model
 
 ModelFactory = Callable[..., nn.Module]
@@ -34,7 +35,9 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     :func:`slimkit.save` can store it and :func:`slimkit.load` can rebuild it.
 
     Args:
-        name: a registered name (``seed-cnn``, ``resnet20``, ...) or ``torchvision:<name>``.
+        name: a registered name (``seed-cnn``, ``resnet20``, ...), ``torchvision:<name>``,
+            ``timm:<name>`` (``pip install 'slimkit[timm]'``) or ``package.module:function``, a
+            factory of the user's (given those of the kwargs its signature names).
         **kwargs: ``in_channels``, ``num_classes``, ``image_size``.
 
     Example:
@@ -46,12 +49,17 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     """
     if name.startswith(TORCHVISION_PREFIX):
         model = torchvision_model(name[len(TORCHVISION_PREFIX) :], **kwargs)
+    elif name.startswith(TIMM_PREFIX):
+        model = timm_model(name[len(TIMM_PREFIX) :], **kwargs)
+    elif is_user_factory(name):
+        model = user_model(name, **kwargs)
     else:
         try:
             factory = MODELS.get(name)
         except KeyError as err:
             raise ModelError(
-                f"{err.args[0]}, or torchvision:<name> for any torchvision classifier"
+                f"{err.args[0]}, torchvision:<name>, timm:<name>, or package.module:function "
+                "for a factory of yours"
             ) from None
         try:
             model = factory(**kwargs)
@@ -74,6 +82,16 @@ def arch_of(model: nn.Module) -> dict[str, Any]:
             "slimkit.create_model(name, ...) or load it with slimkit.load(path)"
         )
     return dict(arch)
+
+
+def arch_record(model: nn.Module) -> dict[str, Any]:
+    """The architecture an artifact records: :func:`arch_of`, or for a model built outside
+    slimkit its class (``name`` None: it loads only onto an instance the caller passes)."""
+    arch = getattr(model, ARCH_ATTR, None)
+    if arch is not None:
+        return dict(arch)
+    cls = type(model)
+    return {"name": None, "class": f"{cls.__module__}.{cls.__qualname__}", "kwargs": {}}
 
 
 def model_names() -> list[str]:

@@ -19,14 +19,17 @@ class InputAdapter(nn.Module):
     The adapter has no parameters, so pruning and quantization see only the wrapped model.
     """
 
-    def __init__(self, model: nn.Module, *, in_channels: int, min_side: int) -> None:
+    def __init__(
+        self, model: nn.Module, *, in_channels: int, min_side: int, gray_to_rgb: bool = True
+    ) -> None:
         super().__init__()
         self.model = model
         self.in_channels = in_channels
         self.min_side = min_side
+        self.gray_to_rgb = gray_to_rgb
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.in_channels == 1:
+        if self.in_channels == 1 and self.gray_to_rgb:
             x = x.expand(-1, 3, -1, -1)
         if min(x.shape[-2:]) < self.min_side:
             x = F.interpolate(x, size=(self.min_side, self.min_side), mode="bilinear")

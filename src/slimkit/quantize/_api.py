@@ -45,15 +45,14 @@ QUANT_ATTR = "slimkit_quantization"
 ONNX_SCHEMES = ("int8-static", "qat", "int8-weight-only")
 #: Schemes that the torch backend runs on PyTorch's int8 kernels (PT2E, through torchao).
 TORCH_INT8_SCHEMES = ("int8-static", "qat")
-#: Who writes an int8 ONNX Runtime graph (see :func:`quantize`).
-ENGINES = ("slimkit", "onnxruntime")
 #: Attributes a quantized model inherits from its float model (architecture, pruned widths).
 _INHERITED = (ARCH_ATTR, STRUCTURE_ATTR)
 
 QuantizeHandler = Callable[..., tuple[nn.Module, QuantReport]]
 RestoreHandler = Callable[[nn.Module, Any], nn.Module]
 
-#: Schemes whose ONNX Runtime graph comes from ONNX Runtime's quantizer, by their handler.
+#: The int8 schemes for ONNX Runtime, by their handler: PyTorch's exporter, then ONNX
+#: Runtime's quantizer (the handlers of :data:`_HANDLERS` are the torch backend's).
 ORT_INT8_SCHEMES: dict[str, QuantizeHandler] = {
     "int8-static": quantize_ort_static,
     "qat": quantize_ort_qat,
@@ -116,7 +115,6 @@ def quantize(
     backend: str = "onnxruntime",
     device: str | torch.device = "cpu",
     progress: bool = True,
-    engine: str = "slimkit",
 ) -> nn.Module:
     """Quantize ``model`` as ``cfg`` says; the input model is left untouched.
 
@@ -136,9 +134,6 @@ def quantize(
             (:class:`TorchInt8Module`), and needs ``pip install 'slimkit[torchao]'``.
         device: device for QAT's fine-tuning.
         progress: show progress bars.
-        engine: for int8-static and QAT on ONNX Runtime, who writes the graph: ``slimkit``
-            (its own QDQ writer, plain CNNs) or ``onnxruntime`` (PyTorch's exporter, then
-            ONNX Runtime's quantizer on slimkit's ranges: any exportable model).
 
     Example:
         >>> splits = slimkit.load_data("fashion-mnist")
@@ -163,9 +158,7 @@ def quantize(
     elif scheme_of(cfg) in TORCH_INT8_SCHEMES:
         require_torchao()
     apply = handler.apply
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if engine == "onnxruntime" and backend == "onnxruntime" and scheme_of(cfg) in ORT_INT8_SCHEMES:
+    if backend == "onnxruntime" and scheme_of(cfg) in ORT_INT8_SCHEMES:
         apply = ORT_INT8_SCHEMES[scheme_of(cfg)]
     quantized, report = apply(
         model, cfg, calib_data=calib_data, data=data, device=device, progress=progress
@@ -248,6 +241,12 @@ def restore_structure(model: nn.Module, section: dict[str, Any]) -> nn.Module:
     artifact's tensors (integer weights, scales, biases) into the returned model.
     """
     cfg = config_from_dict(section["config"])
+    ort_int8 = section.get("backend") == "onnxruntime" and section.get("scheme") in ORT_INT8_SCHEMES
+    if ort_int8 and section.get("engine") != ENGINE:
+        raise ArtifactError(
+            "this int8 ONNX Runtime artifact was written by an older slimkit (its own graph "
+            "writer); re-create it with this version's `slimkit quantize`"
+        )
     if section.get("engine") == ENGINE:
         ort_model = restore_ort_static(model, section)
         _inherit(model, ort_model)

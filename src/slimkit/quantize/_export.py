@@ -15,6 +15,7 @@ import ast
 import contextlib
 import io
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,9 +54,21 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:300] if text else type(err).__name__
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_MISSING_OP = re.compile(r"No ONNX function found for <OpOverload\(op='([^']+)'")
+
+
+def _reason(err: BaseException) -> str:
+    """The exporter's reason in one line: the op it has no translation for, when it says."""
+    text = _ANSI.sub("", str(err))
+    missing = _MISSING_OP.search(text)
+    if missing:
+        return f"no ONNX translation of {missing.group(1)}"
+    _, _, summary = text.partition("## Exception summary")
+    lines = [line.strip() for line in (summary or text).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    return re.sub(r"^<class '[^']+'>: ", "", lines[0])[:300]
 
 
 def export_proto(model: nn.Module, example: torch.Tensor) -> Any:
@@ -82,7 +95,7 @@ def export_proto(model: nn.Module, example: torch.Tensor) -> Any:
             )
     except Exception as err:  # the exporter raises many types, each naming the op
         raise UnsupportedOpError(
-            f"torch.onnx.export cannot export {type(model).__name__}: {_first_line(err)}; "
+            f"torch.onnx.export cannot export {type(model).__name__}: {_reason(err)}; "
             "deploy with backend='torch' or replace the op"
         ) from None
     assert program is not None

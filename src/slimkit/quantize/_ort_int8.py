@@ -33,10 +33,12 @@ from torch import nn
 from ..errors import ArtifactError, UnsupportedOpError
 from ._calib import calibration_batches
 from ._config import Int8StaticConfig
-from ._export import INPUT, WEIGHTED_OPS, export_proto, layer_nodes, require
+from ._export import INPUT, export_proto, layer_nodes, require
 from ._fold import fold_batchnorm
 from ._graph import QuantReport, matches
 from ._observers import make_observer
+from ._ort_report import build_report, int8_weights
+from ._qdq_passes import deployable, global_average_pools
 
 #: Bytes of exposed activations held at once while calibrating (a chunk of the batch).
 CALIB_CHUNK_BYTES = 256 << 20
@@ -169,37 +171,6 @@ def quantize_graph(
         return onnx.load(str(target))
 
 
-def _int8_weight_reads(proto: Any) -> Iterator[tuple[Any, Any]]:
-    """(weighted node, the DequantizeLinear of its int8 weight initializer) of a QDQ graph."""
-    inits = {i.name for i in proto.graph.initializer}
-    producers = {o: n for n in proto.graph.node for o in n.output}
-    for node in proto.graph.node:
-        if node.op_type in WEIGHTED_OPS and len(node.input) > 1:
-            dq = producers.get(node.input[1])
-            if dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in inits:
-                yield node, dq
-
-
-def int8_weights(proto: Any) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
-    """Weight initializer name → (int8 values, scales, axis) of a QDQ graph's int8 weights."""
-    numpy_helper = require("onnx").numpy_helper
-    inits = {i.name: i for i in proto.graph.initializer}
-    out = {}
-    for _, dq in _int8_weight_reads(proto):
-        q = numpy_helper.to_array(inits[dq.input[0]])
-        if q.dtype == np.int8:
-            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
-            scale = numpy_helper.to_array(inits[dq.input[1]])
-            out[dq.input[0].removesuffix("_quantized")] = (q, scale, axis)
-    return out
-
-
-def quantized_modules(proto: Any) -> list[str]:
-    """Modules whose weighted node reads an int8 weight in the QDQ graph ``proto``."""
-    nodes = layer_nodes(proto)
-    return [nodes[node.name] for node, _ in _int8_weight_reads(proto) if node.name in nodes]
-
-
 def _reduce_range(cfg: Int8StaticConfig) -> bool:
     if cfg.reduce_range == "auto":
         from ..measure import cpu_info
@@ -235,6 +206,9 @@ class OrtInt8Model(nn.Module):
         super().__init__()
         self.float_model = float_model
         self._proto = proto
+        #: A restored structure whose tensors are not loaded yet (its int8 weights are unknown).
+        self._awaiting_tensors = proto is None
+        self._deployed: Any = None
         self._section = section
         self._sessions: dict[int, Any] = {}
         self._register_state_dict_hook(_int8_state)
@@ -247,8 +221,15 @@ class OrtInt8Model(nn.Module):
             self._proto = _rebuild(self.float_model, self._section)
         return self._proto
 
+    def deployed_proto(self) -> Any:
+        """The graph that ships: the quantizer's graph with :mod:`._qdq_passes`' rewrites."""
+        if self._deployed is None:
+            self._deployed = deployable(self.proto)
+        return self._deployed
+
     def onnx_bytes(self) -> bytes:
-        return bytes(self.proto.SerializeToString())
+        """The deployed graph, serialized."""
+        return bytes(self.deployed_proto().SerializeToString())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from ._onnx import session_from_bytes
@@ -261,6 +242,7 @@ class OrtInt8Model(nn.Module):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> OrtInt8Model:
         clone = OrtInt8Model(copy.deepcopy(self.float_model, memo), self._proto, self._section)
+        clone._awaiting_tensors = self._awaiting_tensors
         for key, value in self.__dict__.items():
             if key.startswith("slimkit_"):
                 setattr(clone, key, copy.deepcopy(value, memo))
@@ -276,7 +258,7 @@ def _int8_state(module: nn.Module, state: dict[str, Any], prefix: str, _meta: An
     assert isinstance(module, OrtInt8Model)
     for key in [k for k in state if k.startswith(prefix + _INNER)]:
         state[prefix + key[len(prefix) + len(_INNER) :]] = state.pop(key)
-    if module._proto is None:  # a restored model before its tensors are loaded: shapes only
+    if module._awaiting_tensors:  # a restored structure before its tensors load: shapes only
         for name in module._section.get("int8_weights", []):
             key = f"{prefix}{name}"
             if key in state:
@@ -305,7 +287,8 @@ def stored_int8(float_model: nn.Module, proto: Any) -> dict[str, tuple[np.ndarra
 def _float_state(module: nn.Module, state: dict[str, Any], prefix: str, *_: Any) -> None:
     """Dequantize stored int8 weights; the graph is rebuilt from them on first use."""
     assert isinstance(module, OrtInt8Model)
-    module._proto = None
+    module._proto = module._deployed = None
+    module._awaiting_tensors = False
     module._sessions.clear()
     for key in [k for k in state if k.startswith(prefix) and not k.startswith(prefix + _INNER)]:
         state[prefix + _INNER + key[len(prefix) :]] = state.pop(key)
@@ -327,8 +310,16 @@ def _example(section: dict[str, Any]) -> torch.Tensor:
     return torch.zeros(2, *[int(s) for s in shape])
 
 
+def float_graph(model: nn.Module, example: torch.Tensor) -> Any:
+    """The float graph the quantizer reads: PyTorch's export with its spatial means as
+    global average pools (which have an int8 kernel)."""
+    proto = export_proto(model, example)
+    global_average_pools(proto)
+    return proto
+
+
 def _rebuild(float_model: nn.Module, section: dict[str, Any]) -> Any:
-    proto = export_proto(float_model, _example(section))
+    proto = float_graph(float_model, _example(section))
     ranges = {k: (float(v[0]), float(v[1])) for k, v in section.get("ranges", {}).items()}
     if not ranges:
         raise ArtifactError("the int8 spec section has no activation ranges; re-create it")
@@ -341,70 +332,6 @@ def _rebuild(float_model: nn.Module, section: dict[str, Any]) -> Any:
     )
 
 
-#: Ops that only move or reshape data: they run on whatever they are given.
-_DATA_MOVES = {
-    "QuantizeLinear",
-    "DequantizeLinear",
-    "Shape",
-    "Reshape",
-    "Transpose",
-    "Flatten",
-    "Squeeze",
-    "Unsqueeze",
-    "Constant",
-    "Gather",
-    "Slice",
-    "Cast",
-    "CastLike",
-    "Identity",
-    "Expand",
-    "Range",
-    "Split",
-    "Concat",
-    "MaxPool",
-    "Relu",
-    "Clip",
-    "Size",
-    "ConstantOfShape",
-}
-
-
-def float_compute_nodes(proto: Any) -> list[dict[str, str]]:
-    """Compute nodes of a QDQ graph that read float data (no DequantizeLinear before them):
-    ONNX Runtime runs them in float."""
-    producers = {o: n.op_type for n in proto.graph.node for o in n.output}
-    out = []
-    for node in proto.graph.node:
-        if node.op_type in _DATA_MOVES or node.op_type in WEIGHTED_OPS or not node.input:
-            continue
-        if producers.get(node.input[0]) != "DequantizeLinear":
-            where = node.doc_string or node.name
-            out.append(
-                {
-                    "node": node.name,
-                    "op": f"{where} ({node.op_type})",
-                    "reason": "no int8 kernel in ONNX Runtime's quantizer",
-                }
-            )
-    return out
-
-
-def _report(proto: Any, pairs: list, excluded: tuple[str, ...]) -> QuantReport:
-    quantized = quantized_modules(proto)
-    nodes = layer_nodes(proto)
-    floats = []
-    for node, module in nodes.items():
-        if module not in quantized:
-            reason = (
-                "excluded by the config"
-                if matches(module, excluded)
-                else ("left float by ONNX Runtime's quantizer")
-            )
-            floats.append({"node": node, "op": module, "reason": reason})
-    floats += float_compute_nodes(proto)
-    return QuantReport(quantized=quantized, float_ops=floats, folded=pairs)
-
-
 def quantize_float_model(
     float_model: nn.Module, cfg: Int8StaticConfig, batches: list[torch.Tensor], pairs: list
 ) -> tuple[OrtInt8Model, QuantReport]:
@@ -412,7 +339,7 @@ def quantize_float_model(
     from ._calib import run_batches
 
     run_batches(float_model, [batches[0][:2]])  # a shape mismatch is the data's error
-    proto = export_proto(float_model, batches[0][:2])
+    proto = float_graph(float_model, batches[0][:2])
     _check_mapped(float_model, proto)
     ranges = measure_ranges(proto, batches, cfg.observer, cfg.percentile)
     reduce = _reduce_range(cfg)
@@ -432,7 +359,7 @@ def quantize_float_model(
     }
     model = OrtInt8Model(float_model, q, section)
     section["int8_weights"] = _load_dequantized(model)
-    return model, _report(q, pairs, cfg.exclude)
+    return model, build_report(q, float_model, pairs, cfg.exclude)
 
 
 def _f32(value: float) -> float:

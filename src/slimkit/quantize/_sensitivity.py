@@ -1,26 +1,27 @@
 """Per-layer int8 sensitivity: the accuracy lost when only one layer is quantized.
 
 The ranking tells which layers to keep in float (``Int8StaticConfig(exclude=...)``) when int8
-misses an accuracy budget: mixed precision, one layer at a time from the top of the list.
+misses an accuracy budget: mixed precision, one layer at a time from the top of the list. Each
+layer is measured in the graph that deploys: ONNX Runtime's quantizer quantizes that layer's
+node alone (its weight, input and output) with the ranges calibrated once for the whole graph.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
-from torch import fx, nn
+from torch import nn
 from torch.utils.data import Subset
 
 from ..data import Splits, make_loader
 from ..errors import DataError
 from ._calib import calibration_batches
 from ._config import Int8StaticConfig
-from ._graph import act_quants, check_exclude, matches, quantizable
-from ._modules import WEIGHTED_TYPES, ActQuant
-from ._static import quantize_static
+from ._export import INPUT, layer_nodes
+from ._graph import check_exclude, matches, quantizable
+from ._modules import WEIGHTED_TYPES
 
 
 class LayerSensitivity(NamedTuple):
@@ -42,49 +43,6 @@ def quantizable_layers(model: nn.Module, exclude: tuple[str, ...] = ()) -> list[
     ]
 
 
-def _is_relu(gm: fx.GraphModule, node: fx.Node) -> bool:
-    if node.op == "call_module":
-        return isinstance(gm.get_submodule(str(node.target)), nn.ReLU)
-    return node.target in (torch.relu, nn.functional.relu, "relu")
-
-
-def _act_quant_of(gm: fx.GraphModule, node: Any) -> str | None:
-    is_module = isinstance(node, fx.Node) and node.op == "call_module"
-    if is_module and isinstance(gm.get_submodule(str(node.target)), ActQuant):
-        return str(node.target)
-    return None
-
-
-def _own_act_quants(gm: fx.GraphModule, layer: str) -> set[str]:
-    """The quantizers of ``layer``'s input and (after a fused ReLU) output."""
-    node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == layer)
-    own = {_act_quant_of(gm, node.args[0])}
-    out = node
-    while len(out.users) == 1 and _is_relu(gm, next(iter(out.users))):
-        out = next(iter(out.users))
-    if len(out.users) == 1:
-        own.add(_act_quant_of(gm, next(iter(out.users))))
-    return {name for name in own if name is not None}
-
-
-def _only_layer(model: nn.Module, cfg: Int8StaticConfig, layer: str, calib: list) -> nn.Module:
-    """The int8 model in which ``layer`` (weights, input, output) is the only quantized part."""
-    others = tuple(n for n in quantizable_layers(model, cfg.exclude) if n != layer)
-    single = Int8StaticConfig(**{**_static_fields(cfg), "exclude": cfg.exclude + others})
-    gm, _ = quantize_static(model, single, calib_data=calib)
-    assert isinstance(gm, fx.GraphModule)
-    own = _own_act_quants(gm, layer)
-    for name, aq in act_quants(gm).items():
-        if name not in own:
-            aq.mode = "off"  # residual adds, pooling, ... of the other layers stay float
-    return gm
-
-
-def _static_fields(cfg: Int8StaticConfig) -> dict[str, Any]:
-    names = {f.name for f in dataclasses.fields(Int8StaticConfig)}
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in names}
-
-
 def sensitivity(
     model: nn.Module,
     cfg: Int8StaticConfig,
@@ -97,7 +55,7 @@ def sensitivity(
     """Rank layers by the validation accuracy lost when only that layer is int8.
 
     Each layer is quantized alone (its int8 weights and its input/output activations, with the
-    ranges calibrated as ``cfg`` says) in the simulated int8 model; everything else stays float.
+    ranges calibrated as ``cfg`` says) in the ONNX Runtime graph; everything else stays float.
     A :class:`QATConfig` is measured as its post-training part (no fine-tuning).
 
     Args:
@@ -131,17 +89,59 @@ def sensitivity(
     )
     reference = _outputs(model, loader)
     baseline = _accuracy(reference, loader)
-    layers = quantizable_layers(model, cfg.exclude)
+    single = _single_layer_graphs(model, cfg, calib)
+    layers = [name for name in quantizable_layers(model, cfg.exclude) if name in single.nodes]
     scored = []
     for i, layer in enumerate(layers):
         if on_layer is not None:
             on_layer(i, len(layers), layer)
-        outputs = _outputs(_only_layer(model, cfg, layer, calib), loader)
+        outputs = single.outputs(layer, loader)
         error = sum(float((o - r).pow(2).sum()) for o, r in zip(outputs, reference, strict=True))
         scored.append((baseline - _accuracy(outputs, loader), error, layer))
     # A single int8 layer rarely flips a prediction: ties are ordered by the logits' error.
     scored.sort(key=lambda t: (-t[0], -t[1]))
     return [LayerSensitivity(layer, drop) for drop, _, layer in scored]
+
+
+class _SingleLayerGraphs:
+    """The model's float graph and ranges, from which one-layer int8 graphs are made."""
+
+    def __init__(self, proto: Any, ranges: dict[str, tuple[float, float]], cfg: Any) -> None:
+        self.proto, self.ranges, self.cfg = proto, ranges, cfg
+        self.nodes = {module: node for node, module in layer_nodes(proto).items()}
+
+    def graph(self, layer: str) -> Any:
+        """The QDQ graph in which ``layer`` is the only quantized node."""
+        from ._ort_int8 import _reduce_range, quantize_graph
+
+        return quantize_graph(
+            self.proto,
+            self.ranges,
+            per_channel=self.cfg.per_channel,
+            reduce_range=_reduce_range(self.cfg),
+            only_nodes=[self.nodes[layer]],
+        )
+
+    def outputs(
+        self, layer: str, loader: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> list[torch.Tensor]:
+        from ._onnx import session_from_bytes
+
+        graph = self.graph(layer).SerializeToString()
+        session = session_from_bytes(graph, torch.get_num_threads())
+        return [torch.from_numpy(session.run(None, {INPUT: x.numpy()})[0]) for x, _ in loader]
+
+
+def _single_layer_graphs(
+    model: nn.Module, cfg: Int8StaticConfig, calib: list[torch.Tensor]
+) -> _SingleLayerGraphs:
+    from ._ort_int8 import float_graph, measure_ranges, prepare_float
+
+    float_model, _ = prepare_float(model)
+    proto = float_graph(float_model, calib[0][:2])
+    return _SingleLayerGraphs(
+        proto, measure_ranges(proto, calib, cfg.observer, cfg.percentile), cfg
+    )
 
 
 @torch.no_grad()
