@@ -1,7 +1,9 @@
 """Deploy-path coverage: torchvision and timm classifiers through prune → int8 → ONNX Runtime.
 
-For every torchvision classifier and a spread of timm families (random weights, batch 8 of
-noise at the model's smallest sensible input), each in its own process under a time cap:
+For every torchvision classifier and a spread of timm families (random weights, all-zero weight
+matrices such as torchvision's ViT heads drawn from N(0, 0.02) so that the output depends on the
+input; batch 32 of noise at the model's smallest sensible input), each in its own process under a
+time cap:
 
 1. structured pruning to half the MACs (``StructuredConfig(target_macs=0.5)``);
 2. int8 static quantization for ONNX Runtime (``slimkit.quantize``, minmax, 2 calibration
@@ -12,7 +14,9 @@ A model is *ok* when the int8 graph runs, ONNX Runtime's int8 kernels carry at l
 pruned model's MACs (each Conv/Gemm/MatMul layer's MACs, counted in PyTorch, attributed to the
 kernel ONNX Runtime runs it as), and the int8 output agrees with slimkit's own simulation of it:
 the same QDQ graph executed op by op without fusions (float math on quantized values), top-1
-agreement ≥ 0.9 or SQNR ≥ 20 dB. *Refused* when slimkit stopped with its own one-line error
+agreement ≥ 0.9 or SQNR ≥ 20 dB, or (for graphs that amplify rounding, such as deep random-weight
+transformers) an SQNR at most 3 dB under the graph's own noise floor: the SQNR between the
+reference's outputs on the input and on the input moved by half a quantization step. *Refused* when slimkit stopped with its own one-line error
 (``SlimkitError``); anything else is *broken*.
 
 Usage:
@@ -51,9 +55,46 @@ TIMM_MODELS = [
 ]  # fmt: skip
 #: Kernels of ONNX Runtime that compute a Conv/Gemm/MatMul in integers.
 INT8_LAYER_KERNELS = ("QLinearConv", "QGemm", "QLinearMatMul", "MatMulIntegerToFloat")
+BATCH = 32
 MIN_MAC_SHARE = 0.5
 MIN_AGREEMENT = 0.9
 MIN_SQNR_DB = 20.0
+#: Deep random-weight transformers amplify a one-step rounding difference layer after layer:
+#: there the kernels must stay within this margin of the graph's own noise floor.
+FLOOR_MARGIN_DB = 3.0
+
+
+def _randomize_zero_weights(model: Any) -> None:
+    """Draw every all-zero weight matrix from N(0, 0.02): torchvision's ViT heads start at zero,
+    which makes a random-weight model's output independent of its input."""
+    import torch
+
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("weight") and param.dim() >= 2 and not param.any():
+                param.normal_(0.0, 0.02)
+
+
+def _timm_case(name: str) -> tuple[Any, int]:
+    """A timm model and the smallest side it runs at: 32 if it does, else its default."""
+    import timm
+    import torch
+
+    cfg = timm.get_pretrained_cfg(name)
+    default = int(cfg.input_size[-1]) if cfg is not None else 224
+    try:
+        model = timm.create_model(name, pretrained=False, num_classes=10, img_size=32)
+    except Exception:  # no img_size argument, or no 32-pixel grid for it
+        model = timm.create_model(name, pretrained=False, num_classes=10)
+    model.eval()
+    for side in (32, default):
+        try:
+            with torch.no_grad():
+                model(torch.randn(1, 3, side, side))
+            return model, side
+        except Exception:
+            continue
+    return model, default
 
 
 def _build(source: str) -> tuple[Any, Any]:
@@ -66,23 +107,11 @@ def _build(source: str) -> tuple[Any, Any]:
     kind, _, name = source.partition(":")
     if kind == "torchvision":
         model, example = torchvision_case(name)
-        return model.eval(), torch.randn(8, *example.shape[1:])
-    import timm
-
-    cfg = timm.get_pretrained_cfg(name)
-    side = 32
-    try:
-        model = timm.create_model(name, pretrained=False, num_classes=10, img_size=side)
-    except Exception:  # no img_size, or the architecture needs its own input size
-        model = timm.create_model(name, pretrained=False, num_classes=10)
-        side = int(cfg.input_size[-1]) if cfg is not None else 224
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.randn(1, 3, side, side))
-    except Exception:
-        side = int(cfg.input_size[-1]) if cfg is not None else 224
-    return model, torch.randn(8, 3, side, side)
+        side = example.shape[-1]
+    else:
+        model, side = _timm_case(name)
+    _randomize_zero_weights(model)
+    return model.eval(), torch.randn(BATCH, 3, side, side)
 
 
 def _int8_mac_share(q: Any, pruned: Any, example: Any) -> tuple[float, dict[str, int]]:
@@ -107,15 +136,18 @@ def _int8_mac_share(q: Any, pruned: Any, example: Any) -> tuple[float, dict[str,
     return share, dict(Counter(n.op_type for n in optimized.graph.node))
 
 
-def _reference_outputs(q: Any, x: Any) -> Any:
-    """The QDQ graph run op by op with ONNX Runtime's fusions off: float math on the quantized
-    values, what the int8 kernels must reproduce."""
+def _reference_outputs(q: Any, x: Any) -> tuple[Any, Any]:
+    """The QDQ graph run op by op with ONNX Runtime's fusions off (float math on the quantized
+    values: what the int8 kernels must reproduce) on ``x``, and on ``x`` moved by uniform noise
+    of half an input quantization step (how far the graph's own rounding moves its output)."""
     import torch
 
     from slimkit.quantize._ort_int8 import _plain_session
 
     session = _plain_session(q.deployed_proto())
-    return torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+    low, high = q.slimkit_quantization["ranges"]["input"]
+    noisy = x + (torch.rand_like(x) - 0.5) * (high - low) / 255.0
+    return tuple(torch.from_numpy(session.run(None, {"input": v.numpy()})[0]) for v in (x, noisy))
 
 
 def check(source: str) -> dict[str, Any]:
@@ -149,7 +181,7 @@ def check(source: str) -> dict[str, Any]:
                 deployed = OrtModule(onnx_path(artifact))(x)
         stage = "check"
         share, ops = _int8_mac_share(q, pruned, x)
-        reference = _reference_outputs(q, x)
+        reference, noisy_reference = _reference_outputs(q, x)
         with torch.no_grad():
             float_out = pruned(x)
         row.update(
@@ -157,10 +189,15 @@ def check(source: str) -> dict[str, Any]:
             agreement=float((deployed.argmax(1) == reference.argmax(1)).float().mean()),
             sqnr_db=round(sqnr(reference, deployed), 1),
             sqnr_vs_float_db=round(sqnr(float_out, deployed), 1),
+            noise_floor_db=round(sqnr(reference, noisy_reference), 1),
             float_ops=len(quantization_report(q)["float_ops"]),
         )
         row["kernels"] = {k: v for k, v in ops.items() if k.startswith(("QLinear", "QGemm"))}
-        matches = row["agreement"] >= MIN_AGREEMENT or row["sqnr_db"] >= MIN_SQNR_DB
+        matches = (
+            row["agreement"] >= MIN_AGREEMENT
+            or row["sqnr_db"] >= MIN_SQNR_DB
+            or row["sqnr_db"] >= row["noise_floor_db"] - FLOOR_MARGIN_DB
+        )
         if share < MIN_MAC_SHARE:
             row.update(status="broken", reason=f"int8 kernels carry {share:.0%} of the MACs")
         elif not matches:
@@ -234,20 +271,23 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         f"on {cpu['name']} ({cpu['cores']} cores; VNNI {cpu['vnni']}, AMX {cpu['amx']}), "
         f"Python {platform.python_version()}, one thread per model.",
         "",
-        "Each model: random weights, a batch of 8 noise images at its smallest sensible input,",
+        "Each model: random weights (all-zero weight matrices, such as torchvision's ViT heads,",
+        "drawn from N(0, 0.02)), a batch of 32 noise images at its smallest sensible input,",
         "structured pruning to half the MACs, `slimkit.quantize` int8 static (minmax),",
         "`slimkit.save`, then the `.onnx` in an ONNX Runtime session. *ok*: the int8 graph runs,",
         f"ONNX Runtime's int8 kernels carry ≥ {MIN_MAC_SHARE:.0%} of the pruned model's layer MACs,",
         "and its output agrees with the same QDQ graph run op by op without fusions (slimkit's",
-        f"reference): top-1 agreement ≥ {MIN_AGREEMENT} or SQNR ≥ {MIN_SQNR_DB:.0f} dB. "
-        "*refused*: slimkit's own one-line",
-        "error. *broken*: anything else. SQNR vs float is the int8 graph against the pruned",
-        "float model (random weights: informative only).",
+        f"reference): top-1 agreement ≥ {MIN_AGREEMENT} or SQNR ≥ {MIN_SQNR_DB:.0f} dB, or an SQNR",
+        f"at most {FLOOR_MARGIN_DB:.0f} dB under the reference's own noise floor (its outputs on the",
+        "input vs on the input moved by half a quantization step: deep random-weight",
+        "transformers amplify one-step rounding differences). *refused*: slimkit's own",
+        "one-line error. *broken*: anything else. SQNR vs float is the int8 graph against the",
+        "pruned float model (random weights: informative only).",
         "",
         f"**{tally('torchvision:')}; {tally('timm:')}.**",
         "",
         "| model | input | MACs before → after | int8 MAC share | agreement | SQNR dB "
-        "(vs float) | float ops | result |",
+        "(floor; vs float) | float ops | result |",
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
@@ -255,7 +295,11 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         shape = "×".join(str(d) for d in r.get("input", [])) or "–"
         share = f"{r['int8_mac_share']:.0%}" if "int8_mac_share" in r else "–"
         agree = f"{r['agreement']:.2f}" if "agreement" in r else "–"
-        sq = f"{r['sqnr_db']} ({r['sqnr_vs_float_db']})" if "sqnr_db" in r else "–"
+        sq = (
+            f"{r['sqnr_db']} ({r['noise_floor_db']}; {r['sqnr_vs_float_db']})"
+            if "sqnr_db" in r
+            else "–"
+        )
         macs = f"{_macs(r.get('macs_before'))} → {_macs(r.get('macs_after'))}"
         result = result.replace("|", "\\|")
         lines.append(

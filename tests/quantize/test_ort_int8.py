@@ -10,7 +10,13 @@ from torch import nn
 
 import slimkit
 from slimkit import DataError, UnsupportedOpError
-from slimkit.quantize import Int8StaticConfig, optimized_op_types, quantization_report, quantize
+from slimkit.quantize import (
+    Int8StaticConfig,
+    optimized_op_types,
+    quantization_report,
+    quantize,
+    sqnr,
+)
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -91,3 +97,37 @@ def test_quantize_is_a_top_level_verb_like_prune_and_distill() -> None:
     model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
     q = slimkit.quantize(model, slimkit.Int8StaticConfig(), calib_data=[torch.randn(32, 8)])
     assert quantization_report(q)["quantized"] == ["0", "2"]
+
+
+class _TokenMixer(nn.Module):
+    """A transformer-style block: Linear layers on (batch, tokens, features) inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(16, 32)
+        self.mlp = nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 32))
+        self.head = nn.Linear(32, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        h = h + self.mlp(h)
+        return self.head(h.mean(1))
+
+
+def test_linear_layers_on_token_inputs_become_int8_gemms_stored_as_int8(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _TokenMixer().eval()
+    x = torch.randn(64, 7, 16)
+    q = _q(model, x)
+    assert quantization_report(q)["quantized"] == ["embed", "mlp.0", "mlp.2", "head"]
+    slimkit.save(q, tmp_path / "t.safetensors")
+    ops = optimized_op_types(tmp_path / "t.onnx")
+    assert ops["QGemm"] == 4 and not {"MatMul", "QLinearMatMul"} & set(ops)
+    state = q.state_dict()  # the 3-D layers' weights keep their names and layout: int8
+    assert state["mlp.0.weight"].dtype == torch.int8 and state["mlp.0.weight"].shape == (64, 32)
+    with torch.no_grad():
+        expected = model(x)
+        assert float(sqnr(expected, q(x))) > 25.0
+    restored = slimkit.load(tmp_path / "t.safetensors", model=_TokenMixer())
+    with torch.no_grad():
+        assert torch.equal(restored(x), q(x))

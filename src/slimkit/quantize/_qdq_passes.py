@@ -1,12 +1,9 @@
 """Rewrites around ONNX Runtime's quantizer that make its int8 graph faster on ONNX Runtime.
 
 ONNX Runtime's ``quantize_static`` does not do these, and no maintained tool does them on a QDQ
-graph; each is small and measured (``benchmarks/quantize.py`` compares the graphs):
+graph; each is small and measured (``benchmarks/quantize.py`` compares the graphs). The rewrites
+of the float graph before quantizing are in :mod:`._float_passes`.
 
-- :func:`global_average_pools` (float graph, before quantizing): PyTorch exports
-  ``adaptive_avg_pool2d(x, 1)`` as ``ReduceMean`` over the spatial axes, which the quantizer
-  leaves float (a dequantize, a float mean and a quantize in every SE block and before every
-  classifier). The same op as ``GlobalAveragePool`` gets ONNX Runtime's int8 kernel.
 - :func:`float_outputs` (deployed graph): the ``QuantizeLinear → DequantizeLinear`` pair the
   quantizer puts after the last ``Gemm``/``MatMul`` only rounds the logits to 256 levels;
   without it ONNX Runtime fuses the layer into an int8 kernel with a float output.
@@ -32,58 +29,6 @@ from ._export import require
 STEM_CHANNELS = 4
 #: Ops whose int8 kernel in ONNX Runtime can write float directly (no output QuantizeLinear).
 _FLOAT_OUTPUT_OPS = {"Gemm", "MatMul"}
-
-
-def _constants(proto: Any) -> dict[str, np.ndarray]:
-    numpy_helper = require("onnx").numpy_helper
-    values = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
-    for node in proto.graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return values
-
-
-def _attr(node: Any, name: str, default: int) -> int:
-    return next((int(a.i) for a in node.attribute if a.name == name), default)
-
-
-def _ranks(proto: Any) -> dict[str, int]:
-    onnx = require("onnx")
-    inferred = onnx.shape_inference.infer_shapes(proto)
-    infos = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
-    return {
-        v.name: len(v.type.tensor_type.shape.dim)
-        for v in infos
-        if v.type.tensor_type.HasField("shape")
-    }
-
-
-def _spatial_axes(node: Any, constants: dict[str, np.ndarray]) -> list[int] | None:
-    if len(node.input) > 1 and node.input[1]:
-        axes = constants.get(node.input[1])
-        return None if axes is None else [int(a) for a in axes.reshape(-1)]
-    return next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
-
-
-def global_average_pools(proto: Any) -> int:
-    """Turn spatial ``ReduceMean`` (NCHW, both spatial axes, keepdims) into ``GlobalAveragePool``
-    in place; return how many were rewritten."""
-    helper = require("onnx").helper
-    constants, ranks = _constants(proto), _ranks(proto)
-    rewritten = 0
-    for i, node in enumerate(proto.graph.node):
-        if node.op_type != "ReduceMean" or _attr(node, "keepdims", 1) != 1:
-            continue
-        rank = ranks.get(node.input[0])
-        axes = _spatial_axes(node, constants)
-        if rank != 4 or axes is None or sorted(a % 4 for a in axes) != [2, 3]:
-            continue
-        pool = helper.make_node("GlobalAveragePool", [node.input[0]], list(node.output), node.name)
-        pool.doc_string = node.doc_string
-        pool.metadata_props.extend(node.metadata_props)
-        proto.graph.node[i].CopyFrom(pool)
-        rewritten += 1
-    return rewritten
 
 
 def _producers(proto: Any) -> dict[str, Any]:
@@ -126,6 +71,10 @@ def float_outputs(proto: Any) -> int:
         proto.graph.node.remove(dq)
         dropped += 1
     return dropped
+
+
+def _attr(node: Any, name: str, default: int) -> int:
+    return next((int(a.i) for a in node.attribute if a.name == name), default)
 
 
 def _thin_stem(proto: Any, node: Any, producers: dict[str, Any], inits: dict[str, Any]) -> bool:
