@@ -84,6 +84,16 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
         help="what the structured plan cuts a fraction of (default: params for --goal size, "
         "else macs); latency: each layer's time on the int8 ONNX Runtime graph",
     )
+    p.add_argument(
+        "--metric",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="score models with FUNCTION(model, dataset) -> float instead of top-1 accuracy; "
+        "--max-drop is then in its units",
+    )
+    p.add_argument(
+        "--lower-is-better", action="store_true", help="--metric is a loss or an error rate"
+    )
     p.add_argument("--storage", default=None, help="Optuna storage URL shared with workers")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     p.add_argument(
@@ -111,6 +121,12 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
     r.add_argument("--debug", action="store_true")
 
 
+def _metric_arg(spec: str | None) -> Any:
+    from ..measure import resolve_metric
+
+    return resolve_metric(spec)
+
+
 def config_from_args(args: argparse.Namespace) -> CompressConfig:
     return CompressConfig(
         max_drop=args.max_drop,
@@ -133,6 +149,8 @@ def config_from_args(args: argparse.Namespace) -> CompressConfig:
         min_channels=args.min_channels,
         remove_blocks=not args.no_remove_blocks,
         structure_cost=args.structure_cost,
+        metric=_metric_arg(args.metric),
+        lower_is_better=args.lower_is_better,
     )
 
 
@@ -146,10 +164,12 @@ def finish(summary: dict[str, Any], as_json: bool) -> int:
         return 0
     print(profile_table(["original", "compressed"], [summary["baseline"], summary["result"]]))
     r = summary["ratios"]
+    metric = summary["budget"].get("metric", {}).get("name", "top-1")
+    unit = "points" if metric == "top-1" else f"of {metric}"
     print(
         f"\n{r['speedup_b64']:.2f}× faster at batch 64 ({summary['result']['backend']} vs fp32 "
         f"eager), {r['smaller']:.2f}× smaller; test drop {summary['budget']['test_drop']:+.2f} "
-        f"points (budget {summary['budget']['max_drop']} on validation)"
+        f"{unit} (budget {summary['budget']['max_drop']} on validation)"
     )
     print(f"report: {summary['files']['report']}")
     return 0

@@ -22,6 +22,11 @@ def _add_common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)}")
     parser.add_argument("--json", action="store_true", help="print one JSON result on stdout")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument(
+        "--trust-model-code",
+        action="store_true",
+        help="allow importing the user module (module:function) a model artifact names",
+    )
     if data:
         parser.add_argument(
             "--data",
@@ -35,7 +40,11 @@ def _add_common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a registered model")
-    p.add_argument("--model", required=True, help="seed-cnn, resnet20, torchvision:<name>, ...")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="seed-cnn, resnet20, torchvision:<name>, timm:<name> or package.module:function",
+    )
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--batch-size", type=int, default=128)
@@ -146,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 error, 2 bad usage, 3 budget not met)."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "trust_model_code", False):
+        from ..models._sources import allow_model_code
+
+        allow_model_code()
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

@@ -4,9 +4,11 @@ from ._accuracy import correct_mask, evaluate_accuracy, paired_drop
 from ._counts import count_macs, count_nonzero_params, count_params, layer_macs
 from ._cpu import cpu_info
 from ._latency import fixed_threads, interleaved_latency, measure_latency, time_callable
+from ._metric import Metric, resolve_metric
 from ._profile import Profile, profile
 
 __all__ = [
+    "Metric",
     "Profile",
     "correct_mask",
     "count_macs",
@@ -20,5 +22,6 @@ __all__ = [
     "measure_latency",
     "paired_drop",
     "profile",
+    "resolve_metric",
     "time_callable",
 ]

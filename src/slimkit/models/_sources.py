@@ -23,6 +23,8 @@ TIMM_PREFIX = "timm:"
 _USER_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 #: Factories this process was asked to build by name (their code has run here already).
 _TRUSTED: set[str] = set()
+#: Set by :func:`allow_model_code` (the CLI's ``--trust-model-code``): every factory allowed.
+_TRUST_ALL = False
 #: Smallest side a timm model is built for and fed (smaller images are upsampled).
 _TIMM_MIN_SIDE = 32
 
@@ -32,13 +34,19 @@ def is_user_factory(name: str) -> bool:
     return bool(_USER_FACTORY.match(name)) and not name.startswith(("torchvision:", TIMM_PREFIX))
 
 
+def allow_model_code() -> None:
+    """Let this process import the user modules that artifacts name (``--trust-model-code``)."""
+    global _TRUST_ALL
+    _TRUST_ALL = True
+
+
 def check_trusted(name: str, trust_code: bool) -> None:
     """Refuse to import a user factory named by an artifact unless the user allowed it.
 
     Raises:
         ModelError: naming the module and how to allow it.
     """
-    if is_user_factory(name) and not trust_code and name not in _TRUSTED:
+    if is_user_factory(name) and not (trust_code or _TRUST_ALL) and name not in _TRUSTED:
         module = name.partition(":")[0]
         raise ModelError(
             f"the artifact's model comes from {name!r}: loading it imports and runs module "

@@ -17,6 +17,7 @@ from torch.utils.data import Subset
 
 from ..data import Splits, make_loader
 from ..errors import DataError
+from ..measure import Metric
 from ._calib import calibration_batches
 from ._config import Int8StaticConfig
 from ._export import INPUT, layer_nodes
@@ -51,8 +52,10 @@ def sensitivity(
     batches: int = 8,
     batch_size: int = 256,
     on_layer: Callable[[int, int, str], None] | None = None,
+    metric: Callable[[nn.Module, Any], float] | None = None,
+    lower_is_better: bool = False,
 ) -> list[LayerSensitivity]:
-    """Rank layers by the validation accuracy lost when only that layer is int8.
+    """Rank layers by the validation accuracy (or ``metric``) lost when only that layer is int8.
 
     Each layer is quantized alone (its int8 weights and its input/output activations, with the
     ranges calibrated as ``cfg`` says) in the ONNX Runtime graph; everything else stays float.
@@ -65,6 +68,9 @@ def sensitivity(
         batches: validation batches evaluated (``batches · batch_size`` images at most).
         batch_size: images per validation batch.
         on_layer: called with ``(index, total, layer)`` before each layer (progress).
+        metric: ``metric(model, dataset) -> float`` scored on the validation images instead of
+            top-1 accuracy (the ONNX Runtime graph is passed as an ``nn.Module``).
+        lower_is_better: ``metric`` is a loss or an error rate.
 
     Returns:
         ``(layer, accuracy_drop)`` records, the worst first; a negative drop is a gain. Equal
@@ -87,6 +93,10 @@ def sensitivity(
     calib = calibration_batches(
         data, model, batches=cfg.calib_batches, batch_size=cfg.calib_batch_size
     )
+    if metric is not None:
+        return _rank_by_metric(
+            model, cfg, calib, subset, Metric(metric, lower_is_better=lower_is_better), on_layer
+        )
     reference = _outputs(model, loader)
     baseline = _accuracy(reference, loader)
     single = _single_layer_graphs(model, cfg, calib)
@@ -101,6 +111,42 @@ def sensitivity(
     # A single int8 layer rarely flips a prediction: ties are ordered by the logits' error.
     scored.sort(key=lambda t: (-t[0], -t[1]))
     return [LayerSensitivity(layer, drop) for drop, _, layer in scored]
+
+
+def _rank_by_metric(
+    model: nn.Module,
+    cfg: Int8StaticConfig,
+    calib: list[torch.Tensor],
+    subset: Any,
+    metric: Metric,
+    on_layer: Callable[[int, int, str], None] | None,
+) -> list[LayerSensitivity]:
+    from ._onnx import session_from_bytes
+
+    baseline = metric(model, subset)
+    single = _single_layer_graphs(model, cfg, calib)
+    layers = [name for name in quantizable_layers(model, cfg.exclude) if name in single.nodes]
+    scored = []
+    for i, layer in enumerate(layers):
+        if on_layer is not None:
+            on_layer(i, len(layers), layer)
+        graph = single.graph(layer).SerializeToString()
+        runner = _SessionModule(session_from_bytes(graph, torch.get_num_threads()))
+        scored.append((metric.drop(baseline, metric(runner, subset)), layer))
+    scored.sort(key=lambda t: -t[0])
+    return [LayerSensitivity(layer, drop) for drop, layer in scored]
+
+
+class _SessionModule(nn.Module):
+    """An ONNX Runtime session behind ``nn.Module``'s call interface, for a user's metric."""
+
+    def __init__(self, session: Any) -> None:
+        super().__init__()
+        self.session = session
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {INPUT: x.detach().cpu().float().numpy()})[0]
+        return torch.from_numpy(out).to(x.device)
 
 
 class _SingleLayerGraphs:

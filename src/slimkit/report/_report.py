@@ -53,14 +53,23 @@ def _load(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str
     return json.loads(state_path.read_text()), trials, json.loads(summary_path.read_text())
 
 
-def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points (goal, accuracy) not beaten on both: lower goal and higher accuracy."""
+def _pareto(
+    points: list[tuple[float, float]], lower_is_better: bool = False
+) -> list[tuple[float, float]]:
+    """Points (goal, score) not beaten on both: lower goal and a better score."""
+    sign = -1.0 if lower_is_better else 1.0
     front, best = [], float("-inf")
-    for goal, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
-        if accuracy > best:
-            front.append((goal, accuracy))
-            best = accuracy
+    for goal, score in sorted(points, key=lambda p: (p[0], -sign * p[1])):
+        if sign * score > best:
+            front.append((goal, score))
+            best = sign * score
     return front
+
+
+def _metric(summary: dict[str, Any]) -> tuple[str, bool]:
+    """The budget's metric name (``top-1`` by default) and whether lower is better."""
+    metric = summary["budget"].get("metric") or {}
+    return str(metric.get("name", "top-1")), bool(metric.get("lower_is_better", False))
 
 
 GOAL_AXIS = {
@@ -75,17 +84,19 @@ def _trials_plot(trials: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     key, label = GOAL_AXIS[summary["goal"]]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     base = summary["baseline"]
-    floor = base["val_accuracy"] - summary["budget"]["max_drop"]
+    name, lower = _metric(summary)
+    budget = summary["budget"]["max_drop"]
+    floor = base["val_accuracy"] + (budget if lower else -budget)
     points = [(float(t[key]), float(t["val_accuracy"])) for t in trials]
     for label, colour, within in (
         ("trials within budget", "tab:green", True),
         ("trials over budget", "tab:red", False),
     ):
-        chosen = [p for p in points if (p[1] >= floor) == within]
+        chosen = [p for p in points if ((p[1] <= floor) if lower else (p[1] >= floor)) == within]
         if chosen:
             ax.scatter([p[0] for p in chosen], [p[1] for p in chosen], c=colour, s=28, label=label)
     if points:
-        front = _pareto(points)
+        front = _pareto(points, lower)
         ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
     ax.scatter(
         [base[key]], [base["val_accuracy"]], marker="*", s=160, c="tab:blue", label="original"
@@ -100,14 +111,13 @@ def _trials_plot(trials: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         edgecolors="k",
         label="chosen",
     )
-    ax.axhline(
-        floor, color="tab:red", lw=1, ls=":", label=f"budget (−{summary['budget']['max_drop']} pts)"
-    )
+    bound = f"{'+' if lower else '−'}{budget} {'pts' if name == 'top-1' else ''}".strip()
+    ax.axhline(floor, color="tab:red", lw=1, ls=":", label=f"budget ({bound})")
     ax.set_xscale("log")
     ax.set_xlabel(label)
-    ax.set_ylabel("validation top-1 (%)")
+    ax.set_ylabel("validation top-1 (%)" if name == "top-1" else f"validation {name}")
     ax.legend(fontsize=8)
-    ax.set_title("every trial: accuracy vs goal")
+    ax.set_title("every trial: " + ("accuracy" if name == "top-1" else name) + " vs goal")
     return _png(fig)
 
 
@@ -211,11 +221,16 @@ def _table(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def _markdown(summary: dict[str, Any], trials: list[dict[str, Any]]) -> str:
     r = summary["ratios"]
+    name, _ = _metric(summary)
+    budget = (
+        f"**{summary['budget']['max_drop']} points** of validation top-1"
+        if name == "top-1"
+        else f"**{summary['budget']['max_drop']}** of validation `{name}`"
+    )
     lines = [
         "# slimkit compress report",
         "",
-        f"Goal: **{summary['goal']}**, budget: **{summary['budget']['max_drop']} points** of validation "
-        f"top-1. Validation drop {summary['budget']['val_drop']:+.2f}, test drop "
+        f"Goal: **{summary['goal']}**, budget: {budget}. Validation drop {summary['budget']['val_drop']:+.2f}, test drop "
         f"{summary['budget']['test_drop']:+.2f}. Batch-64 speedup {r['speedup_b64']:.2f}×, "
         f"{r['smaller']:.2f}× smaller, {r['macs']:.2f}× fewer MACs "
         f"(result on {summary['result']['backend']}, original fp32 eager PyTorch, "
@@ -229,7 +244,7 @@ def _markdown(summary: dict[str, Any], trials: list[dict[str, Any]]) -> str:
         f"sparsity {summary['plan']['sparsity']:.0%}, precision {summary['plan']['precision']}."
         + _removed_note(summary["plan"].get("removed_blocks") or []),
         "",
-        "| trial | MACs kept | weights kept | sparsity | precision | val top-1 | drop | bytes "
+        f"| trial | MACs kept | weights kept | sparsity | precision | val {name} | drop | bytes "
         "| b64 ms |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
@@ -238,7 +253,7 @@ def _markdown(summary: dict[str, Any], trials: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {t['number']} | {t['structured']['macs_fraction']:.0%} | "
             f"{'–' if weights is None else f'{weights:.0%}'} | {t['sparsity']:.0%} | "
-            f"{t['precision']} | {t['val_accuracy']:.2f} | {t['drop']:+.2f} | {t['bytes']:,} | "
+            f"{t['precision']} | {t['val_accuracy']:.4g} | {t['drop']:+.4g} | {t['bytes']:,} | "
             f"{t['latency_ms_b64']:.2f} |"
         )
     lines += ["", "| stage | seconds |", "|---|---:|"]

@@ -27,15 +27,16 @@ from ..data import Splits, load_data
 from ..errors import AccuracyBudgetError, MissingDependencyError, SlimkitError
 from ..export import load, save
 from ..measure import (
+    Metric,
     correct_mask,
     count_macs,
     count_nonzero_params,
     count_params,
-    evaluate_accuracy,
     interleaved_latency,
     paired_drop,
 )
 from ..measure import measure_latency as eager_latency
+from ..models._registry import ARCH_ATTR
 from ._config import CompressConfig, stage_inputs
 from ._plan import (
     GroupCurve,
@@ -68,8 +69,9 @@ def _baseline(run: RunDir, model: nn.Module, splits: Splits, cfg: CompressConfig
         log("baseline: measuring the original model")
         path = save(model, run.path / "baseline.safetensors")
         x = splits.example_input(64)
+        metric = cfg.scorer()
         out.update(
-            val_accuracy=evaluate_accuracy(model, splits.val),
+            val_accuracy=metric(model, splits.val),
             params=count_params(model),
             nonzero_params=count_nonzero_params(model),
             macs=count_macs(model, x[:1]),
@@ -79,7 +81,7 @@ def _baseline(run: RunDir, model: nn.Module, splits: Splits, cfg: CompressConfig
             artifact=str(path),
         )
         log(
-            f"baseline: val top-1 {out['val_accuracy']:.2f}%, {out['bytes']:,} bytes, "
+            f"baseline: val {metric.format(out['val_accuracy'])}, {out['bytes']:,} bytes, "
             f"{out['macs']:,} MACs, b64 {out['latency_ms_b64']:.2f} ms"
         )
 
@@ -97,6 +99,7 @@ def _sensitivity(
             cfg.sensitivity_ratios,
             cfg.sensitivity_images,
             on_probe=lambda i, n: log(f"sensitivity: group {i}/{n}") if i % 10 == 0 else None,
+            metric=cfg.scorer(),
         )
         out.update(
             subset_accuracy=base,
@@ -119,7 +122,15 @@ def _quant_sensitivity(
     from ..quantize import Int8StaticConfig
 
     log("sensitivity: int8 per layer")
-    records = sensitivity(model, Int8StaticConfig(observer="percentile"), splits, batches=4)
+    metric = cfg.scorer()
+    records = sensitivity(
+        model,
+        Int8StaticConfig(observer="percentile"),
+        splits,
+        batches=4,
+        metric=metric.fn,
+        lower_is_better=metric.lower_is_better,
+    )
     return [r.to_dict() if hasattr(r, "to_dict") else r for r in records]
 
 
@@ -213,7 +224,9 @@ def _plan(
         if cfg.remove_blocks and pruner.blocks:
             log(f"plan: removing each of {len(pruner.blocks)} residual blocks alone")
             base = run.output("sensitivity")["subset_accuracy"]  # on the same images
-            blocks = measure_block_curves(pruner, splits, cfg.sensitivity_images, base)
+            blocks = measure_block_curves(
+                pruner, splits, cfg.sensitivity_images, base, metric=cfg.scorer()
+            )
             out["block_curves"] = [c.to_dict() for c in blocks]
             curves = [*curves, *blocks]
         if cfg.cost == "params":
@@ -506,7 +519,8 @@ def search_loop(
             f"search: trial {trial.number} keep {params[cfg.keep_param]:.0%} "
             f"{_COST_NAMES[cfg.cost]}"
             + (f", sparsity {params['sparsity']:.0%}" if "sparsity" in params else "")
-            + f" → val {record['val_accuracy']:.2f}% (drop {record['drop']:+.2f}, {ok}), "
+            + f" → val {ctx.metric.format(record['val_accuracy'])} "
+            f"(drop {record['drop']:+.4g}, {ok}), "
             f"{record['bytes']:,} B, b64 {record['latency_ms_b64']:.2f} ms"
             + (
                 f" (same plan as trial {record['same_plan_as']})"
@@ -613,7 +627,7 @@ def _polish(run: RunDir, ctx: Context, records: list[dict[str, Any]], log: Log) 
                 cache.append(again)
                 write_json(cache_path, cache)
                 log(
-                    f"polish: trial {number} → val {again['val_accuracy']:.2f}% "
+                    f"polish: trial {number} → val {ctx.metric.format(again['val_accuracy'])} "
                     f"(drop {again['drop']:+.2f}, was {record['drop']:+.2f}), "
                     f"b64 {again['latency_ms_b64']:.2f} ms"
                 )
@@ -626,28 +640,36 @@ def _polish(run: RunDir, ctx: Context, records: list[dict[str, Any]], log: Log) 
 
 def _best_first(records: list[dict[str, Any]], cfg: CompressConfig) -> list[dict[str, Any]]:
     feasible = [r for r in records if r["drop"] <= cfg.max_drop]
-    return sorted(feasible, key=lambda r: (goal_value(r, cfg.goal), -r["val_accuracy"]))
+    return sorted(feasible, key=lambda r: (goal_value(r, cfg.goal), r["drop"]))
 
 
-def _reload_deployed(record: dict[str, Any], cfg: CompressConfig) -> nn.Module:
+def _reload_deployed(
+    record: dict[str, Any], cfg: CompressConfig, original: nn.Module | None = None
+) -> nn.Module:
     if record.get("onnx"):
         from ..quantize import OrtModule
 
         return OrtModule(record["onnx"], threads=cfg.latency_threads or torch.get_num_threads())
+    if original is not None and getattr(original, ARCH_ATTR, None) is None:
+        # A model built outside slimkit: its structure is replayed onto a copy of it.
+        return load(record["artifact"], model=copy.deepcopy(original))
     return load(record["artifact"])
 
 
 def _remeasure_latency(
-    candidates: list[dict[str, Any]], splits: Splits, cfg: CompressConfig
+    candidates: list[dict[str, Any]],
+    splits: Splits,
+    cfg: CompressConfig,
+    original: nn.Module | None = None,
 ) -> list[dict[str, Any]]:
     """Time the candidates again side by side; fastest first."""
-    runners = [_reload_deployed(r, cfg) for r in candidates]
+    runners = [_reload_deployed(r, cfg, original) for r in candidates]
     for record, ms in zip(
         candidates, interleaved_latency(runners, splits.example_input(64)), strict=True
     ):
         record["latency_ms_b64_trial"] = record["latency_ms_b64"]
         record["latency_ms_b64"] = ms
-    return sorted(candidates, key=lambda r: (r["latency_ms_b64"], -r.get("val_accuracy", 0.0)))
+    return sorted(candidates, key=lambda r: (r["latency_ms_b64"], r.get("drop", 0.0)))
 
 
 def _verify(run: RunDir, ctx: Context, records: list[dict[str, Any]], log: Log) -> None:
@@ -660,22 +682,29 @@ def _verify(run: RunDir, ctx: Context, records: list[dict[str, Any]], log: Log) 
     """
     cfg = ctx.cfg
     with run.stage("verify", {}) as out:
-        reference = correct_mask(ctx.model, ctx.splits.val)
+        reference = correct_mask(ctx.model, ctx.splits.val) if ctx.metric.is_top1 else None
 
         def check(record: dict[str, Any]) -> dict[str, Any]:
-            hits = correct_mask(_reload_deployed(record, cfg), ctx.splits.val)
-            drop, error = paired_drop(reference, hits)
+            deployed = _reload_deployed(record, cfg, ctx.model)
+            if reference is not None:
+                hits = correct_mask(deployed, ctx.splits.val)
+                drop, error = paired_drop(reference, hits)
+                value = 100.0 * float(hits.double().mean())
+            else:  # the user's metric: one number, no per-example pairing
+                value = ctx.metric(deployed, ctx.splits.val)
+                drop, error = ctx.metric.drop(ctx.baseline_val, value), 0.0
             entry = {
                 "number": record["number"],
-                "val_accuracy": 100.0 * float(hits.double().mean()),
+                "val_accuracy": value,
                 "drop": drop,
                 "drop_se": error,
                 "holds": drop + cfg.margin_se * error <= cfg.max_drop,
             }
             verdict = "holds" if entry["holds"] else "does not hold"
             log(
-                f"verify: trial {record['number']} {verdict}: val {entry['val_accuracy']:.2f}% "
-                f"(drop {drop:+.2f} ± {error:.2f}, margin {cfg.margin_se:g} s.e.)"
+                f"verify: trial {record['number']} {verdict}: val "
+                f"{ctx.metric.format(entry['val_accuracy'])} "
+                f"(drop {drop:+.4g} ± {error:.2f}, margin {cfg.margin_se:g} s.e.)"
             )
             return entry
 
@@ -683,7 +712,7 @@ def _verify(run: RunDir, ctx: Context, records: list[dict[str, Any]], log: Log) 
         ranked = _best_first(records, cfg)
         if cfg.goal == "latency" and len(ranked) > 1:
             with _threads(cfg.latency_threads):
-                ranked = _remeasure_latency(ranked[:4], ctx.splits, cfg) + ranked[4:]
+                ranked = _remeasure_latency(ranked[:4], ctx.splits, cfg, ctx.model) + ranked[4:]
             log(
                 "verify: the fastest candidates re-timed side by side: "
                 + ", ".join(f"trial {r['number']} {r['latency_ms_b64']:.2f} ms" for r in ranked[:4])
@@ -705,13 +734,12 @@ def _verify(run: RunDir, ctx: Context, records: list[dict[str, Any]], log: Log) 
                 if checked[-1]["holds"]:
                     out.update(chosen=record, checked=checked, backoff=backoff)
                     return
-        best = (
-            max(records + backoff, key=lambda r: r["val_accuracy"]) if records or backoff else None
-        )
+        best = min(records + backoff, key=lambda r: r["drop"]) if records or backoff else None
         margin = f" (plus {cfg.margin_se:g} standard errors)" if cfg.margin_se else ""
+        unit = " points" if ctx.metric.is_top1 else ""
         raise AccuracyBudgetError(
-            f"no plan kept validation accuracy within {cfg.max_drop} points{margin} of "
-            f"{ctx.baseline_val:.2f}%; the closest lost {best['drop']:.2f} points "
+            f"no plan kept validation {ctx.metric.name} within {cfg.max_drop}{unit}{margin} of "
+            f"{ctx.baseline_val:.4g}; the closest lost {best['drop']:.4g}{unit} "
             f"(trial {best.get('number')}, artifact {best['artifact']}). Allow a larger "
             "--max-drop, a smaller --margin-se, more --trials or more recovery epochs"
             if best
@@ -730,10 +758,15 @@ def _threads(threads: int | None) -> Any:
 
 
 def _profile_keys(
-    model: nn.Module, splits: Splits, record: dict[str, Any], backend: str, threads: int
+    model: nn.Module,
+    splits: Splits,
+    record: dict[str, Any],
+    backend: str,
+    threads: int,
+    metric: Metric,
 ) -> dict[str, Any]:
     return {
-        "test_accuracy": evaluate_accuracy(model, splits.test),
+        "test_accuracy": metric(model, splits.test),
         "val_accuracy": record["val_accuracy"],
         "params": record.get("params_count", record.get("params")),
         "nonzero_params": record["nonzero_params"],
@@ -760,10 +793,10 @@ def _export(run: RunDir, ctx: Context, log: Log) -> None:
         threads = cfg.latency_threads or torch.get_num_threads()
         base = run.output("baseline")
         log("export: measuring the test set once")
-        deployed = _reload_deployed(chosen, cfg)
-        baseline = _profile_keys(ctx.model, ctx.splits, base, "torch", threads)
+        deployed = _reload_deployed(chosen, cfg, ctx.model)
+        baseline = _profile_keys(ctx.model, ctx.splits, base, "torch", threads, ctx.metric)
         backend = "onnxruntime" if chosen.get("onnx") else "torch"
-        result = _profile_keys(deployed, ctx.splits, chosen, backend, threads)
+        result = _profile_keys(deployed, ctx.splits, chosen, backend, threads, ctx.metric)
         log("export: timing the original and the result side by side")
         x = ctx.splits.example_input(64)
         with _threads(cfg.latency_threads):
@@ -782,15 +815,17 @@ def _summary(run: RunDir, cfg: CompressConfig) -> dict[str, Any]:
     export = run.output("export")
     chosen = run.output("verify")["chosen"]
     baseline, result = export["baseline"], export["result"]
+    metric = cfg.scorer()
     return {
         "baseline": baseline,
         "result": result,
         "budget": {
             "max_drop": cfg.max_drop,
-            "val_drop": baseline["val_accuracy"] - result["val_accuracy"],
+            "val_drop": metric.drop(baseline["val_accuracy"], result["val_accuracy"]),
             "val_drop_se": _chosen_check(run).get("drop_se"),
             "margin_se": cfg.margin_se,
-            "test_drop": baseline["test_accuracy"] - result["test_accuracy"],
+            "test_drop": metric.drop(baseline["test_accuracy"], result["test_accuracy"]),
+            "metric": metric.to_dict(),
         },
         "goal": cfg.goal,
         "plan": {
@@ -838,6 +873,7 @@ def _context(
         baseline["val_accuracy"],
         device,
         baseline_ms={k: baseline[k] for k in ("latency_ms_b1", "latency_ms_b64")},
+        metric=cfg.scorer(),
     )
     _read_sensitivity(run, ctx)
     return ctx

@@ -16,7 +16,8 @@ class CompressConfig:
     """What ``compress`` must achieve, and how hard it may search.
 
     Args:
-        max_drop: the accuracy budget, in points of validation top-1 below the original.
+        max_drop: the accuracy budget, in points of validation top-1 below the original (in
+            units of ``metric`` when one is given).
         goal: what to minimise within the budget: ``latency`` (batch-64 latency on
             ``backend``), ``size`` (bytes of the artifact) or ``macs``.
         backend: where the result runs: ``onnxruntime`` (int8 QDQ graph) or ``torch`` (eager;
@@ -68,6 +69,12 @@ class CompressConfig:
             int8 convolutions run fewer MACs per second on narrow layers: in resnet56 pruned
             for int8 (batch 64, one thread), a 16→8 conv took 3.1 ms where the unpruned
             16→16 conv, with twice the MACs, took 2.05 ms.
+        metric: the number the budget is stated in, ``metric(model, dataset) -> float``
+            (higher is better unless ``lower_is_better``), or its ``package.module:function``
+            name. ``None``: top-1 accuracy in percent. The baseline, the sensitivity curves,
+            the search, the int8 fallbacks, verify and the report all score with it; verify
+            then adds no standard-error margin (it needs per-example top-1 hits).
+        lower_is_better: ``metric`` is a loss or an error rate.
         round_to: keep channel counts multiples of this. ``None`` (default): 8 for the
             latency goal, 1 otherwise: ONNX Runtime's fp32 convolutions on x86 work on
             blocks of 8 channels, and odd widths fall off that path
@@ -100,8 +107,20 @@ class CompressConfig:
     margin_se: float = 1.0
     remove_blocks: bool = True
     structure_cost: str | None = None
+    metric: Any = None
+    lower_is_better: bool = False
 
     def __post_init__(self) -> None:
+        named = isinstance(self.metric, str) and ":" in self.metric.strip(":")
+        if self.metric is not None and not callable(self.metric) and not named:
+            raise ValueError(
+                f"CompressConfig.metric must be a callable or 'package.module:function', got "
+                f"{self.metric!r}"
+            )
+        if self.lower_is_better and self.metric is None:
+            raise ValueError(
+                "CompressConfig.lower_is_better needs a metric (top-1 is higher-is-better)"
+            )
         if self.max_drop < 0:
             raise ValueError(f"CompressConfig.max_drop must be >= 0 points, got {self.max_drop}")
         for name, value, allowed in (
@@ -188,9 +207,17 @@ class CompressConfig:
         """Whether candidates are quantized to int8 (only ONNX Runtime runs our int8 graphs)."""
         return self.quantize and self.backend == "onnxruntime"
 
+    def scorer(self) -> Any:
+        """The :class:`slimkit.measure.Metric` the budget is stated in."""
+        from ..measure import Metric, resolve_metric
+
+        return Metric(resolve_metric(self.metric), lower_is_better=self.lower_is_better)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["sensitivity_ratios"] = list(self.sensitivity_ratios)
+        if self.metric is not None and not isinstance(self.metric, str):
+            data["metric"] = self.scorer().name
         return data
 
     @classmethod
@@ -209,7 +236,7 @@ class CompressConfig:
 
 #: The knobs each stage reads, beyond those of the stages before it (see :func:`stage_inputs`).
 _STAGE_KEYS = {
-    "baseline": ("latency_threads",),
+    "baseline": ("latency_threads", "metric", "lower_is_better"),
     "sensitivity": ("importance", "sensitivity_ratios", "sensitivity_images", "seed"),
     "plan": (
         "max_drop",

@@ -35,7 +35,7 @@ from ..data import Splits, make_loader
 from ..data._splits import take
 from ..graph import DependencyGraph, removable_blocks, remove_blocks
 from ..importance import GROUP, unit_scores
-from ..measure import count_macs, count_params, evaluate_accuracy, layer_macs
+from ..measure import Metric, count_macs, count_params, layer_macs
 from ..prune import PerLayer, StructuredConfig
 from ..prune._structured import prune_verified
 
@@ -261,17 +261,20 @@ def measure_curves(
     ratios: tuple[float, ...],
     images: int,
     on_probe: Callable[[int, int], None] | None = None,
+    metric: Metric | None = None,
 ) -> tuple[float, list[GroupCurve]]:
-    """Prune each group alone at each ratio and measure the validation drop (no fine-tuning)."""
+    """Prune each group alone at each ratio and measure the validation drop (no fine-tuning),
+    in ``metric`` (top-1 by default)."""
     subset = take(splits.val, images)
-    base = evaluate_accuracy(pruner.model, subset)
+    score = metric or Metric()
+    base = score(pruner.model, subset)
     keys = pruner.group_keys()
     curves: list[GroupCurve] = []
     for index, (key, channels) in enumerate(keys):
         drops, fractions = [], []
         for ratio in ratios:
             pruned = pruner.prune({key: ratio})
-            drops.append(base - evaluate_accuracy(pruned, subset))
+            drops.append(score.drop(base, score(pruned, subset)))
             fractions.append(count_macs(pruned, pruner.example) / pruner.base_macs)
         curves.append(GroupCurve(key, channels, list(ratios), drops, fractions))
         if on_probe is not None:
@@ -280,7 +283,11 @@ def measure_curves(
 
 
 def measure_block_curves(
-    pruner: Pruner, splits: Splits, images: int, base: float | None = None
+    pruner: Pruner,
+    splits: Splits,
+    images: int,
+    base: float | None = None,
+    metric: Metric | None = None,
 ) -> list[GroupCurve]:
     """Remove each residual block alone and measure the validation drop (no fine-tuning).
 
@@ -288,12 +295,13 @@ def measure_block_curves(
     sensitivity stage measured it already.
     """
     subset = take(splits.val, images)
+    score = metric or Metric()
     if base is None:
-        base = evaluate_accuracy(pruner.model, subset)
+        base = score(pruner.model, subset)
     curves = []
     for key in pruner.blocks:
         pruned = pruner.prune({key: 1.0})
-        drop = base - evaluate_accuracy(pruned, subset)
+        drop = score.drop(base, score(pruned, subset))
         fraction = count_macs(pruned, pruner.example) / pruner.base_macs
         params = [count_params(pruned) / pruner.base_params]
         curves.append(GroupCurve(key, 0, [1.0], [drop], [fraction], "block", params))

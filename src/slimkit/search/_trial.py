@@ -13,10 +13,10 @@ from torch import nn
 from ..data import Splits
 from ..export import save
 from ..measure import (
+    Metric,
     count_macs,
     count_nonzero_params,
     count_params,
-    evaluate_accuracy,
     fixed_threads,
     interleaved_latency,
 )
@@ -40,6 +40,7 @@ class Context:
     float_fallback: list[str] = field(default_factory=list)
     keep_float: list[str] = field(default_factory=list)
     baseline_ms: dict[str, float] = field(default_factory=dict)
+    metric: Metric = field(default_factory=Metric)
 
 
 def recover(model: nn.Module, ctx: Context, epochs: int, seed: int, desc: str = "recover") -> None:
@@ -118,7 +119,7 @@ def quantize_step(
     base = tuple(ctx.keep_float)
 
     def within(q: nn.Module) -> bool:
-        return ctx.baseline_val - evaluate_accuracy(q, ctx.splits.val) <= ctx.cfg.max_drop
+        return ctx.metric.drop(ctx.baseline_val, ctx.metric(q, ctx.splits.val)) <= ctx.cfg.max_drop
 
     def label(scheme: str, floats: tuple[str, ...]) -> str:
         return f"{scheme}, float: {', '.join(floats)}" if floats else scheme
@@ -160,7 +161,7 @@ def run_trial(ctx: Context, params: dict[str, Any], out_dir: Path, seed: int) ->
         "params": params,
         "structured": structured,
         "sparsity": sparsity,
-        "float_val_accuracy": evaluate_accuracy(model, ctx.splits.val),
+        "float_val_accuracy": ctx.metric(model, ctx.splits.val),
         "params_count": count_params(model),
         "nonzero_params": count_nonzero_params(model),
         "macs": count_macs(model, ctx.pruner.example),
@@ -187,8 +188,8 @@ def run_trial(ctx: Context, params: dict[str, Any], out_dir: Path, seed: int) ->
         artifact = save(model, out_dir / "model.safetensors")
     record["artifact"] = str(artifact)
     record["bytes"] = artifact.stat().st_size
-    record["val_accuracy"] = evaluate_accuracy(deployed, ctx.splits.val)
-    record["drop"] = ctx.baseline_val - record["val_accuracy"]
+    record["val_accuracy"] = ctx.metric(deployed, ctx.splits.val)
+    record["drop"] = ctx.metric.drop(ctx.baseline_val, record["val_accuracy"])
     record.update(deployed_latency(deployed, ctx, ctx.splits.example_input(64)))
     return record
 
@@ -233,8 +234,8 @@ def _faster_precision(
     fp32 = OrtModule(fp32_path, threads=ctx.cfg.latency_threads or torch.get_num_threads())
     with fixed_threads(ctx.cfg.latency_threads):
         int8_ms, fp32_ms = interleaved_latency([int8, fp32], ctx.splits.example_input(64))
-    int8_drop = ctx.baseline_val - evaluate_accuracy(int8, ctx.splits.val)
-    fp32_drop = ctx.baseline_val - evaluate_accuracy(fp32, ctx.splits.val)
+    int8_drop = ctx.metric.drop(ctx.baseline_val, ctx.metric(int8, ctx.splits.val))
+    fp32_drop = ctx.metric.drop(ctx.baseline_val, ctx.metric(fp32, ctx.splits.val))
     record["precision_choice"] = {
         "int8_ms_b64": int8_ms,
         "fp32_ms_b64": fp32_ms,
