@@ -64,130 +64,55 @@ the command recorded in it (`benchmarks/quantize.py`); the last sections, per la
 `benchmarks/int8_layers.py`. Rows:
 
 - **fp32 eager (torch)**: the trained model; **fp32 onnxruntime**: the same with BatchNorm
-  folded, exported by slimkit.
+  folded, exported by `torch.onnx.export` (dynamo).
 - **slimkit … (ort)**: `slimkit.quantize(...)` then `slimkit.save(...)`, run from the `.onnx`
-  file written beside the artifact by ONNX Runtime (CPU EP, all graph optimisations).
+  file written beside the artifact by ONNX Runtime (CPU EP, all graph optimisations, QDQ
+  propagation off). The graph is ONNX Runtime's own `quantize_static` output (QDQ, per-channel
+  int8 weights, uint8 activations) on the ranges slimkit's observer chose, plus slimkit's
+  rewrites: spatial means as `GlobalAveragePool`, N-D linear layers as `Gemm`, a stem over 1-3
+  channels padded to 4 with zero-point channels, the last Gemm's output left float.
 - **slimkit int8-static minmax, `<stem>` float (ort)**: mixed precision,
-  `Int8StaticConfig(exclude=("<stem>",))`: the first conv (one input channel) stays fp32. Tried
-  because ONNX Runtime's int8 kernel for it is the slowest node of the int8 graph on this AVX2
-  CPU (seed-cnn, batch 64, one thread, `benchmarks/ort_profile.py`: 3.17 of 5.44 ms unpadded,
-  1.73 of 3.88 ms padded, while the fp32 kernel with its ReLU runs the same conv in 0.57 ms
-  with `--float conv1`). It used to be slower than all-int8: ONNX
-  Runtime's QDQ propagation moved the QuantizeLinear above the max-pool and ran that pool on
-  uint8 NCHW data. slimkit's sessions now turn that pass off (`slimkit.quantize.session`), the
-  pool runs in float before the QuantizeLinear, and the row is the fastest on seed-cnn.
-- **slimkit … (torch sim)**: the simulated int8 model in eager PyTorch (fake-quant, float
-  compute): the numerics reference, not a fast path.
-- **slimkit int8-static minmax (torch int8, PT2E x86)**: the same int8 model lowered to PT2E's
-  q/dq graph with slimkit's scales and compiled by `torch.compile` (Inductor freezing, torchao's
-  x86 passes → oneDNN int8 kernels): `slimkit.quantize(..., backend="torch")` +
-  `slimkit.quantize.TorchInt8Module`. A conv that feeds a residual add keeps its output
-  unrounded there (as PT2E's x86 quantizer annotates it), so oneDNN runs conv + add + ReLU as
-  one kernel: 9 `qconv2d_binary` fusions on resnet20. Before that change this row took 1.59×
-  the torchao peer's batch-64 time on resnet20 (56.2 vs 35.3 ms in one run).
-- **ort quantize_static (peer)**: `onnxruntime.quantization.quantize_static` on slimkit's fp32
-  ONNX graph, QDQ format, per-channel int8 weights, uint8 activations, MinMax calibration.
+  `Int8StaticConfig(exclude=("<stem>",))`: the first conv (one input channel) stays fp32.
+- **slimkit … (torch sim)**: slimkit's own simulated int8 model (torch.fx, fake-quant, float
+  compute) of the same scheme: the numerics reference of the torch backend and of QAT, not a
+  fast path.
+- **slimkit int8-static minmax (torch int8, PT2E x86)**: slimkit's simulated int8 model lowered
+  to PT2E's q/dq graph with slimkit's scales and compiled by `torch.compile` (Inductor
+  freezing, torchao's x86 passes → oneDNN int8 kernels): `slimkit.quantize(...,
+  backend="torch")` + `slimkit.quantize.TorchInt8Module`. A conv that feeds a residual add keeps
+  its output unrounded there (as PT2E's x86 quantizer annotates it), so oneDNN runs conv + add
+  + ReLU as one kernel.
+- **ort quantize_static (peer)**: `onnxruntime.quantization.quantize_static` called directly on
+  the fp32 ONNX graph, QDQ format, per-channel int8 weights, uint8 activations, MinMax
+  calibration, default session options.
 - **torchao PT2E x86 (peer)**: `torch.export(strict=True)` → `prepare_pt2e` with
   `X86InductorQuantizer` (default config: histogram observers) → calibration → `convert_pt2e` →
   `torch.compile(dynamic=False)` with Inductor freezing.
 
-Latency is the median call over interleaved rounds, measured with the other jobs of the machine
-paused (`--stat min`, the fastest call, is for shared machines: there most calls of tens of
-milliseconds are preempted). Eager PyTorch's calls vary far more than ONNX Runtime's: resnet20 at
-batch 64 on one quiet thread ran 90–134 ms per eager call against 29–33 ms for the int8 graph,
-so the fastest eager call flatters eager by about a third.
+Latency is the median call over interleaved rounds (`--stat min`, the fastest call, is for
+shared machines), at a fixed thread count. "artifact bytes" is the slimkit `.safetensors` file
+(int8 weights + fp32 scales + JSON spec); "ONNX bytes" the `.onnx` graph ONNX Runtime loads.
+"int8 kernels" lists what actually runs: ONNX Runtime's op types after its optimisations, or the
+oneDNN weight-prepack patterns Inductor matched (per compiled batch size). Compile times are for
+one batch size on the machine named in each section.
 
-"artifact bytes" is the slimkit `.safetensors` file (int8 weights + fp32 scales + JSON spec);
-"ONNX bytes" the `.onnx` graph ONNX Runtime loads. "int8 kernels" lists what actually runs:
-ONNX Runtime's op types after its optimisations, or the oneDNN weight-prepack patterns Inductor
-matched (per compiled batch size). Compile times are for one batch size on the machine below
-(Inductor's on-disk cache may shorten a rerun).
+What the rewrites are for (each measured, the measurement in the module docstring of
+`src/slimkit/quantize/_qdq_passes.py` and `_float_passes.py`):
 
-Findings behind these numbers:
-
-- Residual adds are int8. slimkit used to write activation scales and zero points as
-  1-element vectors; ONNX Runtime's QDQ fuser then kept every `DQ, DQ → Add → Q` in float
-  (9 float Adds on resnet20, with a DequantizeLinear per input). Written as scalars, they fuse
-  into QLinearAdd (the ReLU after the add is the output quantization's clamp), and the
-  optimised graph holds no float compute op.
-- A batch-1 gap to `quantize_static` on seed-cnn (0.153 vs 0.113 ms) was
-  the benchmark's doing: after the scalar fix the optimised graphs are op-for-op the same, and
-  with a fixed order the runner timed right after the torch simulation paid for the caches it
-  evicted — swapping the two rows swapped the gap (0.22 vs 0.17 ms either way). Rounds now
-  rotate the order and make one untimed call before each timed block.
+- **A stem over 1-3 input channels is padded to 4.** ONNX Runtime's x86 QLinearConv has a fast
+  kernel for symmetric int8 weights that needs input channels in multiples of 4 and 16+ output
+  channels in multiples of 8; a first conv over one grayscale channel misses it and runs as a
+  generic GEMM with a 9-deep inner dimension. The padded graph gives the same outputs, bit for
+  bit (`tests/quantize/test_onnx.py`); `benchmarks/ort_profile.py --no-stem-pad` profiles the
+  unpadded graph for comparison.
+- **Activation scales are scalars** in ONNX Runtime's QDQ graphs, so residual adds fuse into
+  QLinearAdd (the ReLU after the add is the output quantization's clamp).
+- **QDQ propagation is off** in slimkit's sessions: it moves a QuantizeLinear up through
+  max-pooling, so a network whose first conv stays float ran that pool on uint8 NCHW data.
 - PT2E on torch 2.14 needs torchao (0.18 here): the q/dq ops are registered by
   `torch.ao.quantization.fx._decomposed`, the x86 lowering passes by importing torchao's
-  `x86_inductor_quantizer`. Inductor freezing must be on while Dynamo traces (the
-  `options={"freezing": True}` of `torch.compile` is too late: the weights stay graph inputs
-  and `onednn.qconv_prepack` fails), and `dynamic=True` breaks the qconv lowering (a stride
-  assertion), so each batch size compiles once. At batch 1 the compiled graph spends more
-  time around its kernels than in them (torch profiler, seed-cnn: 0.7 ms per forward, of which
-  0.3 ms in the four oneDNN kernels).
-- The artifact header matters on small models. resnet20's int8 tensors are 276,960 bytes (4.05×
-  less than the fp32 artifact), and its JSON header was 18.7 KB: per-tensor layout and
-  checksums, activation scales, the quantization report. Artifact format 3 lists only the
-  non-dense tensors, and the report keys that loading rebuilds (the quantized layers, the folded
-  conv/BN pairs) are no longer stored: the header is now about 9.5 KB and the artifact 3.92× smaller
-  than fp32 through the API and through `slimkit quantize`.
-- **A stem over 1–3 input channels is padded to 4.** ONNX Runtime's x86 QLinearConv has a fast
-  kernel for symmetric int8 weights (`MlasConvSym`). It needs input channels in multiples of 4,
-  and 16 or more output channels in multiples of 8. A first conv over one grayscale channel
-  misses it and runs as a generic GEMM with a 9-deep inner dimension.
-  - slimkit's ONNX writer now pads such a conv's input with zero-point channels (a `Pad` on the
-    uint8 tensor) and its int8 weight with zeros. The outputs are the same, bit for bit
-    (`tests/quantize/test_onnx.py`).
-  - seed-cnn, batch 64, one thread, node profile: the stem takes 1.73 ms padded, 3.17 ms not
-    (`python benchmarks/ort_profile.py --artifact runs/demo/seed-cnn.safetensors`, then the
-    same with `--no-stem-pad`).
-  - In the run below, the all-int8 graph took 2.38 ms against 2.91 ms for the peer's graph,
-    which has the same structure without the padding.
-  - resnet20: no change measurable at batch 64 (32.8 ms against 32.0 before): its stem is
-    about 3% of the graph.
-- **seed-cnn's stem is fastest in float.** On this AVX2 CPU without VNNI, ONNX Runtime runs
-  that first conv faster in fp32 (NCHWc kernels) than in int8, even padded. With the stem in
-  float the int8 graph is the fastest: 1.64 ms below, faster than the fp32 graph (2.08 ms),
-  which all-int8 is not.
-- **resnet20 gains nothing from a float stem** (2.67× against 2.73× all-int8 below). There the stem feeds a
-  16-channel int8 conv and a residual add directly. ONNX Runtime's layout pass then keeps
-  layer1's adds in NCHW and adds transposes: 1.31 ms of them against 0.11 ms all-int8
-  (`python benchmarks/ort_profile.py --artifact runs/bench/resnet20.safetensors --float conv1`,
-  and without `--float`).
-- The issue's "int8 on ONNX Runtime ≥ 3× faster than fp32 eager at batch 64", in the runs
-  below (nothing else running):
-  - seed-cnn: met. All-int8 3.94× (3.93–3.95× across observers and QAT), +0.01 points; 5.70×
-    with the stem float.
-  - resnet20: **not met**. All-int8 2.73× (2.73× for every observer and QAT), 2.67× with the
-    stem float; the peer's graph 2.67×; PT2E on the torch backend 2.96×, the torchao peer
-    2.97×. Runs of the same command in sessions 5 and 6 gave 2.76–2.83× for all-int8, and a
-    scattered 3.31× for QAT in one of them, on a graph of the same structure as the others.
-  - **Why resnet20 stops below 3× on this CPU** (`benchmarks/int8_layers.py`, its section
-    at the end of this page):
-    - Every weighted layer of resnet20 runs 2.1–3.5× faster in int8 than in eager fp32,
-      except the stem and the 10-output fc. A CPU without VNNI multiplies u8×s8 through the
-      16-bit `vpmaddubsw` / `vpmaddwd` pair: at best twice fp32's multiply-accumulates per
-      cycle. On the wide probe conv (256 channels) int8 ran 2.29× eager fp32.
-    - layer1's six 16-channel convs hold 35% of the MACs. ONNX Runtime's symmetric int8
-      conv kernel runs them at about 60 G MAC/s, against 88–90 for layer3's 64-channel convs:
-      with 144 multiply-accumulates per output (16 channels × 3×3), the per-output work of
-      the kernel (indirection, requantization) weighs more. Eager fp32 is efficient on this
-      model (27–33 G MAC/s on the 3×3 convs), so there is little baseline overhead to win
-      back.
-    - The bound the script computes: with every MAC at the probe's int8 rate (92.6 G
-      MAC/s), resnet20 would take 21.4 ms against eager's 80.5 ms, 3.76×. 3× needs layer1's
-      convs at about layer3's rate (with the other layers as measured: 25.6 ms, 3.14×).
-    - What was tried on the graph, each kept where it helped: padding the stem to 4
-      channels (seed-cnn's stem 1.73 vs 3.17 ms), scalar activation scales so that residual
-      adds fuse, QDQ propagation off, and the stem kept float (2.67× vs 2.73× on resnet20:
-      ONNX Runtime then keeps layer1's adds in NCHW between transposes,
-      `python benchmarks/ort_profile.py --artifact runs/bench/resnet20.safetensors --float
-      conv1`). On two threads the speed-up is 2.95× (52.3 vs 17.7 ms,
-      `benchmarks/int8_layers.py --threads 2`).
-    - The machine's own noise: the per-layer seed-cnn run below timed the int8 graph at 2.26
-      ms (3.79×), while separate processes of the same command have timed it up to a third
-      slower. Within one process the ratios hold; between processes the speed of either side
-      can move by a third.
-    - On a CPU with VNNI (AVX-VNNI, AVX512-VNNI) ONNX Runtime uses its VNNI kernels, one
-      instruction per four u8×s8 products; this page was not measured on one.
+  `x86_inductor_quantizer`. Inductor freezing must be on while Dynamo traces, and
+  `dynamic=True` breaks the qconv lowering, so each batch size compiles once.
 """
 
 

@@ -125,10 +125,32 @@ def test_image_folder_source(tmp_path: Path) -> None:
     assert splits.meta["classes"] == ["boot", "shirt"]
     assert splits.input_shape == (3, 5, 7)  # ImageFolder reads RGB; PIL sizes are (w, h)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (9, 1, 4)
+    # Normalised with the training images' statistics: shades 0.2 and 0.8, mean 0.5, std 0.3.
+    norm = splits.meta["normalization"]
+    assert norm["mean"] == pytest.approx([0.5] * 3, abs=1e-3)
+    assert norm["std"] == pytest.approx([0.3] * 3, abs=1e-3)
+    assert splits.meta["resize"] == [5, 7]
     for x, y in [splits.test[i] for i in range(4)]:
-        expected = _SHADES[splits.meta["classes"][y]] / 255
-        assert torch.allclose(x, torch.full((3, 5, 7), expected))
+        expected = (_SHADES[splits.meta["classes"][y]] / 255 - 0.5) / 0.3
+        assert torch.allclose(x, torch.full((3, 5, 7), expected), atol=1e-2)
     assert sorted(int(splits.test[i][1]) for i in range(4)) == [0, 0, 1, 1]
+
+
+def test_image_folder_at_a_native_resolution_resizes_mixed_sizes(tmp_path: Path) -> None:
+    for split, count in (("train", 4), ("test", 2)):
+        for label, shade in _SHADES.items():
+            folder = tmp_path / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                width, height = 12 + 7 * i, 9 + 3 * i  # every image a different size
+                Image.new("RGB", (width, height), (shade, shade, 0)).save(folder / f"{i}.png")
+    splits = load_data(f"folder:{tmp_path}", image_size=16)
+    assert splits.input_shape == (3, 16, 16) and splits.meta["resize"] == [16, 16]
+    x, _ = next(iter(torch.utils.data.DataLoader(splits.train, batch_size=8)))
+    assert x.shape == (7, 3, 16, 16)  # one batch of every training image: same size
+    assert splits.meta["normalization"]["std"][2] == 1.0  # a constant channel is left as is
+    described = splits.describe()
+    assert described["resize"] == [16, 16] and "normalization" in described
 
 
 def test_image_folder_without_test_split(tmp_path: Path) -> None:

@@ -82,8 +82,29 @@ for _name in _IDX_DEFAULTS:
     DATASETS.register(_name, lambda data_dir, val_size, _n=_name: _load_idx(_n, data_dir, val_size))
 
 
-def _load_folder(path: str, val_size: int) -> Splits:
-    """An ImageFolder tree: ``<path>/train/<class>/*`` and ``<path>/test/<class>/*``."""
+#: Training images read to compute a folder dataset's per-channel mean and std.
+_STATS_IMAGES = 512
+
+
+def _channel_stats(dataset: Any) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std over (up to :data:`_STATS_IMAGES`) images of ``dataset``."""
+    step = max(1, len(dataset) // _STATS_IMAGES)
+    images = torch.stack([dataset[i][0] for i in range(0, len(dataset), step)])
+    mean = images.mean(dim=(0, 2, 3))
+    std = images.std(dim=(0, 2, 3), unbiased=False)
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))  # constant channels stay as they are
+    return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
+
+
+def _load_folder(path: str, val_size: int, image_size: int | None = None) -> Splits:
+    """An ImageFolder tree: ``<path>/train/<class>/*`` and ``<path>/test/<class>/*``.
+
+    Every image is resized to one size: ``image_size`` (shorter side resized, then center-cropped
+    square: the usual preprocessing of ImageNet-style models at their native resolution), or
+    without it the first training image's height and width. Pixels are then normalised per
+    channel with the training images' mean and std. Both are recorded in ``meta`` (and so in
+    the provenance of the artifacts trained on it).
+    """
     from torchvision import datasets, transforms
 
     root = Path(path)
@@ -93,14 +114,32 @@ def _load_folder(path: str, val_size: int) -> Splits:
             f"image folder {root} lacks {' and '.join(missing)}/; expected "
             f"{root}/train/<class>/<image> and {root}/test/<class>/<image>"
         )
-    transform = transforms.ToTensor()
+    probe = datasets.ImageFolder(str(root / "train"))
+    if len(probe) == 0:
+        raise DataError(f"image folder {root}/train has no images")
+    if image_size is not None:
+        resize: Any = transforms.Compose(
+            [transforms.Resize(image_size), transforms.CenterCrop(image_size)]
+        )
+        size: list[int] = [image_size, image_size]
+    else:
+        width, height = probe[0][0].size
+        size = [height, width]
+        resize = transforms.Resize((height, width))
+    plain = transforms.Compose([resize, transforms.ToTensor()])
+    mean, std = _channel_stats(datasets.ImageFolder(str(root / "train"), transform=plain))
+    transform = transforms.Compose([plain, transforms.Normalize(mean, std)])
     full_train = datasets.ImageFolder(str(root / "train"), transform=transform)
     test = datasets.ImageFolder(str(root / "test"), transform=transform)
     if full_train.classes != test.classes:
         raise DataError(f"{root}: train and test have different class folders")
     train, val = split_train_val(full_train, min(val_size, max(1, len(full_train) // 10)))
     shape = tuple(full_train[0][0].shape)
-    meta = {"classes": full_train.classes}
+    meta = {
+        "classes": full_train.classes,
+        "resize": size,
+        "normalization": {"mean": mean, "std": std},
+    }
     return Splits(f"folder:{root}", train, val, test, len(full_train.classes), shape, meta)
 
 
@@ -140,6 +179,7 @@ def load_data(
     val_size: int = 10_000,
     limit_train: int | None = None,
     limit_eval: int | None = None,
+    image_size: int | None = None,
 ) -> Splits:
     """Load a dataset by name and split it into train / validation / test.
 
@@ -153,6 +193,9 @@ def load_data(
             about 0.3 points, too coarse for budgets of half a point.
         limit_train: keep only this many training examples (quick experiments, tests).
         limit_eval: keep only this many validation and test examples.
+        image_size: for ``folder:`` data, the side every image is resized and center-cropped
+            to (a model's native resolution, e.g. 224); by default the first training image's
+            size. Ignored by the other sources.
 
     Example:
         >>> splits = slimkit.load_data("fashion-mnist", limit_train=2000)
@@ -163,7 +206,7 @@ def load_data(
     if name in DATASETS:
         splits = DATASETS.get(name)(data_dir, val_size)
     elif name.startswith("folder:"):
-        splits = _load_folder(name[len("folder:") :], val_size)
+        splits = _load_folder(name[len("folder:") :], val_size, image_size)
     elif ":" in name:
         splits = _load_hook(name, val_size)
     else:
