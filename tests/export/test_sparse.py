@@ -144,3 +144,35 @@ def test_zlib_coded_values_need_their_dtype() -> None:
         decode_sparse(encoded.encoding, encoded.pattern, encoded.values, [128, 392])
     with pytest.raises(ValueError, match="integer dtype"):
         decode_sparse(encoded.encoding, encoded.pattern, encoded.values, [128, 392], torch.float32)
+
+
+def _bomb(size: int, byte: int = 0xFF) -> torch.Tensor:
+    """``size`` bytes of ``byte``, zlib-coded: about a thousandth of that."""
+    return _compress(np.full(size, byte, dtype=np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("encoding", "part", "limit"),
+    [
+        ("bitmask-zlib", "pattern", 8),  # 64 elements: an 8-byte bitmask
+        ("gaps-zlib", "pattern", 17),  # 16 values: 16 gap ends, no 255-zero run fits in 64
+        ("bitmask-zlib+values-zlib", "values", 64),  # 64 int8 elements: 64 bytes at most
+    ],
+)
+def test_decompression_is_bounded_by_the_shape(encoding: str, part: str, limit: int) -> None:
+    # An unbounded zlib.decompress of a crafted pattern inflated ~1000x before any check.
+    tensor = _tensor((64,), 0.25).to(torch.int8)
+    values = tensor[tensor != 0][:16]
+    pattern = _pattern(encoding.removesuffix("+values-zlib"), tensor)
+    if part == "pattern":
+        pattern = _bomb(8 << 20)
+    else:
+        values = _bomb(8 << 20, 1)
+    with pytest.raises(ValueError, match=f"inflates beyond the {limit} bytes"):
+        decode_sparse(encoding, pattern, values, [64], torch.int8)
+
+
+def test_more_values_than_elements_are_refused_before_allocating() -> None:
+    values = torch.ones(100)
+    with pytest.raises(ValueError, match="64 elements have too few positions for 100"):
+        decode_sparse("gaps-zlib", _pattern("gaps-zlib", torch.ones(100)), values, [64])

@@ -197,6 +197,11 @@ def test_iterative_search_with_an_impossible_budget(
         ({"max_drop": 1.0, "max_trials": 0}, "max_trials must be >= 1"),
         ({"max_drop": 1.0, "max_sparsity": 1.0}, r"max_sparsity must be in \(0, 1\)"),
         ({"max_drop": 1.0, "strategy": "grid"}, "strategy must be one of"),
+        # NaN passed `max_drop < 0`, ran every trial, then failed the budget (exit 3)
+        ({"max_drop": float("nan")}, "max_drop must be a finite number, got nan"),
+        ({"max_drop": float("inf")}, "max_drop must be a finite number, got inf"),
+        ({"max_drop": 1.0, "max_trials": 2.5}, "max_trials must be an integer, got 2.5"),
+        ({"max_drop": 1.0, "max_sparsity": float("nan")}, "max_sparsity must be a finite"),
     ],
 )
 def test_bad_search_arguments(original: nn.Module, kwargs: dict, message: str) -> None:

@@ -172,6 +172,12 @@ def test_data_criteria_need_data() -> None:
         ({"ratio": 0.5, "round_to": 0}, "round_to must be an integer >= 1"),
         ({"ratio": 0.5, "importance": "l3"}, "importance must be one of"),
         ({"ratio": 0.5, "ignore": "fc"}, "tuple of names"),
+        ({"ratio": float("nan")}, "ratio must be a finite number, got nan"),
+        ({"target_macs": float("inf")}, "target_macs must be a finite number, got inf"),
+        ({"target_latency": float("nan")}, "target_latency must be a finite number"),
+        ({"ratio": 0.5, "max_ratio": float("nan")}, "max_ratio must be a finite number"),
+        ({"ratio": 0.5, "calib_batches": 2.5}, "calib_batches must be an integer, got 2.5"),
+        ({"ratio": 0.5, "latency_threads": -2}, "latency_threads must be >= 1, got -2"),
     ],
 )
 def test_config_validation(kwargs: dict, match: str) -> None:

@@ -174,6 +174,10 @@ def test_agp_cubic_ramp() -> None:
         ({"sparsity": 0.5, "scope": "global"}, r"scope must be Global\(\) or PerLayer"),
         ({"sparsity": 0.5, "schedule": "agp"}, r"schedule must be OneShot\(\) or AGP"),
         ({"sparsity": 0.5, "calib_batches": 0}, "calib_batches must be >= 1"),
+        # NaN compares false with every bound: each number is checked to be finite first.
+        ({"sparsity": float("nan")}, "sparsity must be a finite number, got nan"),
+        ({"sparsity": "0.5"}, "sparsity must be a number, got '0.5'"),
+        ({"sparsity": 0.5, "calib_batches": 1.5}, "calib_batches must be an integer, got 1.5"),
     ],
 )
 def test_config_validation(kwargs: dict, message: str) -> None:
@@ -188,6 +192,12 @@ def test_value_object_validation() -> None:
         AGP(steps=0)
     with pytest.raises(ValueError, match=r"AGP.initial_sparsity must be in \[0, 1\)"):
         AGP(initial_sparsity=1.0)
+    with pytest.raises(ValueError, match=r"PerLayer.overrides\['fc'\] must be a finite number"):
+        PerLayer({"fc": float("nan")})
+    with pytest.raises(ValueError, match=r"AGP\.steps must be an integer, got 2\.5"):
+        AGP(steps=2.5)
+    with pytest.raises(ValueError, match=r"AGP\.initial_sparsity must be a finite number"):
+        AGP(initial_sparsity=float("nan"))
 
 
 def test_exclude_pattern_matching_no_layer_lists_the_layers() -> None:

@@ -22,6 +22,23 @@ from slimkit.search import CompressConfig
         ({"structure_cost": "flops"}, "structure_cost"),
         ({"structure_cost": "latency", "backend": "torch"}, "int8 ONNX Runtime"),
         ({"structure_cost": "latency", "quantize": False}, "quantize=True"),
+        # NaN passed every `<` check: compress ran a trial, failed in Optuna, saved NaN
+        ({"max_drop": float("nan")}, "max_drop must be a finite number, got nan"),
+        ({"max_drop": float("inf")}, "max_drop must be a finite number, got inf"),
+        ({"recover_lr": float("nan")}, "recover_lr must be a finite number"),
+        ({"recover_lr": 0.0}, "recover_lr must be > 0"),
+        ({"margin_se": float("nan")}, "margin_se must be a finite number"),
+        ({"time_budget_s": float("inf")}, "time_budget_s must be a finite number"),
+        ({"min_macs_keep": float("nan")}, "min_macs_keep must be a finite number"),
+        ({"sensitivity_ratios": (0.3, float("nan"))}, "sensitivity_ratios must be a finite"),
+        # kinds, as a recipe's YAML gives them: 1.5 trials ran 2, "0.5" was a traceback
+        ({"trials": 1.5}, "trials must be an integer, got 1.5"),
+        ({"trials": True}, "trials must be an integer, got True"),
+        ({"max_drop": "0.5"}, "max_drop must be a number, got '0.5'"),
+        ({"latency_threads": -2}, "latency_threads must be >= 1, got -2"),
+        ({"latency_threads": 0}, "latency_threads must be >= 1, got 0"),
+        ({"quantize": "no"}, "quantize must be true or false"),
+        ({"sensitivity_ratios": 5}, "sensitivity_ratios must be a list"),
     ],
 )
 def test_bad_values_name_the_field(kwargs: dict, message: str) -> None:

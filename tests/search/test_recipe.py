@@ -33,6 +33,14 @@ def test_overrides_and_errors(tmp_path: Path) -> None:
     bad.write_text("model: m.safetensors\nout: o\nstages: []\n")
     with pytest.raises(ValueError, match="valid keys: compress, data, device, model, out, storage"):
         load_recipe(bad)
+    fractional = tmp_path / "fractional.yaml"
+    fractional.write_text("model: m.safetensors\nout: o\ncompress:\n  trials: 1.5\n")
+    with pytest.raises(ValueError, match=r"CompressConfig\.trials must be an integer, got 1\.5"):
+        load_recipe(fractional)  # it ran 2 trials
+    with pytest.raises(ValueError, match="max_drop must be a finite number, got nan"):
+        load_recipe(path, ["compress.max_drop=.nan"])
+    with pytest.raises(ValueError, match=r"sensitivity_ratios must be a list .*got 5"):
+        load_recipe(path, ["compress.sensitivity_ratios=5"])
     missing = tmp_path / "missing.yaml"
     missing.write_text("model: m.safetensors\n")
     with pytest.raises(ValueError, match="needs 'out'"):

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import functools
 import hashlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 
 from .. import export
+from .._checks import check_number
 from .._device import resolve_device
 from ..data import Splits, load_data
 from ..distill import DistillConfig, kd_loss
@@ -28,6 +30,7 @@ from ..prune import (
     StructuredConfig,
     Trial,
     UnstructuredConfig,
+    check_budget,
     prune,
     search_sparsity,
     weight_sparsity,
@@ -37,7 +40,7 @@ from ..train import TrainConfig, train
 from ..train._distributed import init_from_env
 from ..train._distributed import rank as dist_rank
 from ..train._loop import LossFn
-from ._compress import COMPRESS_COMMANDS
+from ._compress import COMPRESS_COMMANDS, check_threads
 from ._distill import cmd_distill, cmd_slim
 from ._output import print_json, profile_table
 from ._quantize import cmd_quantize
@@ -126,6 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    check_threads(args.threads)
     splits = _data(args)
     device = resolve_device(args.device)
     results = []
@@ -184,15 +188,34 @@ def _structured_config(args: argparse.Namespace) -> StructuredConfig:
     )
 
 
+def _refuse_overwrite(source: Path, out: Path) -> None:
+    """The input is never overwritten: refuse an ``--out`` that is the input under another
+    name (a relative path, a symlink, a hard link)."""
+    same = source.resolve() == out.resolve()
+    if not same and source.exists() and out.exists():
+        same = os.path.samefile(source, out)
+    if same:
+        raise ValueError(
+            f"--out {out} is the input artifact {source}; it would be overwritten: write the "
+            "pruned model to another file"
+        )
+
+
+def _finetune(args: argparse.Namespace) -> TrainConfig:
+    """Fine-tuning after pruning, checked with the other arguments before anything is read."""
+    _refuse_overwrite(Path(args.artifact), Path(args.out))
+    check_number("--finetune-lr", args.finetune_lr, positive=True)
+    return TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=args.seed)
+
+
 def _prune_inputs(
-    args: argparse.Namespace,
+    args: argparse.Namespace, finetune: TrainConfig
 ) -> tuple[Path, torch.nn.Module, Splits, torch.device, TrainConfig]:
     """What both pruning methods read: the parent artifact, the data, the device, fine-tuning."""
     source = Path(args.artifact)
     model = export.load(source)
     splits = _data(args)
     _check_fits(model, splits, str(source))
-    finetune = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=args.seed)
     return source, model, splits, resolve_device(args.device), finetune
 
 
@@ -216,7 +239,7 @@ def _recovery(
 
 def cmd_prune_structured(args: argparse.Namespace) -> int:
     cfg = _structured_config(args)  # validate before reading anything
-    source, model, splits, device, finetune = _prune_inputs(args)
+    source, model, splits, device, finetune = _prune_inputs(args, _finetune(args))
     loss_fn, recover = _recovery(args, model)
     pruned = prune(model, cfg, data=splits, finetune=finetune, device=device, loss_fn=loss_fn)
     example = splits.test[0][0].unsqueeze(0)
@@ -284,7 +307,17 @@ def cmd_prune(args: argparse.Namespace) -> int:
         return cmd_prune_structured(args)
     if (args.sparsity is None) == (args.max_drop is None):
         raise ValueError("pass exactly one of --sparsity S or --max-drop P")
-    source, model, splits, device, finetune = _prune_inputs(args)
+    if args.max_drop is not None:  # validate before reading anything
+        check_budget(
+            args.max_drop,
+            max_trials=args.max_trials,
+            max_sparsity=args.max_sparsity,
+            strategy=args.strategy,
+        )
+        cfg = _unstructured_config(args, 0.0)
+    else:
+        cfg = _unstructured_config(args, args.sparsity)
+    source, model, splits, device, finetune = _prune_inputs(args, _finetune(args))
     loss_fn, recover = _recovery(args, model)
     provenance: dict[str, Any] = {
         "command": "prune",
@@ -295,11 +328,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "data": splits.describe(),
     }
     if args.max_drop is not None:
-        template = _unstructured_config(args, 0.0)
         search = search_sparsity(
             model,
             splits,
-            template,
+            cfg,
             max_drop=args.max_drop,
             finetune=finetune,
             max_trials=args.max_trials,
@@ -311,10 +343,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
         )
         assert search.model is not None and search.best is not None  # search raises otherwise
         pruned = search.model
-        cfg = dataclasses.replace(template, sparsity=search.best.sparsity)
+        cfg = dataclasses.replace(cfg, sparsity=search.best.sparsity)
         provenance["budget_search"] = search.to_dict()
     else:
-        cfg = _unstructured_config(args, args.sparsity)
         pruned = prune(model, cfg, data=splits, finetune=finetune, device=device, loss_fn=loss_fn)
     provenance["config"] = cfg.to_dict()
     metrics = _final_metrics(model, pruned, splits, cfg, device)

@@ -127,7 +127,28 @@ def _metric_arg(spec: str | None) -> Any:
     return resolve_metric(spec)
 
 
+def check_threads(threads: int | None) -> None:
+    """``--threads``: a positive count, or left out for torch's current setting."""
+    if threads is not None and threads < 1:
+        raise ValueError(
+            f"--threads must be >= 1 (CPU threads for latency), got {threads}; leave it out to "
+            "use torch's current setting"
+        )
+
+
+def refuse_input_in_run(artifact: str | Path, run_dir: str | Path) -> None:
+    """The input is never overwritten: refuse an artifact inside the run directory (resolved,
+    so a symlink or another spelling of the same path counts too), which compress writes."""
+    source, run = Path(artifact).resolve(), Path(run_dir).resolve()
+    if source.is_relative_to(run):
+        raise ValueError(
+            f"the input {artifact} lies inside the run directory {run_dir}, which compress "
+            "writes into and would overwrite it: copy the input elsewhere or pass another --out"
+        )
+
+
 def config_from_args(args: argparse.Namespace) -> CompressConfig:
+    check_threads(args.threads)
     return CompressConfig(
         max_drop=args.max_drop,
         goal=args.goal,
@@ -178,6 +199,7 @@ def finish(summary: dict[str, Any], as_json: bool) -> int:
 def cmd_compress(args: argparse.Namespace) -> int:
     """Run (or resume) the compress pipeline on ARTIFACT into RUN_DIR."""
     cfg = config_from_args(args)
+    refuse_input_in_run(args.artifact, args.out)
     data_args = {
         "name": args.data,
         "data_dir": args.data_dir,
@@ -205,6 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..search import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
+    refuse_input_in_run(recipe.model, recipe.out)
     model = export.load(recipe.model)
     summary = compress(
         model,

@@ -41,7 +41,16 @@ from ..errors import ArtifactError, ModelError
 from ..models import create_model
 from ..models._registry import ARCH_ATTR, arch_record
 from ..models._sources import check_trusted
-from ._sparse import decode_sparse, encode_sparse
+from ._sparse import decode_sparse, encode_sparse, inflate
+from ._spec import (
+    check_declared,
+    check_depth,
+    check_resized,
+    check_spec,
+    check_version,
+    show,
+    spec_limit,
+)
 
 FORMAT = "slimkit-artifact"
 FORMAT_VERSION = 4
@@ -186,7 +195,10 @@ def _unpack(path: Path, blob: torch.Tensor, index: list[list[Any]]) -> dict[str,
     for name, dtype_name, shape in index:
         dtype = _dtype({"dtype": dtype_name})
         if dtype is None:
-            raise ArtifactError(f"{path}: tensor {name!r} has unknown dtype {dtype_name!r}")
+            raise ArtifactError(
+                f"{path}: tensor {show(name)} has unknown dtype {show(dtype_name)}; the file is "
+                "corrupted, re-create it"
+            )
         nbytes = math.prod(shape) * dtype.itemsize
         if offset + nbytes > blob.numel():
             raise ArtifactError(f"{path} is truncated or corrupted (packed tensors end early)")
@@ -209,40 +221,54 @@ def read_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
         ArtifactError: if the file is missing, not a safetensors file, or not a slimkit artifact.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"artifact {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except Exception as err:  # safetensors raises its own error types for damaged headers
-        raise ArtifactError(
-            f"{path} is not a readable safetensors file ({err}); it is truncated or corrupted, "
-            "re-create it"
-        ) from None
+    metadata = _metadata(path)
     if METADATA_KEY not in metadata:
         raise ArtifactError(
             f"{path} is a safetensors file without a slimkit spec; load plain weights with "
             "slimkit.load_weights(model, path) into a model built by slimkit.create_model"
         )
-    try:
-        spec = json.loads(metadata[METADATA_KEY])
-        _check_version(path, spec)
-        if ZLIB_SPEC_KEY in spec:
-            spec = json.loads(zlib.decompress(base64.b64decode(spec[ZLIB_SPEC_KEY])))
-    except (json.JSONDecodeError, zlib.error, ValueError) as err:
-        raise ArtifactError(f"{path} has a corrupted slimkit spec: {err}") from None
-    _check_version(path, spec)
+    spec = _parse(path, metadata[METADATA_KEY])
+    if ZLIB_SPEC_KEY in spec:
+        try:
+            if not isinstance(spec[ZLIB_SPEC_KEY], str):
+                raise ValueError(f"{ZLIB_SPEC_KEY!r} is not a string")
+            raw = base64.b64decode(spec[ZLIB_SPEC_KEY], validate=True)
+            text = inflate(raw, spec_limit(path.stat().st_size))
+        except (zlib.error, ValueError) as err:
+            raise ArtifactError(
+                f"{path} has a corrupted slimkit spec ({err}); re-create the artifact"
+            ) from None
+        spec = _parse(path, text)
+    check_spec(path, spec)
     return spec
 
 
-def _check_version(path: Path, spec: Any) -> None:
-    if not isinstance(spec, dict):
-        raise ArtifactError(f"{path} has a corrupted slimkit spec: not a JSON object")
-    if spec.get("format") != FORMAT or spec.get("format_version", 0) > FORMAT_VERSION:
+def _metadata(path: Path) -> dict[str, str]:
+    """The safetensors header's metadata (safetensors bounds the header's size)."""
+    if not path.is_file():
+        raise ArtifactError(f"artifact {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types for damaged headers
         raise ArtifactError(
-            f"{path} has format {spec.get('format')!r} version {spec.get('format_version')}; "
-            f"this slimkit reads {FORMAT!r} up to version {FORMAT_VERSION}: upgrade slimkit"
-        )
+            f"{path} is not a readable safetensors file ({err}); it is truncated or corrupted, "
+            "re-create it"
+        ) from None
+
+
+def _parse(path: Path, text: str | bytes) -> dict[str, Any]:
+    """The JSON of a spec (or of its zlib envelope), of a format and version this reads."""
+    try:
+        spec = json.loads(text)
+    except (ValueError, RecursionError) as err:  # RecursionError: nested beyond the stack
+        problem = "it nests too deeply" if isinstance(err, RecursionError) else str(err)
+        raise ArtifactError(
+            f"{path} has a corrupted slimkit spec ({problem}); re-create the artifact"
+        ) from None
+    check_depth(path, spec)
+    check_version(path, spec, newest=FORMAT_VERSION, fmt=FORMAT)
+    return spec
 
 
 def _read_stored(path: Path, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -255,7 +281,7 @@ def _read_stored(path: Path, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
         if set(stored) != {PACKED_TENSOR}:
             raise ArtifactError(f"{path} is truncated or corrupted: no {PACKED_TENSOR!r} tensor")
         stored = _unpack(path, stored[PACKED_TENSOR], spec["packed"])
-    checksums = spec["checksums"]
+    checksums = spec["checksums"]  # read_spec checked its kind
     if isinstance(checksums, list):  # version 3: one CRC per stored tensor, in name order
         names = sorted(stored)
         if len(names) != len(checksums):
@@ -264,6 +290,12 @@ def _read_stored(path: Path, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
                 "file is corrupted, re-create it"
             )
         checksums = dict(zip(names, checksums, strict=True))
+    unchecked = sorted(set(stored) - set(checksums))
+    if unchecked:
+        raise ArtifactError(
+            f"{path}: tensor {unchecked[0]!r} has no checksum in the spec; the file is corrupted, "
+            "re-create it"
+        )
     for name, expected in checksums.items():
         if name not in stored or _crc(stored[name]) != expected:
             raise ArtifactError(
@@ -273,7 +305,11 @@ def _read_stored(path: Path, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
     return stored
 
 
-def _decode_state(path: Path, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
+def _decode_state(
+    path: Path, spec: dict[str, Any], own: dict[str, torch.Size], error: type[Exception]
+) -> dict[str, torch.Tensor]:
+    """The state dict an artifact stores. A sparse tensor's declared shape must be ``own``'s
+    (the model's) before it is allocated: a crafted shape raises ``error`` instead."""
     stored = _read_stored(path, spec)
     # Dense tensors without an entry (version 3) are stored under their own name.
     state: dict[str, torch.Tensor] = {
@@ -282,20 +318,41 @@ def _decode_state(path: Path, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
         if "::" not in name and name not in spec["tensors"]
     }
     for name, entry in spec["tensors"].items():
+        parts = [name] if entry["encoding"] == "dense" else [f"{name}::pattern", f"{name}::values"]
+        if any(part not in stored for part in parts):
+            raise ArtifactError(
+                f"{path}: tensor {name!r} is listed in the spec but not stored; the file is "
+                "corrupted, re-create it"
+            )
         if entry["encoding"] == "dense":
             state[name] = stored[name]
             continue
+        check_declared(path, name, entry["shape"], own, error)
         try:
             state[name] = decode_sparse(
                 entry["encoding"],
-                stored[f"{name}::pattern"],
-                stored[f"{name}::values"],
+                stored[parts[0]],
+                stored[parts[1]],
                 entry["shape"],
                 _dtype(entry),
             )
-        except (ValueError, KeyError, zlib.error) as err:
-            raise ArtifactError(f"{path}: tensor {name!r} cannot be decoded ({err})") from None
+        except (ValueError, zlib.error, RuntimeError) as err:
+            raise ArtifactError(
+                f"{path}: tensor {name!r} cannot be decoded ({err}); the file is corrupted, "
+                "re-create it"
+            ) from None
     return state
+
+
+def _shapes(model: nn.Module) -> dict[str, torch.Size]:
+    return {name: tensor.shape for name, tensor in model.state_dict().items()}
+
+
+def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer by name, shared ones under each of their names."""
+    named: dict[str, torch.Tensor] = dict(model.named_parameters(remove_duplicate=False))
+    named.update(model.named_buffers(remove_duplicate=False))
+    return named
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -354,50 +411,69 @@ def load(
         model = _fresh_model(path, arch, trust_code)
     else:
         setattr(model, ARCH_ATTR, dict(arch))
-    state = _decode_state(path, spec)
-    if "structure" in spec:
-        from ..graph import restore_structure as resize_pruned
-
-        model = resize_pruned(model, spec["structure"])
-        setattr(model, STRUCTURE_ATTR, spec["structure"])
-    if "quantization" in spec:
-        from ..quantize import restore_structure  # quantize imports export: import late
-
-        model = restore_structure(model, spec["quantization"])
+    model = _restore(path, model, spec)
+    # The structure is the model's now: every stored shape is checked against it, not
+    # against what the spec claims, before a tensor of that shape is allocated.
+    state = _decode_state(path, spec, _shapes(model), ArtifactError)
     load_state(model, state, str(path))
     setattr(model, SPEC_ATTR, spec)
     return model.to(device).eval()
 
 
+def _restore(path: Path, model: nn.Module, spec: dict[str, Any]) -> nn.Module:
+    """Replay the pruned structure and the quantization the spec records onto ``model``."""
+    try:
+        if "structure" in spec:
+            from ..graph import restore_structure as resize_pruned
+
+            check_resized(path, spec["structure"], _tensors(model))
+            model = resize_pruned(model, spec["structure"])
+            setattr(model, STRUCTURE_ATTR, spec["structure"])
+        if "quantization" in spec:
+            from ..quantize import restore_structure  # quantize imports export: import late
+
+            model = restore_structure(model, spec["quantization"])
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+        raise ArtifactError(
+            f"{path}: its spec's structure or quantization section does not fit the model "
+            f"({type(err).__name__}: {err}); the file is corrupted, re-create it"
+        ) from None
+    return model
+
+
 def _fresh_model(path: Path, arch: dict[str, Any], trust_code: bool) -> nn.Module:
     name = arch.get("name")
-    if not isinstance(name, str):
+    if name is None:
         raise ModelError(
             f"{path} holds a {arch.get('class', 'model')} built outside slimkit; load it onto "
             "a fresh instance: slimkit.load(path, model=YourModel(...))"
         )
     check_trusted(name, trust_code)
-    return create_model(name, **arch.get("kwargs", {}))
+    kwargs = arch.get("kwargs", {})
+    try:
+        return create_model(name, **kwargs)
+    except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as err:
+        raise ArtifactError(
+            f"{path}: its architecture {show(name)} with {show(kwargs)} cannot be built ({err}); the "
+            "spec is corrupted, re-create the artifact"
+        ) from None
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
     """Load tensors from a slimkit artifact or a plain safetensors state dict into ``model``.
 
     Raises:
+        ArtifactError: if the file is missing, truncated or corrupted.
         ModelError: if the tensors do not match the model's architecture.
     """
     path = Path(path)
-    try:
-        spec = read_spec(path)
-    except ArtifactError:
-        if not path.is_file():
-            raise
+    if METADATA_KEY in _metadata(path):  # a slimkit artifact, however damaged its spec
+        state = _decode_state(path, read_spec(path), _shapes(model), ModelError)
+    else:
         try:
             with safe_open(str(path), framework="pt") as handle:
                 state = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
         except Exception as err:
             raise ArtifactError(f"{path} is not a readable safetensors file ({err})") from None
-    else:
-        state = _decode_state(path, spec)
     load_state(model, state, str(path))
     return model

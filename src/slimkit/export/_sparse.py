@@ -11,6 +11,7 @@ Every applicable encoding is tried and the smallest kept; a tensor stays dense w
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 
@@ -42,8 +43,23 @@ def _compress(raw: np.ndarray) -> torch.Tensor:
     return torch.frombuffer(bytearray(zlib.compress(raw.tobytes(), 9)), dtype=torch.uint8)
 
 
-def _decompress(pattern: torch.Tensor) -> np.ndarray:
-    return np.frombuffer(zlib.decompress(pattern.numpy().tobytes()), dtype=np.uint8)
+def inflate(data: bytes, limit: int) -> bytes:
+    """zlib-decompress ``data``, refusing to produce more than ``limit`` bytes.
+
+    zlib inflates up to ~1000x: an unbounded ``zlib.decompress`` of a crafted file is a
+    memory bomb. Raises ValueError (or ``zlib.error`` for a damaged stream).
+    """
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, limit + 1)
+    if len(out) > limit:
+        raise ValueError(f"zlib data inflates beyond the {limit:,} bytes it may hold")
+    if not inflater.eof:
+        raise ValueError("zlib data is truncated")
+    return out
+
+
+def _decompress(pattern: torch.Tensor, limit: int) -> np.ndarray:
+    return np.frombuffer(inflate(pattern.numpy().tobytes(), limit), dtype=np.uint8)
 
 
 def _encode_gaps(index: np.ndarray) -> np.ndarray:
@@ -86,11 +102,14 @@ def _is_integer(dtype: torch.dtype) -> bool:
     return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
 
 
-def _uncompress_values(values: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+def _uncompress_values(values: torch.Tensor, dtype: torch.dtype | None, numel: int) -> torch.Tensor:
     if dtype is None or not _is_integer(dtype):
         raise ValueError(f"zlib-coded values need their integer dtype, got {dtype}")
     numpy_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-    return torch.from_numpy(np.frombuffer(_decompress(values), dtype=numpy_dtype).copy())
+    raw = _decompress(values, numel * dtype.itemsize)  # at most one value per element
+    if len(raw) % dtype.itemsize:
+        raise ValueError(f"{len(raw)} bytes of values are not whole {dtype} values")
+    return torch.from_numpy(np.frombuffer(raw, dtype=numpy_dtype).copy())
 
 
 def decode_sparse(
@@ -102,19 +121,26 @@ def decode_sparse(
 ) -> torch.Tensor:
     """Rebuild the dense tensor. Raises ValueError if the parts do not fit together.
 
-    ``dtype`` is the tensor's dtype, needed by the ``+values-zlib`` encodings.
+    ``dtype`` is the tensor's dtype, needed by the ``+values-zlib`` encodings. Nothing larger
+    than the dense tensor of ``shape`` is allocated: every decompression is bounded by what
+    ``shape`` can need, so the caller checks ``shape`` (against the model) first.
     """
-    numel = int(np.prod(shape)) if shape else 1
+    numel = math.prod(shape)  # Python integers: np.prod would wrap around at 2**63
     if encoding.endswith(VALUES_ZLIB):
         encoding = encoding.removesuffix(VALUES_ZLIB)
-        values = _uncompress_values(values, dtype)
-    raw = _decompress(pattern)
+        values = _uncompress_values(values, dtype, numel)
+    if values.numel() > numel:
+        raise ValueError(
+            f"{numel} elements have too few positions for {values.numel()} non-zero values"
+        )
     if encoding == "bitmask-zlib":
+        raw = _decompress(pattern, (numel + 7) // 8)
         if len(raw) != (numel + 7) // 8:
             raise ValueError(f"bitmask holds {len(raw) * 8} bits for {numel} elements")
         index = np.flatnonzero(np.unpackbits(raw, count=numel))
     elif encoding == "gaps-zlib":
-        index = _decode_gaps(raw)
+        # One byte ends each value's gap; the escapes (255 each) add up to fewer than numel.
+        index = _decode_gaps(_decompress(pattern, values.numel() + numel // _GAP_ESCAPE + 1))
     else:
         raise ValueError(f"unknown sparse encoding {encoding!r}")
     if len(index) != values.numel() or (len(index) and index[-1] >= numel):

@@ -1,7 +1,7 @@
 """Pruning: unstructured sparsity, structured channel removal, schedules, accuracy budgets."""
 
 from ._api import prune, register_prune_handler
-from ._budget import BudgetSearch, Trial, search_sparsity
+from ._budget import BudgetSearch, Trial, check_budget, search_sparsity
 from ._config import AGP, Global, OneShot, PerLayer, UnstructuredConfig
 from ._structured import StructuredConfig, prune_structured, select_units
 from ._targets import Masks, prunable_layers, sparsity_of
@@ -19,6 +19,7 @@ __all__ = [
     "StructuredConfig",
     "Trial",
     "UnstructuredConfig",
+    "check_budget",
     "prunable_layers",
     "prune",
     "prune_step",

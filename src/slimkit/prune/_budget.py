@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._checks import check_int, check_number
 from ..data import Splits
 from ..errors import AccuracyBudgetError
 from ..measure import evaluate_accuracy
@@ -54,6 +55,20 @@ class BudgetSearch:
             "trials": [t.to_dict() for t in self.trials],
             "chosen": self.best.to_dict() if self.best else None,
         }
+
+
+def check_budget(
+    max_drop: float, *, max_trials: int = 6, max_sparsity: float = 0.99, strategy: str = "iterative"
+) -> None:
+    """Raise ``ValueError`` for a budget :func:`search_sparsity` cannot search: checked before
+    any data or model is read, so a NaN budget never runs a trial."""
+    check_number("max_drop", max_drop, minimum=0.0)
+    check_int("max_trials", max_trials, minimum=1)
+    check_number("max_sparsity", max_sparsity)
+    if not 0 < max_sparsity < 1:
+        raise ValueError(f"max_sparsity must be in (0, 1), got {max_sparsity}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
 
 
 def search_sparsity(
@@ -101,17 +116,10 @@ def search_sparsity(
         loss_fn: the fine-tuning loss (cross-entropy by default).
 
     Raises:
-        ValueError: for a negative budget or a bad trial count.
+        ValueError: for a negative or non-finite budget or a bad trial count.
         AccuracyBudgetError: if no candidate met the budget (``err.best`` holds the closest).
     """
-    if max_drop < 0:
-        raise ValueError(f"max_drop must be >= 0 points, got {max_drop}")
-    if max_trials < 1:
-        raise ValueError(f"max_trials must be >= 1, got {max_trials}")
-    if not 0 < max_sparsity < 1:
-        raise ValueError(f"max_sparsity must be in (0, 1), got {max_sparsity}")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    check_budget(max_drop, max_trials=max_trials, max_sparsity=max_sparsity, strategy=strategy)
     baseline = evaluate_accuracy(model, data.val, device=device)
     search = BudgetSearch(baseline_val_accuracy=baseline, max_drop=max_drop)
 

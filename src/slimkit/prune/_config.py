@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .._checks import check_int, check_number
 from ..importance import ELEMENTWISE
 
 
@@ -29,6 +30,7 @@ class PerLayer:
 
     def __post_init__(self) -> None:
         for name, value in self.overrides.items():
+            check_number(f"PerLayer.overrides[{name!r}]", value)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"PerLayer.overrides[{name!r}] must be in [0, 1), got {value}")
 
@@ -59,8 +61,8 @@ class AGP:
     initial_sparsity: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"AGP.steps must be >= 1, got {self.steps}")
+        check_int("AGP.steps", self.steps, minimum=1)
+        check_number("AGP.initial_sparsity", self.initial_sparsity)
         if not 0.0 <= self.initial_sparsity < 1.0:
             raise ValueError(f"AGP.initial_sparsity must be in [0, 1), got {self.initial_sparsity}")
 
@@ -94,6 +96,8 @@ class UnstructuredConfig:
     calib_batches: int = 16
 
     def __post_init__(self) -> None:
+        check_number("UnstructuredConfig.sparsity", self.sparsity)
+        check_int("UnstructuredConfig.calib_batches", self.calib_batches, minimum=1)
         if not 0.0 <= self.sparsity < 1.0:
             raise ValueError(
                 f"UnstructuredConfig.sparsity must be in [0, 1) (0.9 = 90% zeros), got {self.sparsity}"
@@ -109,10 +113,6 @@ class UnstructuredConfig:
             raise ValueError("UnstructuredConfig.schedule must be OneShot() or AGP(...)")
         if isinstance(self.exclude, str):
             raise ValueError("UnstructuredConfig.exclude must be a tuple of names, not a string")
-        if self.calib_batches < 1:
-            raise ValueError(
-                f"UnstructuredConfig.calib_batches must be >= 1, got {self.calib_batches}"
-            )
 
     def to_dict(self) -> dict[str, Any]:
         return {

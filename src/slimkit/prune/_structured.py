@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._checks import check_int, check_number
 from .._device import resolve_device
 from ..data import Splits, make_loader
 from ..errors import PruningTargetError, UnsupportedOpError
@@ -87,6 +88,12 @@ class StructuredConfig:
             raise ValueError(
                 "StructuredConfig needs exactly one of ratio=, target_macs= or target_latency="
             )
+        for name in ("ratio", "target_macs", "target_latency", "max_ratio", "latency_tolerance"):
+            if getattr(self, name) is not None:
+                check_number(f"StructuredConfig.{name}", getattr(self, name))
+        check_int("StructuredConfig.calib_batches", self.calib_batches, minimum=1)
+        if self.latency_threads is not None:
+            check_int("StructuredConfig.latency_threads", self.latency_threads, minimum=1)
         if self.ratio is not None and not 0.0 <= self.ratio < 1.0:
             raise ValueError(
                 f"StructuredConfig.ratio must be in [0, 1) (0.5 = half the channels), got {self.ratio}"
@@ -118,10 +125,6 @@ class StructuredConfig:
                 raise ValueError(f"StructuredConfig.{name} must be a tuple of names, not a string")
         if not 0.0 < self.max_ratio < 1.0:
             raise ValueError(f"StructuredConfig.max_ratio must be in (0, 1), got {self.max_ratio}")
-        if self.calib_batches < 1:
-            raise ValueError(
-                f"StructuredConfig.calib_batches must be >= 1, got {self.calib_batches}"
-            )
         if not 0.0 < self.latency_tolerance < 1.0:
             raise ValueError(
                 f"StructuredConfig.latency_tolerance must be in (0, 1), got {self.latency_tolerance}"

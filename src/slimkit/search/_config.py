@@ -5,10 +5,39 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .._checks import check_bool, check_int, check_number, check_str
+
 GOALS = ("latency", "size", "macs")
 BACKENDS = ("onnxruntime", "torch")
 RECOVERY = ("kd", "ce")
 COSTS = ("macs", "params", "latency")
+#: Integer fields and their minimum (None: any integer); ``_OPTIONAL`` ones may be None too.
+_INTS = {
+    "trials": 1,
+    "seed": None,
+    "recover_epochs": 0,
+    "qat_epochs": 0,
+    "polish_epochs": 0,
+    "polish_trials": 1,
+    "sensitivity_images": 1,
+    "latency_threads": 1,
+    "round_to": 1,
+    "min_channels": 1,
+}
+#: Real-valued fields and their minimum; ranges beyond that are checked one by one.
+_NUMBERS = {
+    "max_drop": 0.0,
+    "recover_lr": None,
+    "time_budget_s": None,
+    "min_macs_keep": None,
+    "max_macs_keep": None,
+    "max_sparsity": None,
+    "margin_se": 0.0,
+}
+_POSITIVE = ("recover_lr", "time_budget_s")
+_OPTIONAL = ("latency_threads", "round_to", "min_channels", "time_budget_s")
+_BOOLS = ("quantize", "remove_blocks", "lower_is_better")
+_STRINGS = ("goal", "backend", "importance", "recover")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +140,7 @@ class CompressConfig:
     lower_is_better: bool = False
 
     def __post_init__(self) -> None:
+        self._check_kinds()
         named = isinstance(self.metric, str) and ":" in self.metric.strip(":")
         if self.metric is not None and not callable(self.metric) and not named:
             raise ValueError(
@@ -121,8 +151,6 @@ class CompressConfig:
             raise ValueError(
                 "CompressConfig.lower_is_better needs a metric (top-1 is higher-is-better)"
             )
-        if self.max_drop < 0:
-            raise ValueError(f"CompressConfig.max_drop must be >= 0 points, got {self.max_drop}")
         for name, value, allowed in (
             ("goal", self.goal, GOALS),
             ("backend", self.backend, BACKENDS),
@@ -130,10 +158,6 @@ class CompressConfig:
         ):
             if value not in allowed:
                 raise ValueError(f"CompressConfig.{name} must be one of {allowed}, got {value!r}")
-        if self.trials < 1:
-            raise ValueError(f"CompressConfig.trials must be >= 1, got {self.trials}")
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise ValueError("CompressConfig.time_budget_s must be > 0 seconds (or None)")
         if not 0.0 < self.min_macs_keep <= 1.0:
             raise ValueError(
                 f"CompressConfig.min_macs_keep must be in (0, 1], got {self.min_macs_keep}"
@@ -149,20 +173,6 @@ class CompressConfig:
             )
         if not self.sensitivity_ratios or not all(0 < r < 1 for r in self.sensitivity_ratios):
             raise ValueError("CompressConfig.sensitivity_ratios must be values in (0, 1)")
-        if self.recover_epochs < 0 or self.qat_epochs < 0 or self.polish_epochs < 0:
-            raise ValueError(
-                "CompressConfig.recover_epochs, qat_epochs and polish_epochs must be >= 0"
-            )
-        if self.margin_se < 0:
-            raise ValueError(f"CompressConfig.margin_se must be >= 0, got {self.margin_se}")
-        if self.polish_trials < 1:
-            raise ValueError(f"CompressConfig.polish_trials must be >= 1, got {self.polish_trials}")
-        for name in ("round_to", "min_channels"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"CompressConfig.{name} must be >= 1 (or None), got {value}")
-        if self.sensitivity_images < 1:
-            raise ValueError("CompressConfig.sensitivity_images must be >= 1")
         if self.structure_cost is not None and self.structure_cost not in COSTS:
             raise ValueError(
                 f"CompressConfig.structure_cost must be one of {COSTS} (or None), "
@@ -174,6 +184,33 @@ class CompressConfig:
                 "Runtime graph: it needs backend='onnxruntime' and quantize=True; use 'macs' "
                 "otherwise"
             )
+
+    def _check_kinds(self) -> None:
+        """Every field has its kind and a finite value, before any comparison reads it."""
+        for name, minimum in _INTS.items():
+            if not (name in _OPTIONAL and getattr(self, name) is None):
+                check_int(f"CompressConfig.{name}", getattr(self, name), minimum=minimum)
+        for name, low in _NUMBERS.items():
+            if not (name in _OPTIONAL and getattr(self, name) is None):
+                check_number(
+                    f"CompressConfig.{name}",
+                    getattr(self, name),
+                    minimum=low,
+                    positive=name in _POSITIVE,
+                )
+        for name in _BOOLS:
+            check_bool(f"CompressConfig.{name}", getattr(self, name))
+        for name in _STRINGS:
+            check_str(f"CompressConfig.{name}", getattr(self, name))
+        if isinstance(self.sensitivity_ratios, list):  # from Python code: keep the tuple type
+            object.__setattr__(self, "sensitivity_ratios", tuple(self.sensitivity_ratios))
+        if not isinstance(self.sensitivity_ratios, tuple):
+            raise ValueError(
+                "CompressConfig.sensitivity_ratios must be a list of ratios in (0, 1), got "
+                f"{self.sensitivity_ratios!r}"
+            )
+        for ratio in self.sensitivity_ratios:
+            check_number("CompressConfig.sensitivity_ratios", ratio)
 
     @property
     def channel_multiple(self) -> int:
@@ -229,7 +266,7 @@ class CompressConfig:
                 f"unknown CompressConfig keys {unknown}; valid keys: {', '.join(sorted(known))}"
             )
         values = dict(data)
-        if "sensitivity_ratios" in values:
+        if isinstance(values.get("sensitivity_ratios"), list | tuple):
             values["sensitivity_ratios"] = tuple(values["sensitivity_ratios"])
         return cls(**values)
 
