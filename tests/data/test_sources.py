@@ -215,3 +215,26 @@ def test_hook_that_does_not_exist(hook_module: str) -> None:
         load_data(f"{hook_module}:absent")
     with pytest.raises(DataError, match="cannot import data hook"):
         load_data("no_such_module_for_slimkit:fn")
+
+
+def test_image_size_must_be_a_positive_integer(tmp_path: Path) -> None:
+    _image_tree(tmp_path, {"train": 2, "test": 1})
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="image_size"):
+            load_data(f"folder:{tmp_path}", image_size=bad)  # type: ignore[arg-type]
+
+
+def test_the_cli_resizes_folder_data_to_the_image_size_it_is_given(tmp_path: Path) -> None:
+    from slimkit.cli._main import build_parser
+
+    args = build_parser().parse_args(["profile", "m.safetensors", "--image-size", "24"])
+    assert args.image_size == 24
+    _image_tree(tmp_path, {"train": 2, "test": 1})
+    from slimkit.cli._commands import _data
+
+    splits = _data(
+        build_parser().parse_args(
+            ["profile", "m.safetensors", "--data", f"folder:{tmp_path}", "--image-size", "24"]
+        )
+    )
+    assert splits.input_shape == (3, 24, 24) and splits.meta["resize"] == [24, 24]

@@ -54,7 +54,11 @@ def _log(args: argparse.Namespace, message: str) -> None:
 
 def _data(args: argparse.Namespace) -> Splits:
     return load_data(
-        args.data, data_dir=args.data_dir, limit_train=args.limit_train, limit_eval=args.limit_eval
+        args.data,
+        data_dir=args.data_dir,
+        limit_train=args.limit_train,
+        limit_eval=args.limit_eval,
+        image_size=args.image_size,
     )
 
 

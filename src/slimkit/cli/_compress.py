@@ -206,6 +206,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         "limit_train": args.limit_train,
         "limit_eval": args.limit_eval,
     }
+    if args.image_size is not None:  # only when given: runs without it keep their data identity
+        data_args["image_size"] = args.image_size
     model = export.load(args.artifact)
     splits = load_data(**data_args)
     summary = compress(

@@ -112,7 +112,11 @@ def _config(args: argparse.Namespace) -> DistillConfig:
 
 def _data(args: argparse.Namespace) -> Splits:
     return load_data(
-        args.data, data_dir=args.data_dir, limit_train=args.limit_train, limit_eval=args.limit_eval
+        args.data,
+        data_dir=args.data_dir,
+        limit_train=args.limit_train,
+        limit_eval=args.limit_eval,
+        image_size=args.image_size,
     )
 
 

@@ -34,6 +34,14 @@ def _add_common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
             help="fashion-mnist, mnist, folder:<path> or module:function",
         )
         parser.add_argument("--data-dir", default=None, help="directory of the IDX files")
+        parser.add_argument(
+            "--image-size",
+            type=int,
+            default=None,
+            metavar="N",
+            help="folder: data: resize (shorter side) and center-crop every image to N×N, the "
+            "model's native resolution (default: the first training image's size)",
+        )
         parser.add_argument("--limit-train", type=int, default=None, help=argparse.SUPPRESS)
         parser.add_argument("--limit-eval", type=int, default=None, help=argparse.SUPPRESS)
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from .._checks import check_int
 from .._registry import Registry
 from ..errors import DataError
 from ._idx import find_idx, read_idx
@@ -203,6 +204,8 @@ def load_data(
     Raises:
         DataError: if the data is missing or malformed; the message says how to get it.
     """
+    if image_size is not None:
+        check_int("image_size", image_size, minimum=1)
     if name in DATASETS:
         splits = DATASETS.get(name)(data_dir, val_size)
     elif name.startswith("folder:"):
