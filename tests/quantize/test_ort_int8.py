@@ -131,3 +131,29 @@ def test_linear_layers_on_token_inputs_become_int8_gemms_stored_as_int8(tmp_path
     restored = slimkit.load(tmp_path / "t.safetensors", model=_TokenMixer())
     with torch.no_grad():
         assert torch.equal(restored(x), q(x))
+
+
+class _SharedProjection(nn.Module):
+    """One Linear applied twice to token inputs (a shared or tied projection)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(16, 16)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.proj(torch.relu(self.proj(x))).mean(1))
+
+
+def test_a_linear_layer_called_twice_shares_one_int8_gemm_weight() -> None:
+    torch.manual_seed(0)
+    model = _SharedProjection().eval()
+    x = torch.randn(32, 5, 16)
+    q = _q(model, x)
+    names = [i.name for i in q.proto.graph.initializer]
+    assert len(names) == len(set(names))
+    gemms = [n for n in q.proto.graph.node if n.op_type == "Gemm"]
+    assert len(gemms) == 3 and sum(n.doc_string == "proj" for n in gemms) == 2
+    assert quantization_report(q)["quantized"] == ["proj", "head"]
+    with torch.no_grad():
+        assert float(sqnr(model(x), q(x))) > 25.0

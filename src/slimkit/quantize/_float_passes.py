@@ -90,17 +90,29 @@ def _bias_add(node: Any, consumers: dict[str, list[Any]], inits: dict[str, Any])
     return None
 
 
-def _as_gemm(node: Any, add: Any, inits: dict[str, Any]) -> tuple[list[Any], list[Any]]:
-    """(nodes, initializers) computing ``node`` (and its bias ``add``) as a flattened Gemm."""
+def _as_gemm(
+    node: Any, add: Any, inits: dict[str, Any], transposed: dict[str, str]
+) -> tuple[list[Any], list[Any]]:
+    """(nodes, initializers) computing ``node`` (and its bias ``add``) as a flattened Gemm.
+
+    ``transposed`` maps a MatMul weight already rewritten to its Gemm weight: a layer called
+    twice (or a tied weight) shares one initializer.
+    """
     onnx = require("onnx")
     helper, numpy_helper = onnx.helper, onnx.numpy_helper
     weight = numpy_helper.to_array(inits[node.input[1]])
     in_features, out_features = weight.shape
     name = node.name or node.output[0]
     module = node.doc_string
-    weight_name = f"{module}.weight" if module and f"{module}.weight" not in inits else f"{name}.w"
-    tensors = [
-        numpy_helper.from_array(np.ascontiguousarray(weight.T), weight_name),
+    tensors = []
+    weight_name = transposed.get(node.input[1], "")
+    if not weight_name:
+        taken = set(inits) | set(transposed.values())
+        preferred = f"{module}.weight"
+        weight_name = preferred if module and preferred not in taken else f"{name}.w"
+        transposed[node.input[1]] = weight_name
+        tensors.append(numpy_helper.from_array(np.ascontiguousarray(weight.T), weight_name))
+    tensors += [
         numpy_helper.from_array(np.array([-1, in_features], np.int64), f"{name}.flat"),
         numpy_helper.from_array(np.array([out_features], np.int64), f"{name}.width"),
         numpy_helper.from_array(np.array([0], np.int64), f"{name}.zero"),
@@ -144,9 +156,10 @@ def linear_layers_as_gemm(proto: Any) -> int:
         and len(inits[n.input[1]].dims) == 2
         and ranks.get(n.input[0], 0) >= 3
     ]
+    transposed: dict[str, str] = {}
     for node in targets:
         add = _bias_add(node, consumers, inits)
-        nodes, tensors = _as_gemm(node, add, inits)
+        nodes, tensors = _as_gemm(node, add, inits, transposed)
         position = list(proto.graph.node).index(node)
         proto.graph.node.remove(node)
         if add is not None:

@@ -79,9 +79,11 @@ def int8_weights(proto: Any) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
 
 
 def quantized_modules(proto: Any) -> list[str]:
-    """Modules whose weighted node reads an int8 weight in the QDQ graph ``proto``."""
+    """Modules whose weighted node reads an int8 weight in the QDQ graph ``proto``, each once
+    (a layer called twice has two nodes)."""
     nodes = layer_nodes(proto)
-    return [nodes[node.name] for node, _ in _int8_weight_reads(proto) if node.name in nodes]
+    found = [nodes[node.name] for node, _ in _int8_weight_reads(proto) if node.name in nodes]
+    return list(dict.fromkeys(found))
 
 
 def optimized_graph(proto: Any) -> Any:
@@ -147,7 +149,7 @@ def build_report(
     """The :class:`QuantReport` of ``model``'s int8 graph ``proto``."""
     quantized = quantized_modules(proto)
     floats = []
-    for module in layer_nodes(proto).values():
+    for module in dict.fromkeys(layer_nodes(proto).values()):
         if module not in quantized:
             reason = (
                 "excluded by the config"
