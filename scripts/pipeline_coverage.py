@@ -160,7 +160,6 @@ def check(source: str) -> dict[str, Any]:
     from slimkit.errors import SlimkitError
     from slimkit.quantize import OrtModule, onnx_path, quantization_report, sqnr
 
-    torch.set_num_threads(1)
     row: dict[str, Any] = {"model": source}
     stage = "build"
     try:
@@ -318,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
+        import torch
+
+        torch.set_num_threads(1)
         print(json.dumps(check(args.child)))
         return 0
     rows = []
