@@ -22,7 +22,9 @@ $(STAMP): pyproject.toml constraints.txt
 data:
 	@bash scripts/ensure_data.sh
 
+# A new demo model makes the old compress run stale (compress refuses another input).
 $(DEMO)/seed-cnn.safetensors: | setup
+	rm -rf $(DEMO)/compress
 	$(SLIMKIT) train --model seed-cnn --data fashion-mnist --epochs 12 --out $@ --resume
 
 demo: setup $(DEMO)/seed-cnn.safetensors

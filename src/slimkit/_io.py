@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,3 +42,19 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def atomic_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Copy ``source`` to ``target`` atomically: a reader sees the old file or the whole copy."""
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+    return Path(target)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex SHA-256 of a file's bytes, read in chunks (artifacts may be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

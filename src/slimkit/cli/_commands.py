@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -16,9 +15,10 @@ import torch
 from .. import export
 from .._checks import check_number
 from .._device import resolve_device
+from .._fit import check_fits
+from .._io import sha256_file
 from ..data import Splits, load_data
 from ..distill import DistillConfig, kd_loss
-from ..errors import DataError
 from ..graph import DependencyGraph
 from ..measure import count_macs, count_params, evaluate_accuracy, profile
 from ..models import arch_of, create_model, model_names
@@ -60,19 +60,6 @@ def _data(args: argparse.Namespace) -> Splits:
         limit_eval=args.limit_eval,
         image_size=args.image_size,
     )
-
-
-def _check_fits(model: torch.nn.Module, splits: Splits, source: str) -> None:
-    kwargs = arch_of(model).get("kwargs", {})
-    if kwargs.get("num_classes", splits.num_classes) != splits.num_classes:
-        raise DataError(
-            f"{source} predicts {kwargs['num_classes']} classes but {splits.name} has "
-            f"{splits.num_classes}; use data with the same classes"
-        )
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -139,7 +126,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     results = []
     for path in args.artifacts:
         model = export.load(path)
-        _check_fits(model, splits, path)
+        check_fits(model, splits, path)
         onnx = args.backend == "onnxruntime"
         measure = profile_deployed if onnx else functools.partial(profile, device=device)
         measured = measure(
@@ -219,7 +206,7 @@ def _prune_inputs(
     source = Path(args.artifact)
     model = export.load(source)
     splits = _data(args)
-    _check_fits(model, splits, str(source))
+    check_fits(model, splits, str(source))
     return source, model, splits, resolve_device(args.device), finetune
 
 
@@ -259,7 +246,7 @@ def cmd_prune_structured(args: argparse.Namespace) -> int:
     provenance = {
         "command": "prune",
         "parent": str(source),
-        "parent_sha256": _sha256(source),
+        "parent_sha256": sha256_file(source),
         "config": cfg.to_dict(),
         "finetune": finetune.to_dict(),
         "recover": recover,
@@ -326,7 +313,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     provenance: dict[str, Any] = {
         "command": "prune",
         "parent": str(source),
-        "parent_sha256": _sha256(source),
+        "parent_sha256": sha256_file(source),
         "finetune": finetune.to_dict(),
         "recover": recover,
         "data": splits.describe(),

@@ -12,7 +12,7 @@ from typing import Any
 from .. import export
 from ..data import load_data
 from ..errors import SlimkitError
-from ..search import GOALS, CompressConfig, compress, run_worker
+from ..search import GOALS, CompressConfig, RunDir, compress, run_worker
 from ._output import print_json, profile_table
 
 AddCommon = Callable[[argparse.ArgumentParser], None]
@@ -106,6 +106,19 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
     w = sub.add_parser("worker", help="join a compress run's search from another process")
     w.add_argument("run_dir", metavar="RUN_DIR")
     w.add_argument("--storage", default=None, help="the run's Optuna storage URL")
+    w.add_argument(
+        "--metric",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="the run's --metric: a worker imports the metric (or module:function --data) "
+        "RUN_DIR names only if its own command line names it too",
+    )
+    w.add_argument(
+        "--trust-run-code",
+        action="store_true",
+        help="import whatever module:function data, metric or model RUN_DIR names (anyone who "
+        "can write RUN_DIR chooses the code this worker runs)",
+    )
     add_common(w)
 
     run = sub.add_parser("run", help="run a compress recipe (YAML) with key=value overrides")
@@ -220,6 +233,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         device=args.device,
         data_args=data_args,
         log=_say,
+        source=args.artifact,
     )
     return finish(summary, args.json)
 
@@ -241,12 +255,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         device=recipe.device,
         data_args=recipe.data,
         log=_say,
+        source=recipe.model,
     )
     return finish(summary, args.json)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    done = run_worker(args.run_dir, storage=args.storage, device=args.device, log=_say)
+    done = run_worker(
+        args.run_dir,
+        storage=args.storage,
+        device=args.device,
+        log=_say,
+        allowed_code=[name for name in (args.data, args.metric) if name],
+        trust_code=args.trust_run_code,
+    )
     if args.json:
         print_json({"trials_completed": done})
     else:
@@ -257,14 +279,40 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from ..report import write_report
 
-    if not (Path(args.run_dir) / "state.json").exists():
-        raise SlimkitError(f"{args.run_dir} is not a compress run directory (no state.json)")
+    RunDir.open(args.run_dir)  # a missing or damaged state.json: one line naming it
     paths = write_report(args.run_dir)
     if args.json:
         print_json(paths)
     else:
         print(f"report: {paths['html']}")
     return 0
+
+
+def interrupted_note(args: argparse.Namespace) -> str | None:
+    """What Ctrl-C left of a ``compress``, ``run`` or ``worker`` command (None for others)."""
+    if args.command == "worker":
+        return (
+            f"the trials this worker finished stay in the study of {args.run_dir}; start the "
+            "worker again to rejoin the search"
+        )
+    if args.command not in ("compress", "run"):
+        return None
+    out = args.out if args.command == "compress" else _recipe_out(args)
+    if out is None or not (Path(out) / "state.json").is_file():
+        return "no run directory was started"
+    return (
+        f"{out} keeps the stages and trials it finished: run the same command with --resume "
+        "to continue"
+    )
+
+
+def _recipe_out(args: argparse.Namespace) -> str | None:
+    from ..search import load_recipe
+
+    try:
+        return load_recipe(args.recipe, args.overrides).out
+    except (SlimkitError, ValueError, TypeError, OSError):
+        return None
 
 
 COMPRESS_COMMANDS = {

@@ -11,7 +11,7 @@ from .._device import DEVICE_CHOICES
 from .._version import __version__
 from ..errors import AccuracyBudgetError, SlimkitError
 from ._commands import COMMANDS
-from ._compress import compress_parsers
+from ._compress import compress_parsers, interrupted_note
 from ._distill import distill_parser, slim_parser
 from ._quantize import quantize_parser
 
@@ -170,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        print("slimkit: interrupted; no output file was written", file=sys.stderr)
+        note = interrupted_note(args) or "files are written whole, so none was left half-written"
+        print(f"slimkit: interrupted; {note}", file=sys.stderr)
         return 130
     except (SlimkitError, ValueError) as err:
         if args.debug:

@@ -35,7 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .._io import atomic_path
+from .._io import atomic_path, sha256_file
 from .._version import __version__
 from ..errors import ArtifactError, ModelError
 from ..models import create_model
@@ -43,6 +43,7 @@ from ..models._registry import ARCH_ATTR, arch_record
 from ..models._sources import check_trusted
 from ._sparse import decode_sparse, encode_sparse, inflate
 from ._spec import (
+    ONNX_HASH_KEY,
     check_declared,
     check_depth,
     check_resized,
@@ -116,7 +117,8 @@ def save(
 
     Tensors with enough zeros are stored sparsely, so the file shrinks with sparsity;
     :func:`load` restores them exactly. A model quantized for ONNX Runtime int8 also gets its
-    deployable graph written beside the artifact (``q.safetensors`` → ``q.onnx``).
+    deployable graph written beside the artifact (``q.safetensors`` → ``q.onnx``), first, and
+    the artifact records the graph's SHA-256 so that a stale graph is refused.
 
     Args:
         model: a model built by :func:`slimkit.create_model` or loaded by :func:`load`.
@@ -158,12 +160,16 @@ def save(
         spec["quantization"] = quantization
     if version == PACKED_VERSION:
         stored, spec["packed"] = _pack(stored)
-    with atomic_path(path) as tmp:
-        save_file(stored, str(tmp), metadata={METADATA_KEY: _spec_text(spec)})
     if quantization is not None:
+        # The graph first, then the artifact with the graph's hash: killed in between, the
+        # old artifact's hash no longer matches and the stale pair is refused, not measured.
         from ..quantize import write_deployment  # quantize imports export: import late
 
-        write_deployment(model, Path(path))
+        graph = write_deployment(model, Path(path))
+        if graph is not None:
+            spec[ONNX_HASH_KEY] = sha256_file(graph)
+    with atomic_path(path) as tmp:
+        save_file(stored, str(tmp), metadata={METADATA_KEY: _spec_text(spec)})
     return Path(path)
 
 

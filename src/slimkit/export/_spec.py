@@ -9,11 +9,13 @@ model itself needs.
 
 from __future__ import annotations
 
+import re
 import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .._io import sha256_file
 from ..errors import ArtifactError
 
 #: A spec's JSON nests a few levels (provenance → budget search → trials → one trial); a
@@ -27,6 +29,9 @@ _REPR = reprlib.Repr()
 _REPR.maxlist = _REPR.maxdict = 8
 _REPR.maxstring = 60
 show = _REPR.repr  # a spec's value in a message: a crafted one may be megabytes long
+#: The spec field holding the SHA-256 of the ``.onnx`` graph saved with a quantized artifact.
+ONNX_HASH_KEY = "onnx_sha256"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def spec_limit(file_size: int) -> int:
@@ -99,6 +104,9 @@ def check_spec(path: Path, spec: dict[str, Any]) -> None:
         check_structure(path, spec["structure"])
     if "quantization" in spec:
         _check_quantization(path, spec["quantization"])
+    digest = spec.get(ONNX_HASH_KEY)
+    if digest is not None and not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
+        raise _corrupted(path, f"{ONNX_HASH_KEY!r} is {show(digest)}, not a SHA-256 in hex")
 
 
 def _check_quantization(path: Path, section: Any) -> None:
@@ -201,4 +209,19 @@ def check_declared(
         raise error(
             f"{path}: tensor {name!r} is declared with shape {show(shape)} but the model's is "
             f"{expected}; it was saved for another architecture or is corrupted"
+        )
+
+
+def check_graph(artifact: Path, spec: dict[str, Any], graph: Path) -> None:
+    """Raise :class:`ArtifactError` unless ``graph`` holds the bytes ``artifact``'s spec records.
+
+    ``slimkit.save`` writes the graph, then the artifact with the graph's hash: a process
+    killed in between leaves a new graph beside the old artifact, which this refuses. Artifacts
+    saved before graphs were hashed record none and pass.
+    """
+    expected = spec.get(ONNX_HASH_KEY)
+    if expected is not None and sha256_file(graph) != expected:
+        raise ArtifactError(
+            f"{graph} is stale: it is not the graph {artifact} was saved with (its SHA-256 "
+            "differs from the one the artifact records); re-run quantize to write both again"
         )

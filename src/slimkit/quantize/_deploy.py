@@ -10,6 +10,7 @@ from torch import nn
 
 from ..data import Splits
 from ..errors import ArtifactError
+from ..export import check_graph, read_spec
 from ..measure import (
     Profile,
     count_macs,
@@ -40,11 +41,28 @@ def onnx_path(artifact: str | os.PathLike[str]) -> Path:
 
 
 def write_deployment(model: nn.Module, artifact: Path) -> Path | None:
-    """Write ``artifact``'s ``.onnx`` twin if the model is an int8 ONNX Runtime model."""
+    """Write ``artifact``'s ``.onnx`` twin (atomically) if the model is an int8 ONNX Runtime
+    model; :func:`slimkit.save` calls it before writing the artifact, which records its hash."""
     section = getattr(model, QUANT_ATTR, {})
     if section.get("backend") != "onnxruntime" or section.get("scheme") not in ONNX_SCHEMES:
         return None
     return export_onnx(model, onnx_path(artifact), example_input(model))
+
+
+def deployed_graph(artifact: str | os.PathLike[str]) -> Path:
+    """The ``.onnx`` graph saved with ``artifact``, checked against the hash it records.
+
+    Raises:
+        ArtifactError: if the graph is missing, or stale (not the one saved with ``artifact``).
+    """
+    path = onnx_path(artifact)
+    if not path.is_file():
+        raise ArtifactError(
+            f"{path} does not exist; write it with `slimkit quantize ... --backend onnxruntime` "
+            "(int8-static, qat or int8-weight-only)"
+        )
+    check_graph(Path(artifact), read_spec(artifact), path)
+    return path
 
 
 def profile_deployed(
@@ -62,14 +80,10 @@ def profile_deployed(
     and MAC counts are those of the (equivalent) PyTorch model.
 
     Raises:
-        ArtifactError: if there is no ``.onnx`` file beside ``artifact``.
+        ArtifactError: if there is no ``.onnx`` file beside ``artifact``, or it is not the
+            one ``artifact`` was saved with.
     """
-    path = onnx_path(artifact)
-    if not path.is_file():
-        raise ArtifactError(
-            f"{path} does not exist; write it with `slimkit quantize ... --backend onnxruntime` "
-            "(int8-static, qat or int8-weight-only)"
-        )
+    path = deployed_graph(artifact)
     threads = threads or torch.get_num_threads()
     runner = OrtModule(path, threads=threads)
     example = splits.example_input(64)

@@ -11,11 +11,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,8 @@ import torch
 from torch import nn
 
 from .._device import resolve_device
+from .._fit import check_fits
+from .._io import atomic_copy
 from ..data import Splits, load_data
 from ..errors import AccuracyBudgetError, MissingDependencyError, SlimkitError
 from ..export import load, save
@@ -38,6 +39,7 @@ from ..measure import (
 from ..measure import measure_latency as eager_latency
 from ..models._registry import ARCH_ATTR
 from ._config import CompressConfig, stage_inputs
+from ._guards import RunInput, check_run_code
 from ._plan import (
     GroupCurve,
     Pruner,
@@ -784,12 +786,15 @@ def _export(run: RunDir, ctx: Context, log: Log) -> None:
     cfg = ctx.cfg
     with run.stage("export", {}) as out:
         chosen = run.output("verify")["chosen"]
-        artifact = run.path / "model.safetensors"
-        shutil.copyfile(chosen["artifact"], artifact)
+        artifact, graph = run.path / "model.safetensors", run.path / "model.onnx"
         files = {"artifact": str(artifact)}
+        # The graph first, each file whole: an int8 artifact records its graph's hash, so a
+        # crash between the two leaves a pair that profile refuses rather than misreads.
         if chosen.get("onnx"):
-            shutil.copyfile(chosen["onnx"], run.path / "model.onnx")
-            files["onnx"] = str(run.path / "model.onnx")
+            files["onnx"] = str(atomic_copy(chosen["onnx"], graph))
+        else:
+            graph.unlink(missing_ok=True)  # an earlier export's graph is not this model's
+        atomic_copy(chosen["artifact"], artifact)
         threads = cfg.latency_threads or torch.get_num_threads()
         base = run.output("baseline")
         log("export: measuring the test set once")
@@ -910,6 +915,7 @@ def compress(
     device: str | torch.device = "cpu",
     data_args: dict[str, Any] | None = None,
     log: Log | None = _stderr,
+    source: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Find the smallest/fastest compressed model within an accuracy budget.
 
@@ -926,6 +932,9 @@ def compress(
         device: where recovery training runs (latency is measured on the CPU).
         data_args: how workers reload the data (``load_data`` keyword arguments).
         log: receives one line per event (None: silent).
+        source: the artifact ``model`` was read from. ``run_dir`` is tied to its bytes (to
+            the model's tensors without it) and to the data: resuming with another input is
+            an error.
 
     Returns:
         The summary also written to ``run_dir/summary.json``: ``baseline`` and ``result``
@@ -934,16 +943,17 @@ def compress(
 
     Raises:
         AccuracyBudgetError: if no plan keeps the budget (the best one is attached).
+        DataError: if the model does not fit the data (classes, input shape).
+        SlimkitError: if ``run_dir`` holds a run of another input, or needs ``resume``.
     """
     say = log or (lambda _message: None)
     torch_device = resolve_device(device)
     model = copy.deepcopy(model).cpu().eval()
-    config = {
-        "compress": cfg.to_dict(),
-        "data": data_args or {"name": splits.name},
-        "storage": storage,
-    }
-    run = RunDir.create(Path(run_dir), config, resume, inputs=stage_inputs)
+    data = data_args or {"name": splits.name}
+    config = {"compress": cfg.to_dict(), "data": data, "storage": storage}
+    check_fits(model, splits, str(source or "the model"), logits=cfg.metric is None)
+    given = RunInput.of(model, data, source)
+    run = RunDir.create(Path(run_dir), config, resume, inputs=stage_inputs, given=given)
     if run.redone:
         say(f"resume: the options changed; redoing {', '.join(run.redone)}")
     _choose_study(run, config)
@@ -1019,15 +1029,20 @@ def run_worker(
     log: Log | None = _stderr,
     poll_s: float = 0.5,
     wait_s: float = 600.0,
+    allowed_code: Collection[str] = (),
+    trust_code: bool = False,
 ) -> int:
     """Join a compress run's search: run trials of its study until it holds enough.
 
     The run directory must be reachable (a shared file system). The worker waits up to
     ``wait_s`` seconds for the run to exist and finish its plan stage. Returns the number of
-    trials this worker completed.
+    trials this worker completed. Whoever can write the run directory must not choose code
+    for the worker to run: ``module:function`` data or metrics it names are imported only if
+    listed in ``allowed_code``, or with ``trust_code`` (which also allows its model's factory).
 
     Raises:
-        SlimkitError: if the run does not reach its search stage in time.
+        SlimkitError: if the run does not reach its search stage in time, or names code the
+            worker was not allowed to run.
     """
     say = log or (lambda _message: None)
     deadline = time.time() + wait_s
@@ -1036,11 +1051,12 @@ def run_worker(
     _wait_for(lambda: (path / "state.json").exists(), deadline, poll_s, say, run_dir)
     run = RunDir.open(path)
     config = run.state["config"]
+    check_run_code(config, run.state_path, allowed=allowed_code, trust=trust_code)
     cfg = CompressConfig.from_dict(config["compress"])
     storage = storage or config.get("storage")
     splits = load_data(**config["data"])
     _wait_for(lambda: _reloaded(run).done("plan"), deadline, poll_s, say, run_dir)
-    model = load(run.output("baseline")["artifact"])
+    model = load(run.output("baseline")["artifact"], trust_code=trust_code)
     ctx = _context(run, model, splits, cfg, resolve_device(device))
     study = open_study(run, storage)
     before = len(trial_records(study))

@@ -11,6 +11,7 @@ from typing import Any
 
 from .._io import atomic_path
 from ..errors import SlimkitError
+from ._guards import RunInput
 
 STAGES = ("baseline", "sensitivity", "plan", "search", "polish", "verify", "export", "report")
 
@@ -25,6 +26,24 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """A run's ``state.json``; a damaged one is a :class:`SlimkitError` naming the file."""
+    try:
+        state = read_json(path)
+        if not isinstance(state, dict) or not isinstance(state.get("stages"), dict):
+            raise ValueError("not a run state: no mapping of stages")
+        if not isinstance(state.get("config", {}), dict):
+            raise ValueError("its config is not a mapping")
+        if "input" in state:
+            RunInput.from_dict(state["input"])
+    except (OSError, ValueError, RecursionError, KeyError, TypeError) as err:
+        problem = " ".join(str(err).split()) or type(err).__name__
+        raise SlimkitError(
+            f"{path} is corrupted ({problem}); restore it, or start a new run with another --out"
+        ) from None
+    return state
 
 
 def _jsonable(value: Any) -> Any:
@@ -54,22 +73,25 @@ class RunDir:
         config: dict[str, Any],
         resume: bool,
         inputs: StageInputs | None = None,
+        given: RunInput | None = None,
     ) -> RunDir:
         """Start a run in ``path``, or with ``resume`` continue the one there.
 
         A run resumed with another configuration keeps the finished stages whose inputs
         (``inputs(config, stage)``) are unchanged and redoes the first changed one and every
         stage after it; :attr:`redone` names them. Without ``inputs`` a changed configuration
-        is an error.
+        is an error. A run started on another model or data than ``given`` is an error, with
+        or without ``resume``.
         """
         run = cls(path)
         if run.state_path.exists():
+            run.state = read_state(run.state_path)
+            run._check_input(given)
             if not resume:
                 raise SlimkitError(
                     f"{run.path} already holds a compress run; pass --resume to continue it "
                     "or choose another --out directory"
                 )
-            run.state = read_json(run.state_path)
             saved = run.saved_config = run.state.get("config")
             if saved != config:
                 if inputs is None or saved is None:
@@ -82,9 +104,19 @@ class RunDir:
                 run.save()
         else:
             run.state = {"config": config, "stages": {}}
+            if given is not None:
+                run.state["input"] = given.to_dict()
             run.path.mkdir(parents=True, exist_ok=True)
             run.save()
         return run
+
+    def _check_input(self, given: RunInput | None) -> None:
+        if given is None:
+            return
+        if "input" in self.state:
+            given.check_continues(RunInput.from_dict(self.state["input"]), self.path)
+        else:  # a run from before inputs were recorded: tied from now on
+            self.state["input"] = given.to_dict()
 
     def _invalidate(
         self, saved: dict[str, Any], config: dict[str, Any], inputs: StageInputs
@@ -102,11 +134,11 @@ class RunDir:
         run = cls(path)
         if not run.state_path.exists():
             raise SlimkitError(f"{run.path} is not a compress run directory (no state.json)")
-        run.state = read_json(run.state_path)
+        run.state = read_state(run.state_path)
         return run
 
     def reload(self) -> None:
-        self.state = read_json(self.state_path)
+        self.state = read_state(self.state_path)
 
     def save(self) -> None:
         write_json(self.state_path, self.state)
