@@ -267,7 +267,8 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         "",
         "Written by `scripts/pipeline_coverage.py` (`make pipeline-coverage`); "
         f"this table: `{command}`,",
-        f"on {cpu['name']} ({cpu['cores']} cores; VNNI {cpu['vnni']}, AMX {cpu['amx']}), "
+        f"on {cpu['name']} ({cpu['cores']} cores; VNNI {'yes' if cpu['vnni'] else 'no'}, "
+        f"AMX {'yes' if cpu['amx'] else 'no'}), "
         f"Python {platform.python_version()}, one thread per model.",
         "",
         "Each model: random weights (all-zero weight matrices, such as torchvision's ViT heads,",
