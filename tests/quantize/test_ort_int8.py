@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,20 @@ def test_a_linear_layer_called_twice_shares_one_int8_gemm_weight() -> None:
     assert quantization_report(q)["quantized"] == ["proj", "head"]
     with torch.no_grad():
         assert float(sqnr(model(x), q(x))) > 25.0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("timm") is None, reason="timm is not installed")
+def test_group_norm_runs_float_between_int8_convs() -> None:
+    # PoolFormer's GroupNorm exports as InstanceNormalization, which ONNX Runtime's quantizer
+    # failed on ("shared mode is not supported for weight"); it has no int8 kernel anyway.
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("poolformer_s12", pretrained=False, num_classes=10).eval()
+    x = torch.randn(16, 3, 32, 32)
+    q = _q(model, x)
+    report = quantization_report(q)
+    assert len(report["quantized"]) == sum(
+        isinstance(m, nn.Conv2d | nn.Linear) for m in model.modules()
+    )
+    assert any("InstanceNormalization" in f["op"] for f in report["float_ops"])
