@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from slimkit import count_macs
 from slimkit.measure import count_nonzero_params, count_params
@@ -70,3 +71,32 @@ def test_layer_macs_are_the_hand_computed_ones_and_add_up() -> None:
     resnet = seeded_model("resnet20")
     x = torch.randn(1, 1, 28, 28)
     assert sum(layer_macs(resnet, x).values()) == count_macs(resnet, x)
+
+
+class _ClassTokenBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+        return cls + self.q(x).mean(1, keepdim=True)
+
+
+class _ClassTokenNet(nn.Module):
+    """A learned token expanded and passed to a submodule (CaiT's class-attention blocks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.token = nn.Parameter(torch.zeros(1, 1, 8))
+        self.block = _ClassTokenBlock()
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cls = self.token.expand(x.shape[0], -1, -1)
+        return self.head(self.block(x, cls)[:, 0])
+
+
+def test_macs_of_a_model_that_passes_a_parameter_view_to_a_submodule() -> None:
+    model = _ClassTokenNet()
+    assert count_macs(model, torch.randn(2, 5, 8)) == 5 * 8 * 8 + 8 * 3
+    assert all(p.requires_grad for p in model.parameters())  # restored after counting

@@ -33,11 +33,19 @@ def count_macs(model: nn.Module, example_input: torch.Tensor) -> int:
     """
     model = getattr(model, "float_model", model)
     was_training = model.training
+    trainable = [p for p in model.parameters() if p.requires_grad]
     model.eval()
     try:
-        with FlopCounterMode(display=False) as counter:
+        # Without gradients: FlopCounterMode's module tracker hooks the autograd graph of
+        # every module input that requires grad, and fails on a parameter passed to a
+        # submodule as its input (CaiT's class token).
+        for param in trainable:
+            param.requires_grad_(False)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(example_input)
     finally:
+        for param in trainable:
+            param.requires_grad_(True)
         model.train(was_training)
     return counter.get_total_flops() // 2 // example_input.shape[0]
 
