@@ -73,6 +73,35 @@ def test_concat_and_chunk_offsets() -> None:
     assert len(group.units) == 4
 
 
+class _SizedSplit(nn.Module):
+    """Res2Net-style: channels split by a fixed width, each piece convolved on its own."""
+
+    def __init__(self, split: str) -> None:
+        super().__init__()
+        self.split = split
+        self.stem = nn.Conv2d(1, 16, 3, padding=1)
+        self.a, self.b = nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.stem(x)
+        left, right = torch.split(y, 8, 1) if self.split == "split" else torch.chunk(y, 2, 1)
+        y = torch.cat([self.a(left), self.b(right)], 1)
+        return self.head(y.mean((2, 3)))
+
+
+def test_a_split_by_fixed_sizes_blocks_its_channels_and_chunk_does_not() -> None:
+    x = torch.randn(1, 1, 8, 8)
+    sized = DependencyGraph.build(_SizedSplit("split"), x)
+    stem = _group_with(sized, "stem.weight[0]")
+    assert stem.blocked_units and any("pieces of fixed sizes" in r for r in stem.reasons)
+    chunked = DependencyGraph.build(_SizedSplit("chunk"), x)
+    assert not _group_with(chunked, "stem.weight[0]").blocked_units
+    cfg = slimkit.StructuredConfig(ratio=0.5)
+    pruned = slimkit.prune(_SizedSplit("split").eval(), cfg, example_inputs=x)
+    assert pruned.stem.out_channels == 16 and pruned(x).shape == (1, 4)
+
+
 def test_depthwise_conv_couples_input_and_output() -> None:
     model = torchvision.models.mobilenet_v2(num_classes=10)
     graph = DependencyGraph.build(model, torch.randn(1, 3, 32, 32))

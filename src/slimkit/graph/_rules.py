@@ -369,16 +369,23 @@ def select_like(ctx: TraceContext, call: OpCall) -> list[Dims]:
 
 
 def split(ctx: TraceContext, call: OpCall) -> list[Dims]:
-    """chunk/split into equal pieces: position i of every piece goes together."""
+    """chunk into equal pieces: position i of every piece goes together."""
     x = call.ins[0]
     xd = ctx.dims(x)
     dim = (call.arg(1, "dim", 0) if call.name == "unbind" else call.arg(2, "dim", 0)) % x.dim()
     labels = xd[dim]
     sizes = [o.shape[dim] if o.dim() == x.dim() else 0 for o in call.outs]
     pieces: list[Labels | None] = [None] * len(call.outs)
+    # split() and tensor_split(indices) name their pieces' sizes: pruned channels would move
+    # the cut (Res2Net's split by width, MixNet's mixed kernels); chunk() names a count.
+    sized = call.name == "split" or (
+        call.name == "tensor_split" and not isinstance(call.arg(1, "sections", None), int)
+    )
     if labels is not None:
         if call.name == "unbind" or len(set(sizes)) != 1 or sizes[0] == 0:
             ctx.block(labels, f"{call.describe()} splits channels into unequal pieces")
+        elif sized:
+            ctx.block(labels, f"{call.describe()} splits channels into pieces of fixed sizes")
         else:
             pieces = list(labels.reshape(len(call.outs), sizes[0]))
             for piece in pieces[1:]:
