@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
@@ -100,6 +101,30 @@ def test_a_split_by_fixed_sizes_blocks_its_channels_and_chunk_does_not() -> None
     cfg = slimkit.StructuredConfig(ratio=0.5)
     pruned = slimkit.prune(_SizedSplit("split").eval(), cfg, example_inputs=x)
     assert pruned.stem.out_channels == 16 and pruned(x).shape == (1, 4)
+
+
+class _PaddedFeatures(nn.Module):
+    """EfficientViT's linear attention: a column of ones padded onto the value features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 16, 3, padding=1)
+        self.v = nn.Linear(16, 8)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.stem(x).flatten(2).transpose(1, 2)
+        v = F.pad(self.v(tokens), (0, 1), value=1.0)
+        out = v[..., :-1] / (v[..., -1:] + 1.0)
+        return self.head(out.mean(1))
+
+
+def test_a_padded_feature_dimension_is_kept_whole_and_the_rest_prunes() -> None:
+    x = torch.randn(1, 1, 8, 8)
+    model = _PaddedFeatures().eval()
+    pruned = slimkit.prune(model, slimkit.StructuredConfig(ratio=0.5), example_inputs=x)
+    assert pruned.v.out_features == 8  # the padded dimension
+    assert pruned.stem.out_channels < 16 and pruned(x).shape == (1, 4)
 
 
 def test_depthwise_conv_couples_input_and_output() -> None:

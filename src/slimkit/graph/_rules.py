@@ -434,10 +434,12 @@ def pad(ctx: TraceContext, call: OpCall) -> list[Dims]:
     x = call.ins[0]
     amounts = list(call.arg(1, "pad"))
     xd = ctx.dims(x)
+    padded = list(xd)
     for k in range(len(amounts) // 2):
         if amounts[2 * k] or amounts[2 * k + 1]:
             ctx.block(xd[x.dim() - 1 - k], f"{call.describe()} pads a channel dimension")
-    return [xd if out.dim() == x.dim() else (None,) * out.dim() for out in call.outs]
+            padded[x.dim() - 1 - k] = None  # its new positions come from no input channel
+    return [tuple(padded) if out.dim() == x.dim() else (None,) * out.dim() for out in call.outs]
 
 
 def spatial(ctx: TraceContext, call: OpCall) -> list[Dims]:
