@@ -76,25 +76,22 @@ def _randomize_zero_weights(model: Any) -> None:
 
 
 def _timm_case(name: str) -> tuple[Any, int]:
-    """A timm model and the smallest side it runs at: 32 if it does, else its default."""
+    """A timm model and the smallest side it runs at: built for 32 pixels if it runs there,
+    else at its default input size."""
     import timm
     import torch
 
     cfg = timm.get_pretrained_cfg(name)
     default = int(cfg.input_size[-1]) if cfg is not None else 224
-    try:
-        model = timm.create_model(name, pretrained=False, num_classes=10, img_size=32)
-    except Exception:  # no img_size argument, or no 32-pixel grid for it
-        model = timm.create_model(name, pretrained=False, num_classes=10)
-    model.eval()
-    for side in (32, default):
-        try:
+    for kwargs, side in (({"img_size": 32}, 32), ({}, 32), ({}, default)):
+        try:  # no img_size argument, or no 32-pixel grid for the model
+            model = timm.create_model(name, pretrained=False, num_classes=10, **kwargs).eval()
             with torch.no_grad():
                 model(torch.randn(1, 3, side, side))
             return model, side
         except Exception:
             continue
-    return model, default
+    return timm.create_model(name, pretrained=False, num_classes=10).eval(), default
 
 
 def _build(source: str) -> tuple[Any, Any]:
