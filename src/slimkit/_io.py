@@ -58,3 +58,21 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def refuse_overwrite(inputs: list[Path], out: Path, what: str) -> None:
+    """Refuse an output path that is one of the inputs under another name (a relative path, a
+    symlink, a hard link): the input is never overwritten.
+
+    Raises:
+        ValueError: naming the output, the input and what to do instead.
+    """
+    for source in inputs:
+        same = source.resolve() == out.resolve()
+        if not same and source.exists() and out.exists():
+            same = os.path.samefile(source, out)
+        if same:
+            raise ValueError(
+                f"--out {out} is the input artifact {source}; it would be overwritten: write "
+                f"the {what} to another file"
+            )

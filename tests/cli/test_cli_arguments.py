@@ -164,3 +164,32 @@ def test_compress_never_overwrites_its_input(
     _refused(capsys, argv, f"the input {given} lies inside the run directory {run}")
     _unchanged(source, before)
     assert sorted(p.name for p in run.iterdir()) == ["model.safetensors"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "what"),
+    [
+        (["quantize", "{a}", "--scheme", "int8-static", "--out", "{out}"], "quantized model"),
+        (["slim", "{a}", "--width", "0.5", "--out", "{out}"], "slimmed model"),
+        (
+            ["distill", "--teacher", "{a}", "--student", "seed-cnn-slim", "--out", "{out}"],
+            "student",
+        ),
+        (["distill", "--teacher", "{b}", "--student", "{a}", "--out", "{out}"], "student"),
+    ],
+)
+def test_quantize_slim_and_distill_never_overwrite_their_input(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    artifact: Path,
+    argv: list[str],
+    what: str,
+) -> None:
+    other = save(seeded_model("seed-cnn-slim"), tmp_path / "teacher.safetensors")
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(artifact)
+    before = (artifact.read_bytes(), artifact.stat().st_mtime_ns)
+    filled = [a.format(a=artifact, b=other, out=link) for a in argv]
+    _refused(capsys, filled, f"--out {link} is the input artifact {artifact}")
+    _refused(capsys, filled, what)
+    _unchanged(artifact, before)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from .. import export
 from .._checks import check_number
 from .._device import resolve_device
 from .._fit import check_fits
-from .._io import sha256_file
+from .._io import refuse_overwrite, sha256_file
 from ..data import Splits, load_data
 from ..distill import DistillConfig, kd_loss
 from ..graph import DependencyGraph
@@ -179,22 +178,9 @@ def _structured_config(args: argparse.Namespace) -> StructuredConfig:
     )
 
 
-def _refuse_overwrite(source: Path, out: Path) -> None:
-    """The input is never overwritten: refuse an ``--out`` that is the input under another
-    name (a relative path, a symlink, a hard link)."""
-    same = source.resolve() == out.resolve()
-    if not same and source.exists() and out.exists():
-        same = os.path.samefile(source, out)
-    if same:
-        raise ValueError(
-            f"--out {out} is the input artifact {source}; it would be overwritten: write the "
-            "pruned model to another file"
-        )
-
-
 def _finetune(args: argparse.Namespace) -> TrainConfig:
     """Fine-tuning after pruning, checked with the other arguments before anything is read."""
-    _refuse_overwrite(Path(args.artifact), Path(args.out))
+    refuse_overwrite([Path(args.artifact)], Path(args.out), "pruned model")
     check_number("--finetune-lr", args.finetune_lr, positive=True)
     return TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=args.seed)
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from .. import export
 from .._device import resolve_device
+from .._io import refuse_overwrite
 from ..data import Splits, load_data
 from ..distill import AUTO, INITS, DistillConfig, distill, slim
 from ..distill._config import HintLayers
@@ -181,8 +182,10 @@ def _report(args: argparse.Namespace, out: Path, metrics: dict[str, Any]) -> int
 def cmd_distill(args: argparse.Namespace) -> int:
     """Distil TEACHER into STUDENT (a new registered model or an artifact) and save it."""
     cfg = _config(args)  # validate before reading anything
-    splits = _data(args)
     teacher_path = Path(args.teacher)
+    inputs = [teacher_path] + ([Path(args.student)] if Path(args.student).is_file() else [])
+    refuse_overwrite(inputs, Path(args.out), "distilled student")
+    splits = _data(args)
     teacher = export.load(teacher_path)
     _check_fits(teacher, splits, str(teacher_path))
     student, origin = _student(args, splits)
@@ -210,6 +213,7 @@ def cmd_slim(args: argparse.Namespace) -> int:
     """Slim ARTIFACT to --width, distil it from ARTIFACT for --distill-epochs, and save it."""
     cfg = _config(args)
     source = Path(args.artifact)
+    refuse_overwrite([source], Path(args.out), "slimmed model")
     teacher = export.load(source)
     splits = _data(args)
     _check_fits(teacher, splits, str(source))

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import export
 from .._device import resolve_device
+from .._io import refuse_overwrite
 from ..data import load_data
 from ..measure import evaluate_accuracy
 from ..quantize import (
@@ -107,6 +108,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     backend = args.backend or ("onnxruntime" if args.scheme in ONNX_SCHEMES else "torch")
     cfg = _config(args, args.scheme)
     source = Path(args.artifact)
+    refuse_overwrite([source], Path(args.out), "quantized model")
     model = export.load(source)
     splits = _splits(args)
     device = resolve_device(args.device)
