@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._imports import import_function
 from ..errors import DataError
 from ._accuracy import evaluate_accuracy
 
@@ -23,17 +23,7 @@ def resolve_metric(spec: str | MetricFn | None) -> MetricFn | None:
     module_name, sep, name = str(spec).partition(":")
     if not sep or not module_name or not name:
         raise ValueError(f"a metric is a callable or 'package.module:function', got {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(
-            f"cannot import {module_name!r} for metric {spec!r} ({err}); run from the directory "
-            "that holds it or add it to PYTHONPATH"
-        ) from None
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        raise ValueError(f"module {module_name!r} has no function {name!r} for the metric")
-    return fn
+    return import_function(str(spec), "metric", ValueError)
 
 
 def metric_name(fn: MetricFn | None) -> str:

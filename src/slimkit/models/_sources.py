@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from .._imports import import_function
 from ..errors import MissingDependencyError, ModelError
 from ._torchvision import InputAdapter
 
@@ -77,17 +78,7 @@ def user_model(name: str, **kwargs: Any) -> nn.Module:
         ModelError: if the module cannot be imported, the function is missing, or it does not
             return an ``nn.Module``.
     """
-    module_name, _, function_name = name.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ModelError(
-            f"cannot import {module_name!r} for model {name!r} ({err}); run from the "
-            "directory that holds it or add it to PYTHONPATH"
-        ) from None
-    factory = getattr(module, function_name, None)
-    if not callable(factory):
-        raise ModelError(f"module {module_name!r} has no function {function_name!r}")
+    factory = import_function(name, "model", ModelError)
     _TRUSTED.add(name)
     try:
         model = factory(**_accepted(factory, kwargs))
