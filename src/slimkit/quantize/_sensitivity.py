@@ -100,7 +100,7 @@ def sensitivity(
     reference = _outputs(model, loader)
     baseline = _accuracy(reference, loader)
     single = _single_layer_graphs(model, cfg, calib)
-    layers = [name for name in quantizable_layers(model, cfg.exclude) if name in single.nodes]
+    layers = single.layers(model, cfg.exclude)
     scored = []
     for i, layer in enumerate(layers):
         if on_layer is not None:
@@ -125,7 +125,7 @@ def _rank_by_metric(
 
     baseline = metric(model, subset)
     single = _single_layer_graphs(model, cfg, calib)
-    layers = [name for name in quantizable_layers(model, cfg.exclude) if name in single.nodes]
+    layers = single.layers(model, cfg.exclude)
     scored = []
     for i, layer in enumerate(layers):
         if on_layer is not None:
@@ -155,6 +155,10 @@ class _SingleLayerGraphs:
     def __init__(self, proto: Any, ranges: dict[str, tuple[float, float]], cfg: Any) -> None:
         self.proto, self.ranges, self.cfg = proto, ranges, cfg
         self.nodes = {module: node for node, module in layer_nodes(proto).items()}
+
+    def layers(self, model: nn.Module, exclude: tuple[str, ...]) -> list[str]:
+        """The quantizable layers of ``model`` that the graph maps back to a node."""
+        return [name for name in quantizable_layers(model, exclude) if name in self.nodes]
 
     def graph(self, layer: str) -> Any:
         """The QDQ graph in which ``layer`` is the only quantized node."""
