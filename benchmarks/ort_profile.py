@@ -1,6 +1,6 @@
 """Where an ONNX Runtime graph spends its time: per-node kernel times, and G MAC/s per conv.
 
-Runs the graph in a slimkit session (CPU EP, all optimisations, QDQ propagation off) with
+Runs the graph in a slimkit session (CPU EP, ONNX Runtime's default optimisations) with
 ONNX Runtime's profiler on, at a fixed batch size and thread count, and prints the time per op
 type and the slowest nodes with their weight shapes and throughput. Either an ONNX file, or a
 float artifact quantized here to int8 (static, minmax, calibrated on Fashion-MNIST):

@@ -66,9 +66,9 @@ the command recorded in it (`benchmarks/quantize.py`); the last sections, per la
 - **fp32 eager (torch)**: the trained model; **fp32 onnxruntime**: the same with BatchNorm
   folded, exported by `torch.onnx.export` (dynamo).
 - **slimkit … (ort)**: `slimkit.quantize(...)` then `slimkit.save(...)`, run from the `.onnx`
-  file written beside the artifact by ONNX Runtime (CPU EP, all graph optimisations, QDQ
-  propagation off). The graph is ONNX Runtime's own `quantize_static` output (QDQ, per-channel
-  int8 weights, uint8 activations) on the ranges slimkit's observer chose, plus slimkit's
+  file written beside the artifact by ONNX Runtime (CPU EP, default graph optimisations: the
+  file runs the same in a user's default session). The graph is ONNX Runtime's own
+  `quantize_static` output (QDQ, per-channel int8 weights, uint8 activations) on the ranges slimkit's observer chose, plus slimkit's
   rewrites: spatial means as `GlobalAveragePool`, N-D linear layers as `Gemm`, a stem over 1-3
   channels padded to 4 with zero-point channels, the last Gemm's output left float.
 - **slimkit int8-static minmax, `<stem>` float (ort)**: mixed precision,
@@ -107,8 +107,10 @@ What the rewrites are for (each measured, the measurement in the module docstrin
   unpadded graph for comparison.
 - **Activation scales are scalars** in ONNX Runtime's QDQ graphs, so residual adds fuse into
   QLinearAdd (the ReLU after the add is the output quantization's clamp).
-- **QDQ propagation is off** in slimkit's sessions: it moves a QuantizeLinear up through
-  max-pooling, so a network whose first conv stays float ran that pool on uint8 NCHW data.
+- **A QuantizeLinear after a float region has one scale per channel** (all equal): ONNX
+  Runtime's QDQ propagation, on in every default session, would move it up through
+  max-pooling, so a network whose first conv stays float would run that pool on uint8 NCHW
+  data in a slow reference kernel.
 - PT2E on torch 2.14 needs torchao (0.18 here): the q/dq ops are registered by
   `torch.ao.quantization.fx._decomposed`, the x86 lowering passes by importing torchao's
   `x86_inductor_quantizer`. Inductor freezing must be on while Dynamo traces, and

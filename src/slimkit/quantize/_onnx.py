@@ -91,11 +91,9 @@ def session(
     sessions), spinning made the sessions 1.9 to 9.9 ms instead of 1.2 ms, and eager PyTorch
     66 ms instead of 5.6 ms.
 
-    ONNX Runtime's QDQ propagation is off: it moves a QuantizeLinear up through max-pooling, so
-    a network whose first conv stays float (mixed precision) ran that pool on uint8 NCHW data.
-    seed-cnn at batch 64 on one thread, its first conv float: 4.73 ms with propagation, 1.84
-    ms without (all-int8 2.95 ms, fp32 2.35 ms, timed interleaved); all-int8 graphs of seed-cnn
-    and resnet20 ran the same either way (2.94 vs 2.95 ms, 30.4 vs 30.8 ms).
+    Its graph optimisations are ONNX Runtime's defaults, so a graph runs here as it runs in a
+    user's default session: what slimkit needs of the optimiser is written into the graph
+    (:func:`._qdq_passes.pinned_requantize`).
     """
     return _session(str(path), threads, optimized, profile_prefix)
 
@@ -122,7 +120,6 @@ def _session(
         model,
         options,
         providers=["CPUExecutionProvider"],
-        disabled_optimizers=["QDQPropagationTransformer"],
     )
 
 

@@ -26,8 +26,8 @@ def kernel_times(
 ) -> list[dict[str, Any]]:
     """Milliseconds per run of every kernel of ``path`` on the CPU, from ONNX Runtime's profiler.
 
-    The session is :func:`slimkit.quantize._onnx.session`'s (all optimisations, QDQ
-    propagation off, no spinning). The input is uniform noise of the graph's input shape
+    The session is :func:`slimkit.quantize._onnx.session`'s (ONNX Runtime's default graph
+    optimisations, no spinning). The input is uniform noise of the graph's input shape
     with ``batch`` rows; the first run is a warm-up, not counted.
 
     Returns:
