@@ -147,26 +147,76 @@ def test_polish_recovers_the_chosen_plan_longer_and_verify_prefers_it(
 def test_latency_goal_deploys_the_faster_precision_it_measured(
     trained: nn.Module, small_splits: Splits, tmp_path: Path
 ) -> None:
-    cfg = CompressConfig(max_drop=2.0, goal="latency", latency_threads=1, **{**FAST, "trials": 1})
+    cfg = CompressConfig(
+        max_drop=2.0, goal="latency", backend="onnxruntime", latency_threads=1,
+        **{**FAST, "trials": 1},
+    )  # fmt: skip
     summary = compress(trained, small_splits, cfg, tmp_path / "run", log=None)
 
     trials = json.loads((tmp_path / "run" / "trials.json").read_text())
     for record in trials:
-        choice = record["precision_choice"]
-        fp32_kept = record["precision"].startswith("fp32")
-        within = {p: choice[f"{p}_drop"] <= cfg.max_drop for p in ("int8", "fp32")}
-        if fp32_kept:
-            assert within["fp32"]
-            assert choice["fp32_ms_b64"] < choice["int8_ms_b64"] or not within["int8"]
+        measured = record["deployments"]
+        assert [m["precision"] == "fp32" for m in measured] == [False, True]
+        assert measured[0]["precision"].startswith(("int8", "qat"))
+        within = [m for m in measured if m["drop"] <= cfg.max_drop]
+        chosen = min(within, key=lambda m: m["ms_b64"])
+        assert record["precision"] == f"{chosen['precision']} (onnxruntime)"
+        if chosen["precision"] == "fp32":
             assert record["onnx"].endswith("model-fp32.onnx")
         else:
-            assert not within["fp32"] or choice["int8_ms_b64"] <= choice["fp32_ms_b64"]
             assert not (Path(record["onnx"]).parent / "model-fp32.onnx").exists()
     from slimkit import evaluate_accuracy
     from slimkit.quantize import OrtModule
 
     deployed = OrtModule(summary["files"]["onnx"], threads=1)
     assert evaluate_accuracy(deployed, small_splits.val) == summary["result"]["val_accuracy"]
+
+
+@pytest.mark.parametrize(
+    ("fastest", "runtime", "precision"),
+    [("openvino-fp32", "openvino", "fp32"), ("onnxruntime-int8", "onnxruntime", "int8")],
+)
+def test_auto_backend_deploys_the_runtime_the_timer_says_is_fastest(
+    trained: nn.Module,
+    small_splits: Splits,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fastest: str,
+    runtime: str,
+    precision: str,
+) -> None:
+    # A stand-in timer: the (runtime, precision) pair named ``fastest`` takes 1 ms, every
+    # other deployment 5 ms, the original 50 ms. The choice must follow the timings.
+    pytest.importorskip("openvino")
+    from slimkit.runtime import OpenVinoModule
+    from slimkit.search import _compress, _trial
+
+    def kind(runner: object) -> str:
+        path = str(getattr(runner, "path", ""))
+        engine = "openvino" if isinstance(runner, OpenVinoModule) else "onnxruntime"
+        return f"{engine}-{'fp32' if path.endswith('fp32.onnx') else 'int8'}" if path else "eager"
+
+    def timer(runners: list[object], x: object, rounds: int = 15) -> list[float]:
+        return [1.0 if kind(r) == fastest else 50.0 if kind(r) == "eager" else 5.0 for r in runners]
+
+    monkeypatch.setattr(_trial, "interleaved_latency", timer)
+    monkeypatch.setattr(_compress, "interleaved_latency", timer)
+    cfg = CompressConfig(max_drop=5.0, goal="latency", latency_threads=1, **{**FAST, "trials": 1})
+    assert cfg.backend == "auto"
+    summary = compress(trained, small_splits, cfg, tmp_path / "run", log=None)
+
+    assert summary["result"]["backend"] == runtime
+    assert summary["plan"]["precision"].startswith("fp32" if precision == "fp32" else "int8")
+    assert summary["plan"]["precision"].endswith(f"({runtime})")
+    deployment = summary["deployment"]
+    assert deployment["runtime"] == runtime
+    assert len(deployment["alternatives"]) == 3
+    assert all(a["slower_than_chosen"] == 5.0 for a in deployment["alternatives"])
+    if runtime == "openvino":
+        assert Path(summary["files"]["openvino.xml"]).is_file()
+        assert Path(summary["files"]["openvino.bin"]).is_file()
+    else:
+        assert "openvino.xml" not in summary["files"]
 
 
 def test_a_plan_that_rounds_to_an_earlier_structure_reuses_its_trial(

@@ -126,8 +126,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
     for path in args.artifacts:
         model = export.load(path)
         check_fits(model, splits, path)
-        onnx = args.backend == "onnxruntime"
-        measure = profile_deployed if onnx else functools.partial(profile, device=device)
+        measure = (
+            functools.partial(profile, device=device)
+            if args.backend == "torch"
+            else functools.partial(profile_deployed, runtime=args.backend)
+        )
         measured = measure(
             model,
             splits,

@@ -12,7 +12,7 @@ from typing import Any
 from .. import export
 from ..data import load_data
 from ..errors import SlimkitError
-from ..search import GOALS, CompressConfig, RunDir, compress, run_worker
+from ..search import GOALS, CompressConfig, RunDir, backends, compress, run_worker
 from ._output import print_json, profile_table
 
 AddCommon = Callable[[argparse.ArgumentParser], None]
@@ -35,7 +35,13 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
     p.add_argument("artifact", metavar="ARTIFACT")
     p.add_argument("--max-drop", type=float, default=0.5, help="budget: validation points")
     p.add_argument("--goal", choices=GOALS, default="latency")
-    p.add_argument("--backend", choices=["onnxruntime", "torch"], default="onnxruntime")
+    p.add_argument(
+        "--backend",
+        choices=backends(),
+        default="auto",
+        help="where the result runs: auto (time every installed runtime on every candidate, "
+        "deploy the fastest within budget), a runtime, or torch (eager) (default: auto)",
+    )
     p.add_argument("--time-budget", default=None, help="stop starting trials after e.g. 30m")
     p.add_argument("--trials", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
@@ -201,10 +207,16 @@ def finish(summary: dict[str, Any], as_json: bool) -> int:
     metric = summary["budget"].get("metric", {}).get("name", "top-1")
     unit = "points" if metric == "top-1" else f"of {metric}"
     print(
-        f"\n{r['speedup_b64']:.2f}× faster at batch 64 ({summary['result']['backend']} vs fp32 "
+        f"\n{r['speedup_b64']:.2f}× faster at batch 64 ({summary['plan']['precision']} vs fp32 "
         f"eager), {r['smaller']:.2f}× smaller; test drop {summary['budget']['test_drop']:+.2f} "
         f"{unit} (budget {summary['budget']['max_drop']} on validation)"
     )
+    if "speedup_b64_vs_plain" in r:
+        print(
+            f"against the original's fastest plain deployment: {r['speedup_b1_vs_plain']:.2f}× "
+            f"at batch 1 ({r['plain_b1']}), {r['speedup_b64_vs_plain']:.2f}× at batch 64 "
+            f"({r['plain_b64']})"
+        )
     print(f"report: {summary['files']['report']}")
     return 0
 

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from .._device import DEVICE_CHOICES
 from .._version import __version__
 from ..errors import AccuracyBudgetError, SlimkitError
+from ..runtime import RUNTIMES
+from ..train import AUGMENTS
 from ._commands import COMMANDS
 from ._compress import compress_parsers, interrupted_note
 from ._distill import distill_parser, slim_parser
@@ -47,21 +49,38 @@ def _add_common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a registered model")
+    p = sub.add_parser("train", help="train a registered model (from flags or a recipe file)")
+    p.add_argument(
+        "--recipe",
+        default=None,
+        metavar="FILE",
+        help="a training recipe (YAML: model, out, data, train: TrainConfig fields); flags "
+        "given as well override it",
+    )
     p.add_argument(
         "--model",
-        required=True,
+        default=None,
         help="seed-cnn, resnet20, torchvision:<name>, timm:<name> or package.module:function",
     )
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="artifact to write (.safetensors)")
+    p.add_argument("--epochs", type=int, default=None, help="default 12")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 128")
+    p.add_argument(
+        "--optimizer", default=None, choices=["adam", "adamw", "sgd"], help="default adam"
+    )
+    p.add_argument("--weight-decay", type=float, default=None, help="default 0")
+    p.add_argument(
+        "--augment",
+        default=None,
+        choices=AUGMENTS.names(),
+        help="training-batch augmentation (default none); crop-flip: random crop of the image "
+        "padded by 1/8 of its side, and horizontal flips",
+    )
+    p.add_argument("--seed", type=int, default=None, help="default 0")
+    p.add_argument("--out", default=None, help="artifact to write (.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt if present")
     _add_common(p)
+    p.set_defaults(data=None)  # None: the recipe's data, else fashion-mnist
 
 
 def _profile_parser(sub: argparse._SubParsersAction) -> None:
@@ -69,7 +88,12 @@ def _profile_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("artifacts", nargs="+", metavar="ARTIFACT")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for latency")
     p.add_argument("--no-accuracy", action="store_true", help="skip accuracy (faster)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", *RUNTIMES.names()],
+        help="torch (eager), or a runtime running the artifact's .onnx graph (default: torch)",
+    )
     _add_common(p)
 
 

@@ -21,7 +21,7 @@ from ..measure import (
 )
 from ..models._registry import ARCH_ATTR
 from ._api import ONNX_SCHEMES, QUANT_ATTR
-from ._onnx import OrtModule, export_onnx
+from ._onnx import export_onnx
 
 
 def example_input(model: nn.Module, batch_size: int = 1) -> torch.Tensor:
@@ -73,19 +73,22 @@ def profile_deployed(
     threads: int | None = None,
     accuracy: bool = True,
     latency_repeats: int = 10,
+    runtime: str = "onnxruntime",
 ) -> Profile:
     """Measure the ONNX graph deployed beside ``artifact``, with the keys of a float profile.
 
-    Accuracy and latency are ONNX Runtime's; ``bytes`` is the ``.onnx`` file's size; parameter
+    Accuracy and latency are ``runtime``'s (a name in :data:`slimkit.runtime.RUNTIMES`); ``bytes`` is the ``.onnx`` file's size; parameter
     and MAC counts are those of the (equivalent) PyTorch model.
 
     Raises:
         ArtifactError: if there is no ``.onnx`` file beside ``artifact``, or it is not the
             one ``artifact`` was saved with.
     """
+    from ..runtime import RUNTIMES
+
     path = deployed_graph(artifact)
     threads = threads or torch.get_num_threads()
-    runner = OrtModule(path, threads=threads)
+    runner = RUNTIMES.get(runtime).load(path, threads)
     example = splits.example_input(64)
     return Profile(
         test_accuracy=evaluate_accuracy(runner, splits.test) if accuracy else None,
@@ -98,5 +101,5 @@ def profile_deployed(
         latency_ms_b64=measure_latency(runner, example, repeats=latency_repeats),
         threads=threads,
         device="cpu",
-        backend="onnxruntime",
+        backend=runtime,
     )

@@ -219,6 +219,32 @@ def _table(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _versus_plain_line(summary: dict[str, Any]) -> str:
+    r = summary["ratios"]
+    if "speedup_b64_vs_plain" not in r:
+        return ""
+    return (
+        f" Against the original's fastest plain deployment: {r['speedup_b1_vs_plain']:.2f}× at "
+        f"batch 1 ({r['plain_b1']}), {r['speedup_b64_vs_plain']:.2f}× at batch 64 "
+        f"({r['plain_b64']})."
+    )
+
+
+def _deployment_lines(summary: dict[str, Any]) -> list[str]:
+    """Which runtime and precision won, and what each alternative measured (batch 64)."""
+    deployment = summary.get("deployment") or {}
+    alternatives = deployment.get("alternatives") or []
+    if not alternatives:
+        return []
+    lines = ["", f"Deployed: {deployment['precision']}. Alternatives timed on the same candidate:"]
+    lines += [
+        f"- {a['precision']} on {a['runtime']}: {a['ms_b64']:.2f} ms at batch 64 "
+        f"({a['slower_than_chosen']:.2f}× the chosen), drop {a['drop']:+.3g}"
+        for a in alternatives
+    ]
+    return lines
+
+
 def _markdown(summary: dict[str, Any], trials: list[dict[str, Any]]) -> str:
     r = summary["ratios"]
     name, _ = _metric(summary)
@@ -234,7 +260,8 @@ def _markdown(summary: dict[str, Any], trials: list[dict[str, Any]]) -> str:
         f"{summary['budget']['test_drop']:+.2f}. Batch-64 speedup {r['speedup_b64']:.2f}×, "
         f"{r['smaller']:.2f}× smaller, {r['macs']:.2f}× fewer MACs "
         f"(result on {summary['result']['backend']}, original fp32 eager PyTorch, "
-        f"{summary['result']['threads']} thread(s)).",
+        f"{summary['result']['threads']} thread(s)).{_versus_plain_line(summary)}",
+        *_deployment_lines(summary),
         "",
         "| | original | compressed |",
         "|---|---:|---:|",

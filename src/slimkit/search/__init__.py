@@ -6,7 +6,7 @@ knobs with Optuna, verifies the best candidate, exports it and writes a report.
 """
 
 from ._compress import compress, open_study, run_worker, trial_records
-from ._config import GOALS, CompressConfig
+from ._config import GOALS, CompressConfig, backends
 from ._plan import GroupCurve, Pruner, measure_curves, plan_for_keep
 from ._recipe import Recipe, load_recipe
 from ._run import RunDir
@@ -18,6 +18,7 @@ __all__ = [
     "Pruner",
     "Recipe",
     "RunDir",
+    "backends",
     "compress",
     "load_recipe",
     "measure_curves",

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -38,7 +39,7 @@ from ..measure import (
 )
 from ..measure import measure_latency as eager_latency
 from ..models._registry import ARCH_ATTR
-from ._config import CompressConfig, stage_inputs
+from ._config import CompressConfig, check_runtimes, stage_inputs
 from ._guards import RunInput, check_run_code
 from ._plan import (
     GroupCurve,
@@ -49,7 +50,7 @@ from ._plan import (
     plan_for_keep,
 )
 from ._run import RunDir, read_json, write_json
-from ._trial import Context, goal_value, run_trial
+from ._trial import Context, goal_value, load_runtime, run_trial
 
 Log = Callable[[str], None]
 STUDY = "compress"
@@ -649,9 +650,9 @@ def _reload_deployed(
     record: dict[str, Any], cfg: CompressConfig, original: nn.Module | None = None
 ) -> nn.Module:
     if record.get("onnx"):
-        from ..quantize import OrtModule
-
-        return OrtModule(record["onnx"], threads=cfg.latency_threads or torch.get_num_threads())
+        return load_runtime(
+            record.get("runtime", "onnxruntime"), record["onnx"], cfg.latency_threads
+        )
     if original is not None and getattr(original, ARCH_ATTR, None) is None:
         # A model built outside slimkit: its structure is replayed onto a copy of it.
         return load(record["artifact"], model=copy.deepcopy(original))
@@ -794,26 +795,100 @@ def _export(run: RunDir, ctx: Context, log: Log) -> None:
             files["onnx"] = str(atomic_copy(chosen["onnx"], graph))
         else:
             graph.unlink(missing_ok=True)  # an earlier export's graph is not this model's
+        runtime = chosen.get("runtime", "onnxruntime") if chosen.get("onnx") else "torch"
+        files.update(_runtime_files(run, runtime, graph))
         atomic_copy(chosen["artifact"], artifact)
         threads = cfg.latency_threads or torch.get_num_threads()
         base = run.output("baseline")
         log("export: measuring the test set once")
         deployed = _reload_deployed(chosen, cfg, ctx.model)
         baseline = _profile_keys(ctx.model, ctx.splits, base, "torch", threads, ctx.metric)
-        backend = "onnxruntime" if chosen.get("onnx") else "torch"
-        result = _profile_keys(deployed, ctx.splits, chosen, backend, threads, ctx.metric)
-        log("export: timing the original and the result side by side")
+        result = _profile_keys(deployed, ctx.splits, chosen, runtime, threads, ctx.metric)
+        log("export: timing the original (eager and on each runtime) and the result side by side")
+        plain = _plain_deployments(run, ctx)
         x = ctx.splits.example_input(64)
+        plain_ms: dict[str, dict[str, float]] = {name: {} for name in plain}
         with _threads(cfg.latency_threads):
             for key, batch in (("latency_ms_b1", x[:1]), ("latency_ms_b64", x)):
-                baseline[key], result[key] = interleaved_latency([ctx.model, deployed], batch)
-        out.update(baseline=baseline, result=result, files=files, chosen_number=chosen["number"])
+                times = interleaved_latency([ctx.model, deployed, *plain.values()], batch)
+                baseline[key], result[key] = times[0], times[1]
+                for name, ms in zip(plain, times[2:], strict=True):
+                    plain_ms[name][key] = ms
+        out.update(
+            baseline=baseline,
+            result=result,
+            plain=plain_ms,
+            files=files,
+            chosen_number=chosen["number"],
+        )
+
+
+def _plain_deployments(run: RunDir, ctx: Context) -> dict[str, nn.Module]:
+    """The original model, BatchNorm folded, as fp32 ONNX on every runtime here: the plain
+    deployment a user gets without compressing, the honest baseline of a speedup."""
+    from ..quantize import export_onnx, fold_batchnorm
+    from ..runtime import available_runtimes
+
+    runtimes = available_runtimes()
+    if not runtimes:
+        return {}
+    folded = copy.deepcopy(ctx.model).eval()
+    fold_batchnorm(folded)
+    graph = export_onnx(folded, run.path / "original-fp32.onnx", ctx.pruner.example)
+    return {f"fp32 {name}": load_runtime(name, graph, ctx.cfg.latency_threads) for name in runtimes}
+
+
+def _runtime_files(run: RunDir, runtime: str, graph: Path) -> dict[str, str]:
+    """The runtime's own deployable form of ``graph`` (OpenVINO: IR), written whole."""
+    from ..runtime import RUNTIMES
+
+    if runtime not in RUNTIMES:
+        return {}
+    with tempfile.TemporaryDirectory(dir=run.path, prefix=".export-") as work:
+        written = RUNTIMES.get(runtime).save(graph, Path(work))
+        files = {}
+        for path in written:
+            target = run.path / path.name
+            os.replace(path, target)
+            files[f"{runtime}{target.suffix}"] = str(target)
+    return files
 
 
 def _chosen_check(run: RunDir) -> dict[str, Any]:
     verify = run.output("verify")
     number = verify["chosen"]["number"]
     return next((c for c in verify.get("checked", []) if c["number"] == number), {})
+
+
+def _deployment(chosen: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """Which runtime and precision won, and by how much over each alternative (batch 64)."""
+    measured = chosen.get("deployments", [])
+    won = next(
+        (m for m in measured if f"{m['precision']} ({m['runtime']})" == chosen["precision"]), None
+    )
+    return {
+        "runtime": result["backend"],
+        "precision": chosen["precision"],
+        "alternatives": [
+            {**m, "slower_than_chosen": m["ms_b64"] / won["ms_b64"]} for m in measured if m != won
+        ]
+        if won
+        else [],
+    }
+
+
+def _versus_plain(plain: dict[str, dict[str, float]], result: dict[str, Any]) -> dict[str, Any]:
+    """Speedups over the fastest plain deployment of the original, at batch 1 and 64."""
+    if not plain:
+        return {}
+    out: dict[str, Any] = {}
+    for batch in ("b1", "b64"):
+        name = min(plain, key=lambda n: plain[n][f"latency_ms_{batch}"])
+        out[f"speedup_{batch}_vs_plain"] = (
+            plain[name][f"latency_ms_{batch}"] / result[f"latency_ms_{batch}"]
+        )
+        out[f"plain_{batch}"] = name
+    return out
 
 
 def _summary(run: RunDir, cfg: CompressConfig) -> dict[str, Any]:
@@ -844,8 +919,11 @@ def _summary(run: RunDir, cfg: CompressConfig) -> dict[str, Any]:
             "sparsity": chosen["sparsity"],
             "precision": chosen["precision"],
         },
+        "deployment": _deployment(chosen, result),
+        "plain": export.get("plain", {}),
         "ratios": {
             "speedup_b64": baseline["latency_ms_b64"] / result["latency_ms_b64"],
+            **_versus_plain(export.get("plain", {}), result),
             "smaller": baseline["bytes"] / result["bytes"],
             "macs": baseline["macs"] / max(result["macs"], 1),
         },
@@ -952,6 +1030,7 @@ def compress(
     data = data_args or {"name": splits.name}
     config = {"compress": cfg.to_dict(), "data": data, "storage": storage}
     check_fits(model, splits, str(source or "the model"), logits=cfg.metric is None)
+    check_runtimes(cfg)
     given = RunInput.of(model, data, source)
     run = RunDir.create(Path(run_dir), config, resume, inputs=stage_inputs, given=given)
     if run.redone:

@@ -6,9 +6,33 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .._checks import check_bool, check_int, check_number, check_str
+from ..runtime import RUNTIMES, available_runtimes
+
+
+def check_runtimes(cfg: CompressConfig) -> None:
+    """Raise a one-line error when ``cfg`` needs a runtime that is not installed here."""
+    from ..errors import MissingDependencyError
+
+    if not cfg.int8:
+        return
+    if cfg.backend == "auto" and not available_runtimes():
+        raise MissingDependencyError(
+            "backend 'auto' found no runtime: pip install 'slimkit[onnx]' (ONNX Runtime) or "
+            "'slimkit[openvino]', or use --backend torch"
+        )
+    if cfg.backend != "auto" and not RUNTIMES.get(cfg.backend).available():
+        extra = RUNTIMES.get(cfg.backend).extra
+        raise MissingDependencyError(
+            f"backend {cfg.backend!r} is not installed: pip install 'slimkit[{extra}]'"
+        )
+
+
+def backends() -> tuple[str, ...]:
+    """The ``backend`` choices: ``auto``, every registered runtime, and ``torch`` (eager)."""
+    return ("auto", *RUNTIMES.names(), "torch")
+
 
 GOALS = ("latency", "size", "macs")
-BACKENDS = ("onnxruntime", "torch")
 RECOVERY = ("kd", "ce")
 COSTS = ("macs", "params", "latency")
 #: Integer fields and their minimum (None: any integer); ``_OPTIONAL`` ones may be None too.
@@ -49,8 +73,11 @@ class CompressConfig:
             units of ``metric`` when one is given).
         goal: what to minimise within the budget: ``latency`` (batch-64 latency on
             ``backend``), ``size`` (bytes of the artifact) or ``macs``.
-        backend: where the result runs: ``onnxruntime`` (int8 QDQ graph) or ``torch`` (eager;
-            no int8 there, so only pruning helps).
+        backend: where the result runs: ``auto`` (every installed runtime is timed on every
+            candidate, fp32 and int8 graphs alike, and the fastest within the budget is
+            deployed), a runtime of :data:`slimkit.runtime.RUNTIMES` (``onnxruntime``,
+            ``openvino``: the same QDQ int8 or fp32 ONNX graph), or ``torch`` (eager; no int8
+            there, so only pruning helps).
         trials: how many candidate plans the search evaluates (each one pruned, recovered,
             quantized and validated).
         time_budget_s: stop starting new trials after this many seconds of search.
@@ -113,7 +140,7 @@ class CompressConfig:
 
     max_drop: float = 0.5
     goal: str = "latency"
-    backend: str = "onnxruntime"
+    backend: str = "auto"
     trials: int = 8
     time_budget_s: float | None = None
     seed: int = 0
@@ -153,7 +180,7 @@ class CompressConfig:
             )
         for name, value, allowed in (
             ("goal", self.goal, GOALS),
-            ("backend", self.backend, BACKENDS),
+            ("backend", self.backend, backends()),
             ("recover", self.recover, RECOVERY),
         ):
             if value not in allowed:
@@ -181,8 +208,7 @@ class CompressConfig:
         if self.structure_cost == "latency" and not self.int8:
             raise ValueError(
                 "CompressConfig.structure_cost='latency' times the layers of the int8 ONNX "
-                "Runtime graph: it needs backend='onnxruntime' and quantize=True; use 'macs' "
-                "otherwise"
+                "Runtime graph: it needs an ONNX backend and quantize=True; use 'macs' otherwise"
             )
 
     def _check_kinds(self) -> None:
@@ -241,8 +267,14 @@ class CompressConfig:
 
     @property
     def int8(self) -> bool:
-        """Whether candidates are quantized to int8 (only ONNX Runtime runs our int8 graphs)."""
-        return self.quantize and self.backend == "onnxruntime"
+        """Whether candidates are quantized to int8 (the runtimes run int8 graphs; eager does not)."""
+        return self.quantize and self.backend != "torch"
+
+    def runtimes(self) -> list[str]:
+        """The runtimes candidates are timed on: all installed ones for ``auto``."""
+        if self.backend == "torch":
+            return []
+        return available_runtimes() if self.backend == "auto" else [self.backend]
 
     def scorer(self) -> Any:
         """The :class:`slimkit.measure.Metric` the budget is stated in."""
