@@ -122,3 +122,15 @@ def test_profile_measures_the_deployed_graph_on_openvino(
     assert result["backend"] == "openvino"
     assert result["bytes"] == (tmp_path / "q.onnx").stat().st_size
     assert result["latency_ms_b64"] > 0
+
+
+def test_layer_times_map_each_runtimes_kernels_to_modules(graphs: dict[str, Path]) -> None:
+    from slimkit.runtime import layer_times
+
+    modules = {"conv1", "conv2", "fc1", "fc2"}
+    for runtime in ("onnxruntime", "openvino"):
+        times = layer_times(runtime, graphs["int8"], batch=8, threads=1)
+        # Every int8 layer is found under its module name; ONNX Runtime fuses the stem's
+        # quantization into its input, OpenVINO times it too.
+        assert {"conv2", "fc1"} <= set(times) <= modules, runtime
+        assert all(ms > 0 for ms in times.values()), runtime

@@ -8,5 +8,13 @@ Example:
 from . import _onnxruntime, _openvino  # noqa: F401  (registration)
 from ._base import RUNTIMES, Runtime, available_runtimes, register_runtime
 from ._openvino import OpenVinoModule
+from ._profile import layer_times
 
-__all__ = ["RUNTIMES", "OpenVinoModule", "Runtime", "available_runtimes", "register_runtime"]
+__all__ = [
+    "RUNTIMES",
+    "OpenVinoModule",
+    "Runtime",
+    "available_runtimes",
+    "layer_times",
+    "register_runtime",
+]

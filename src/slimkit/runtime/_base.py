@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -30,6 +31,10 @@ class Runtime:
         load: ``(onnx_path, threads) -> nn.Module`` that runs the graph behind ``forward``.
         save: ``(onnx_path, directory) -> files`` writing the runtime's own deployable form
             beside the graph (ONNX Runtime: none, it reads the ``.onnx``).
+        kernel_times: ``(onnx_path, batch, threads) -> [{"node", "op", "ms"}]``, the
+            runtime's own profiler: milliseconds per run of every kernel it runs, each named
+            after the ONNX node it came from (plus a suffix after ``_`` where it fused or
+            reordered one).
     """
 
     name: str
@@ -37,6 +42,7 @@ class Runtime:
     extra: str
     load: Callable[[str | os.PathLike[str], int], nn.Module]
     save: Callable[[Path, Path], list[Path]]
+    kernel_times: Callable[[Path, int, int], list[dict[str, Any]]]
 
     def available(self) -> bool:
         """Whether its package is installed here."""

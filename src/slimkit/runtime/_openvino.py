@@ -29,6 +29,16 @@ def _openvino() -> Any:
     return openvino
 
 
+def _config(threads: int, profile: bool = False) -> dict[str, Any]:
+    return {
+        "INFERENCE_NUM_THREADS": threads,
+        "NUM_STREAMS": 1,
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": "f32",
+        "PERF_COUNT": profile,
+    }
+
+
 class OpenVinoModule(nn.Module):
     """Runs an ONNX graph with OpenVINO on the CPU behind the ``nn.Module`` call interface.
 
@@ -42,16 +52,7 @@ class OpenVinoModule(nn.Module):
         ov = _openvino()
         core = ov.Core()
         self.path = str(path)
-        self.compiled = core.compile_model(
-            core.read_model(self.path),
-            "CPU",
-            {
-                "INFERENCE_NUM_THREADS": threads,
-                "NUM_STREAMS": 1,
-                "PERFORMANCE_HINT": "LATENCY",
-                "INFERENCE_PRECISION_HINT": "f32",
-            },
-        )
+        self.compiled = core.compile_model(core.read_model(self.path), "CPU", _config(threads))
         self.request = self.compiled.create_infer_request()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,6 +72,38 @@ def _save(graph: Path, directory: Path) -> list[Path]:
     return [target, target.with_suffix(".bin")]
 
 
+def _kernel_times(graph: Path, batch: int, threads: int, runs: int = 20) -> list[dict[str, Any]]:
+    """OpenVINO's performance counters, averaged over ``runs`` calls after one warm-up.
+
+    OpenVINO names a kernel after the ONNX node it came from, with ``/`` and a suffix
+    (``node_conv2d/WithoutBiases``); the part before ``/`` is kept.
+    """
+    ov = _openvino()
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(graph)), "CPU", _config(threads, True))
+    request = compiled.create_infer_request()
+    shape = [batch, *[int(d) for d in compiled.input(0).get_partial_shape()[1:].to_shape()]]
+    x = np.random.default_rng(0).random(shape).astype(np.float32)
+    request.infer({0: x})
+    totals: dict[str, list[Any]] = {}
+    for _ in range(runs):
+        request.infer({0: x})
+        for info in request.get_profiling_info():
+            if info.status.name == "NOT_RUN":
+                continue
+            node = info.node_name.split("/")[0]
+            row = totals.setdefault(node, [info.node_type, 0.0])
+            row[1] += info.real_time.total_seconds() * 1000.0
+    return [{"node": n, "op": op, "ms": ms / runs} for n, (op, ms) in totals.items()]
+
+
 OPENVINO = register_runtime(
-    Runtime(name="openvino", module="openvino", extra="openvino", load=_load, save=_save)
+    Runtime(
+        name="openvino",
+        module="openvino",
+        extra="openvino",
+        load=_load,
+        save=_save,
+        kernel_times=_kernel_times,
+    )
 )

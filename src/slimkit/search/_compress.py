@@ -197,14 +197,22 @@ def _probe_graph(
 
 def _layer_latency(
     run: RunDir, model: nn.Module, splits: Splits, cfg: CompressConfig, keep_float: list[str]
-) -> dict[str, float]:
-    """Milliseconds per layer of the original model's int8 ONNX Runtime graph at batch 64 (the
-    first layer float if the probe chose it; the latency goal's probe wrote it already), for
-    the latency cost."""
-    from ..quantize._ort_profile import layer_times
+) -> tuple[str, dict[str, float]]:
+    """Milliseconds per layer of the original model's int8 graph at batch 64 (the first layer
+    float if the probe chose it; the latency goal's probe wrote it already), for the latency
+    cost, on the runtime that runs that graph fastest here (of ``cfg.runtimes()``): a layer's
+    price is what it costs where it will be deployed."""
+    from ..runtime import layer_times
 
     onnx = _probe_graph(run, model, splits, keep_float, reuse=True)
-    return layer_times(onnx, threads=cfg.latency_threads or torch.get_num_threads())
+    runtimes = cfg.runtimes()
+    if len(runtimes) > 1:
+        runners = [load_runtime(name, onnx, cfg.latency_threads) for name in runtimes]
+        with _threads(cfg.latency_threads):
+            times = interleaved_latency(runners, splits.example_input(64))
+        runtimes = [runtimes[times.index(min(times))]]
+    threads = cfg.latency_threads or torch.get_num_threads()
+    return runtimes[0], layer_times(runtimes[0], onnx, batch=64, threads=threads)
 
 
 def _plan(
@@ -236,11 +244,14 @@ def _plan(
             out["params_fractions"] = cost_fractions(pruner, curves, "params")
             _attach(curves, out["params_fractions"], "params_fraction")
         if cfg.cost == "latency":
-            pruner.layer_ms = _layer_latency(run, pruner.model, splits, cfg, out["int8_keep_float"])
-            out["layer_ms"] = pruner.layer_ms
+            runtime, pruner.layer_ms = _layer_latency(
+                run, pruner.model, splits, cfg, out["int8_keep_float"]
+            )
+            out.update(layer_ms=pruner.layer_ms, layer_ms_runtime=runtime)
             slowest = sorted(pruner.layer_ms.items(), key=lambda kv: -kv[1])[:3]
             log(
-                f"plan: int8 b64 time per layer, {sum(pruner.layer_ms.values()):.1f} ms in all; "
+                f"plan: int8 b64 time per layer on {runtime}, "
+                f"{sum(pruner.layer_ms.values()):.1f} ms in all; "
                 f"slowest {', '.join(f'{k} {v:.2f} ms' for k, v in slowest)}"
             )
             out["latency_fractions"] = cost_fractions(pruner, curves, "latency")
