@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 2
 # Passive OpenMP waiting (slimkit sets it too when imported before torch): see src/slimkit/__init__.py.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup data demo test test-slow test-distributed lint format bench coverage pipeline-coverage clean
+.PHONY: setup data demo references test test-slow test-distributed lint format bench coverage pipeline-coverage clean
 
 setup: $(STAMP) data
 
@@ -30,6 +30,17 @@ $(DEMO)/seed-cnn.safetensors: | setup
 demo: setup $(DEMO)/seed-cnn.safetensors
 	$(SLIMKIT) compress $(DEMO)/seed-cnn.safetensors --data fashion-mnist --max-drop 0.5 \
 		--goal latency --trials 6 --device cpu --out $(DEMO)/compress --resume
+
+# The reference models (recipes/references/*.yaml → references/*.safetensors, published with the
+# repository): only missing ones are trained, resuming from their checkpoint; then the table
+# docs/references.md and references/SHA256SUMS. Hours on 2 cores (OMP_NUM_THREADS=1 to share).
+REFERENCES := $(patsubst recipes/references/%.yaml,references/%.safetensors,$(wildcard recipes/references/*.yaml))
+
+references/%.safetensors: | recipes/references/%.yaml setup
+	$(SLIMKIT) train --recipe recipes/references/$*.yaml --resume
+
+references: $(REFERENCES) | setup
+	$(PY) scripts/references.py
 
 test: setup
 	$(PY) -m pytest -q

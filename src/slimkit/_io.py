@@ -76,3 +76,41 @@ def refuse_overwrite(inputs: list[Path], out: Path, what: str) -> None:
                 f"--out {out} is the input artifact {source}; it would be overwritten: write "
                 f"the {what} to another file"
             )
+
+
+def check_writable(out: str | os.PathLike[str], *, directory: bool = False) -> None:
+    """Refuse an ``--out`` that cannot be written, before any work is done for it.
+
+    ``out`` is a file to write, or with ``directory`` a directory to write into (a run
+    directory). Missing directories on its way are created later; the nearest one that exists
+    must be a directory this process can create files in (tried, not guessed from modes).
+
+    Raises:
+        ValueError: naming the path, what is wrong and what to pass instead.
+    """
+    target = Path(out)
+    if target.exists():
+        if directory and not target.is_dir():
+            raise ValueError(
+                f"--out {out} is an existing file; it names the run directory to write: pass "
+                "a directory path"
+            )
+        if not directory and target.is_dir():
+            raise ValueError(f"--out {out} is a directory; pass a file path inside it")
+    place = target if directory and target.is_dir() else target.parent
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        raise ValueError(
+            f"--out {out} cannot be written: {place} is a file, not a directory; pass an --out "
+            "in a writable directory"
+        )
+    probe = place / f".slimkit-write-test.{secrets.token_hex(8)}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as err:
+        raise ValueError(
+            f"--out {out} cannot be written: {place} does not accept new files "
+            f"({err.strerror or err}); pass an --out in a writable directory"
+        ) from None
+    probe.unlink()

@@ -95,6 +95,7 @@ def test_a_registered_runtime_becomes_a_backend_choice() -> None:
         extra="onnx",
         load=lambda path, threads: OrtModule(path, threads),
         save=lambda graph, directory: [],
+        kernel_times=lambda graph, batch, threads: [],
     )
     register_runtime(extra)
     try:

@@ -279,6 +279,7 @@ def test_latency_cost_plans_on_measured_layer_times(
         max_drop=50.0,
         goal="latency",
         structure_cost="latency",
+        backend="onnxruntime",  # one runtime: which one prices the layers is not timed luck
         latency_threads=1,
         **{**FAST, "trials": 1},
     )
@@ -292,7 +293,7 @@ def test_latency_cost_plans_on_measured_layer_times(
     # under another name) may not, and then costs the average time per MAC.
     assert weighted - set(plan["int8_keep_float"]) <= set(plan["layer_ms"]) <= weighted
     assert min(plan["layer_ms"].values()) > 0
-    assert plan["layer_ms_runtime"] in CompressConfig().runtimes()
+    assert plan["layer_ms_runtime"] == "onnxruntime"
     curves = state["stages"]["sensitivity"]["output"]["curves"]
     for curve in curves:
         kept = plan["latency_fractions"][curve["key"]]

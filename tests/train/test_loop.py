@@ -77,7 +77,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
 
     for name, tensor in straight.state_dict().items():
         assert torch.equal(resumed.state_dict()[name], tensor), name
-    assert resumed_result.to_dict() == straight_result.to_dict()
+    assert resumed_result.losses == straight_result.losses
+    assert resumed_result.val_accuracies == straight_result.val_accuracies
+    assert len(resumed_result.epoch_seconds) == 2  # the first epoch's time survives the resume
     assert len(resumed_result.losses) == 2
 
 
@@ -148,6 +150,7 @@ def test_cosine_schedule_decays_to_zero() -> None:
         ({"schedule": "step"}, r"schedule must be one of \('cosine', 'constant'\)"),
         ({"weight_decay": -1e-4}, "weight_decay must be >= 0"),
         ({"label_smoothing": 1.0}, r"label_smoothing must be in \[0, 1\)"),
+        ({"augment": "mixup"}, r"augment must be one of \['crop-flip', 'none'\], got 'mixup'"),
     ],
 )
 def test_config_validation(kwargs: dict, message: str) -> None:
@@ -160,3 +163,94 @@ def test_config_is_keyword_only_and_round_trips() -> None:
     assert TrainConfig(**cfg.to_dict()) == cfg
     with pytest.raises(TypeError):
         TrainConfig(3)  # type: ignore[misc]
+
+
+def test_config_from_dict_names_the_valid_keys() -> None:
+    cfg = TrainConfig(epochs=3, augment="crop-flip")
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(
+        ValueError, match=r"unknown TrainConfig keys \['epoch'\]; valid keys: .*'epochs'"
+    ):
+        TrainConfig.from_dict({"epoch": 3})
+
+
+def test_resume_with_augmentation_gives_the_same_weights(small: Splits, tmp_path: Path) -> None:
+    """The augmentations of the epochs after a resume are the ones the straight run drew."""
+    cfg = TrainConfig(epochs=2, lr=2e-3, batch_size=32, seed=5, augment="crop-flip")
+    straight = seeded_model("seed-cnn-slim")
+    train(straight, small, cfg, progress=False)
+
+    checkpoint = tmp_path / "c.ckpt"
+    first = seeded_model("seed-cnn-slim")
+    steps = 0
+
+    def crash_in_second_epoch(model: nn.Module) -> None:
+        nonlocal steps
+        steps += 1
+        if steps == 6:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train(
+            first,
+            small,
+            cfg,
+            checkpoint=checkpoint,
+            after_step=crash_in_second_epoch,
+            progress=False,
+        )
+    resumed = seeded_model("seed-cnn-slim", seed=99)
+    train(resumed, small, cfg, checkpoint=checkpoint, resume=True, progress=False)
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], tensor), name
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(small: Splits, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "c.ckpt"
+    cfg = TrainConfig(epochs=1, batch_size=64)
+    train(seeded_model("seed-cnn-slim"), small, cfg, checkpoint=checkpoint, progress=False)
+    other = dataclasses.replace(cfg, epochs=3, augment="crop-flip", lr=0.1)
+    message = r"written with augment='none' \(now 'crop-flip'\), lr=0.001 \(now 0.1\); pass"
+    with pytest.raises(ValueError, match=message):
+        train(seeded_model("seed-cnn-slim"), small, other, checkpoint=checkpoint, resume=True)
+    # More epochs alone continue the run.
+    longer = dataclasses.replace(cfg, epochs=2)
+    result = train(
+        seeded_model("seed-cnn-slim"),
+        small,
+        longer,
+        checkpoint=checkpoint,
+        resume=True,
+        progress=False,
+    )
+    assert len(result.losses) == 2
+
+
+def test_training_with_augmentation_learns(fmnist: Splits) -> None:
+    model = seeded_model("seed-cnn-slim")
+    before = _mean_loss(model, fmnist)
+    cfg = TrainConfig(epochs=2, lr=2e-3, batch_size=64, augment="crop-flip")
+    result = train(model, fmnist, cfg, progress=False)
+    assert result.losses[1] < result.losses[0]
+    assert _mean_loss(model, fmnist) < before - 0.3
+    assert result.val_accuracies[-1] > 25.0
+    assert len(result.epoch_seconds) == 2 and all(t > 0 for t in result.epoch_seconds)
+
+
+def test_augmentation_changes_what_the_model_sees_but_not_the_labels(small: Splits) -> None:
+    seen: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"none": [], "crop-flip": []}
+
+    def recording(augment: str):
+        def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            seen[augment].append((x.clone(), y.clone()))
+            return F.cross_entropy(model(x), y)
+
+        return loss_fn
+
+    for augment in seen:
+        cfg = TrainConfig(epochs=1, batch_size=32, augment=augment)
+        train(seeded_model("seed-cnn-slim"), small, cfg, loss_fn=recording(augment), progress=False)
+    for (plain_x, plain_y), (aug_x, aug_y) in zip(seen["none"], seen["crop-flip"], strict=True):
+        assert torch.equal(plain_y, aug_y)  # same shuffling, labels untouched
+        assert aug_x.shape == plain_x.shape
+        assert not torch.equal(aug_x, plain_x)

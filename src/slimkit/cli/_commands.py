@@ -15,11 +15,11 @@ from .. import export
 from .._checks import check_number
 from .._device import resolve_device
 from .._fit import check_fits
-from .._io import refuse_overwrite, sha256_file
+from .._io import check_writable, refuse_overwrite, sha256_file
 from ..data import Splits, load_data
 from ..distill import DistillConfig, kd_loss
 from ..graph import DependencyGraph
-from ..measure import count_macs, count_params, evaluate_accuracy, profile
+from ..measure import count_macs, count_params, cpu_info, evaluate_accuracy, profile
 from ..models import arch_of, create_model, model_names
 from ..prune import (
     AGP,
@@ -35,12 +35,13 @@ from ..prune import (
     weight_sparsity,
 )
 from ..quantize import profile_deployed
-from ..train import TrainConfig, train
+from ..train import TrainConfig, TrainRecipe, load_train_recipe, train
 from ..train._distributed import init_from_env
 from ..train._distributed import rank as dist_rank
 from ..train._loop import LossFn
 from ._compress import COMPRESS_COMMANDS, check_threads
 from ._distill import cmd_distill, cmd_slim
+from ._guards import refuse_quantized
 from ._output import print_json, profile_table
 from ._quantize import cmd_quantize
 
@@ -51,9 +52,9 @@ def _log(args: argparse.Namespace, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def _data(args: argparse.Namespace) -> Splits:
+def _data(args: argparse.Namespace, name: str | None = None) -> Splits:
     return load_data(
-        args.data,
+        name or args.data,
         data_dir=args.data_dir,
         limit_train=args.limit_train,
         limit_eval=args.limit_eval,
@@ -70,24 +71,41 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``slimkit train``'s config without a recipe; a recipe replaces it, flags override either.
+_CLI_TRAIN = TrainConfig(epochs=12, lr=2e-3)
+_TRAIN_FLAGS = ("epochs", "lr", "batch_size", "optimizer", "weight_decay", "augment", "seed")
+
+
+def _train_recipe(args: argparse.Namespace) -> TrainRecipe:
+    """The recipe file (if any) with the flags given on the command line applied over it."""
+    base = load_train_recipe(args.recipe) if args.recipe else None
+    flags = {name: getattr(args, name) for name in _TRAIN_FLAGS if getattr(args, name) is not None}
+    model = args.model or (base.model if base else None)
+    out = args.out or (base.out if base else None)
+    for flag, value in (("model", model), ("out", out)):
+        if not value:
+            raise ValueError(f"train needs --{flag}, or a --recipe that names it")
+    return TrainRecipe(
+        model=str(model),
+        out=str(out),
+        data=args.data or (base.data if base else "fashion-mnist"),
+        train=dataclasses.replace(base.train if base else _CLI_TRAIN, **flags),
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    splits = _data(args)
+    recipe = _train_recipe(args)
+    check_writable(recipe.out)
+    splits = _data(args, recipe.data)
     model = create_model(
-        args.model,
+        recipe.model,
         in_channels=splits.input_shape[0],
         num_classes=splits.num_classes,
         image_size=splits.input_shape[-1],
     )
-    cfg = TrainConfig(
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-    )
-    torch.manual_seed(args.seed)
-    out = Path(args.out)
+    cfg = recipe.train
+    torch.manual_seed(cfg.seed)
+    out = Path(recipe.out)
     checkpoint = out.with_name(out.name + ".ckpt")
     if not args.resume and checkpoint.exists():
         checkpoint.unlink()  # a fresh run must not silently continue an old one
@@ -105,10 +123,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     provenance = {
         "command": "train",
+        "model": recipe.model,
+        "recipe": args.recipe,
         "config": cfg.to_dict(),
         "data": splits.describe(),
         "history": history.to_dict(),
+        # Over all sessions of a resumed run: training and validation, not the final test.
+        "wall_time_s": round(sum(history.epoch_seconds), 3),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_info()["name"],
     }
+    out.parent.mkdir(parents=True, exist_ok=True)
     export.save(model.cpu(), out, provenance=provenance, metrics=metrics)
     checkpoint.unlink(missing_ok=True)
     if args.json:
@@ -184,8 +210,11 @@ def _structured_config(args: argparse.Namespace) -> StructuredConfig:
 def _finetune(args: argparse.Namespace) -> TrainConfig:
     """Fine-tuning after pruning, checked with the other arguments before anything is read."""
     refuse_overwrite([Path(args.artifact)], Path(args.out), "pruned model")
+    check_writable(args.out)
     check_number("--finetune-lr", args.finetune_lr, positive=True)
-    return TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=args.seed)
+    finetune = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=args.seed)
+    refuse_quantized(args.artifact, "prune")  # reads the artifact's spec: after the arguments
+    return finetune
 
 
 def _prune_inputs(

@@ -10,21 +10,51 @@ from pathlib import Path
 from typing import Any
 
 from .. import export
+from .._io import check_writable
 from ..data import load_data
 from ..errors import SlimkitError
-from ..search import GOALS, CompressConfig, RunDir, backends, compress, run_worker
+from ..search import (
+    GOALS,
+    STALE_AFTER_S,
+    CompressConfig,
+    RunDir,
+    backends,
+    compress,
+    run_worker,
+)
+from ._guards import refuse_quantized
 from ._output import print_json, profile_table
 
 AddCommon = Callable[[argparse.ArgumentParser], None]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, flag: str = "--time-budget") -> float:
     """Seconds in ``90``, ``90s``, ``30m`` or ``2h``."""
     match = _DURATION.match(text)
     if not match:
-        raise ValueError(f"--time-budget must look like 90s, 30m or 2h, got {text!r}")
+        raise ValueError(f"{flag} must look like 90s, 30m or 2h, got {text!r}")
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def _add_stale_after(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stale-after",
+        default=None,
+        metavar="DURATION",
+        help="run a trial again when the process running it (on any host) has sent no "
+        f"heartbeat for this long, e.g. 90s or 10m (default {STALE_AFTER_S / 60:g}m)",
+    )
+
+
+def stale_after(args: argparse.Namespace) -> float:
+    """``--stale-after`` in seconds (the default without it)."""
+    if args.stale_after is None:
+        return STALE_AFTER_S
+    seconds = parse_duration(args.stale_after, "--stale-after")
+    if seconds <= 0:
+        raise ValueError(f"--stale-after must be longer than 0 s, got {args.stale_after!r}")
+    return seconds
 
 
 def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> None:
@@ -101,6 +131,7 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
         "--lower-is-better", action="store_true", help="--metric is a loss or an error rate"
     )
     p.add_argument("--storage", default=None, help="Optuna storage URL shared with workers")
+    _add_stale_after(p)
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     p.add_argument(
         "--resume",
@@ -112,6 +143,7 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
     w = sub.add_parser("worker", help="join a compress run's search from another process")
     w.add_argument("run_dir", metavar="RUN_DIR")
     w.add_argument("--storage", default=None, help="the run's Optuna storage URL")
+    _add_stale_after(w)
     w.add_argument(
         "--metric",
         default=None,
@@ -224,7 +256,10 @@ def finish(summary: dict[str, Any], as_json: bool) -> int:
 def cmd_compress(args: argparse.Namespace) -> int:
     """Run (or resume) the compress pipeline on ARTIFACT into RUN_DIR."""
     cfg = config_from_args(args)
+    stale_after_s = stale_after(args)
     refuse_input_in_run(args.artifact, args.out)
+    check_writable(args.out, directory=True)
+    refuse_quantized(args.artifact, "compress")
     data_args = {
         "name": args.data,
         "data_dir": args.data_dir,
@@ -246,6 +281,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         data_args=data_args,
         log=_say,
         source=args.artifact,
+        stale_after_s=stale_after_s,
     )
     return finish(summary, args.json)
 
@@ -256,6 +292,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     refuse_input_in_run(recipe.model, recipe.out)
+    check_writable(recipe.out, directory=True)
+    refuse_quantized(recipe.model, "compress")
     model = export.load(recipe.model)
     summary = compress(
         model,
@@ -280,6 +318,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         log=_say,
         allowed_code=[name for name in (args.data, args.metric) if name],
         trust_code=args.trust_run_code,
+        stale_after_s=stale_after(args),
     )
     if args.json:
         print_json({"trials_completed": done})

@@ -13,7 +13,7 @@ from torch import nn
 
 from .. import export
 from .._device import resolve_device
-from .._io import refuse_overwrite
+from .._io import check_writable, refuse_overwrite
 from ..data import Splits, load_data
 from ..distill import AUTO, INITS, DistillConfig, distill, slim
 from ..distill._config import HintLayers
@@ -22,6 +22,7 @@ from ..importance import GROUP
 from ..measure import count_macs, count_params, evaluate_accuracy
 from ..models import arch_of, create_model
 from ..train import TrainConfig
+from ._guards import refuse_quantized
 from ._output import print_json
 
 AddCommon = Callable[[argparse.ArgumentParser], None]
@@ -185,6 +186,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
     teacher_path = Path(args.teacher)
     inputs = [teacher_path] + ([Path(args.student)] if Path(args.student).is_file() else [])
     refuse_overwrite(inputs, Path(args.out), "distilled student")
+    check_writable(args.out)
+    if Path(args.student).is_file():
+        refuse_quantized(args.student, "distill --student")
     splits = _data(args)
     teacher = export.load(teacher_path)
     _check_fits(teacher, splits, str(teacher_path))
@@ -214,6 +218,8 @@ def cmd_slim(args: argparse.Namespace) -> int:
     cfg = _config(args)
     source = Path(args.artifact)
     refuse_overwrite([source], Path(args.out), "slimmed model")
+    check_writable(args.out)
+    refuse_quantized(source, "slim")
     teacher = export.load(source)
     splits = _data(args)
     _check_fits(teacher, splits, str(source))

@@ -74,7 +74,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         choices=AUGMENTS.names(),
         help="training-batch augmentation (default none); crop-flip: random crop of the image "
-        "padded by 1/8 of its side, and horizontal flips",
+        "padded by 1/14 of its side (2 px at 28), and horizontal flips",
     )
     p.add_argument("--seed", type=int, default=None, help="default 0")
     p.add_argument("--out", default=None, help="artifact to write (.safetensors)")

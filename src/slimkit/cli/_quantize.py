@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import export
 from .._device import resolve_device
-from .._io import refuse_overwrite
+from .._io import check_writable, refuse_overwrite
 from ..data import load_data
 from ..measure import evaluate_accuracy
 from ..quantize import (
@@ -29,6 +29,7 @@ from ..quantize import (
     sensitivity,
 )
 from ..quantize._api import ONNX_SCHEMES, TORCH_INT8_SCHEMES
+from ._guards import refuse_quantized
 from ._output import print_json
 
 
@@ -109,6 +110,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     cfg = _config(args, args.scheme)
     source = Path(args.artifact)
     refuse_overwrite([source], Path(args.out), "quantized model")
+    check_writable(args.out)
+    refuse_quantized(source, "quantize")
     model = export.load(source)
     splits = _splits(args)
     device = resolve_device(args.device)
@@ -179,6 +182,7 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
             f"--sensitivity ranks int8-static layers; --scheme {scheme} has no ranking"
         )
     cfg = _config(args, scheme)
+    refuse_quantized(args.artifact, "quantize --sensitivity")
     model = export.load(args.artifact)
     splits = _splits(args)
 

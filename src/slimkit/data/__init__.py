@@ -2,7 +2,7 @@
 unlabeled sentences (fortunes or text files) split into training and held-out sets."""
 
 from ._idx import read_idx
-from ._sources import DATA_DIR_ENV, DATASETS, load_data
+from ._sources import DATA_DIR_ENV, DATASETS, check_data_args, load_data
 from ._splits import Splits, TensorBatches, make_loader, split_train_val
 from ._text import (
     FORTUNES_DIR,
@@ -22,6 +22,7 @@ __all__ = [
     "Splits",
     "TensorBatches",
     "TextSplits",
+    "check_data_args",
     "fortune_sentences",
     "load_data",
     "load_text",

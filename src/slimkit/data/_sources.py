@@ -12,9 +12,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from .._checks import check_int
+from .._checks import check_int, check_str
 from .._registry import Registry
 from ..errors import DataError
+from ._folder import load_folder
 from ._idx import find_idx, read_idx
 from ._splits import Splits, split_train_val, take
 
@@ -83,67 +84,6 @@ for _name in _IDX_DEFAULTS:
     DATASETS.register(_name, lambda data_dir, val_size, _n=_name: _load_idx(_n, data_dir, val_size))
 
 
-#: Training images read to compute a folder dataset's per-channel mean and std.
-_STATS_IMAGES = 512
-
-
-def _channel_stats(dataset: Any) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std over (up to :data:`_STATS_IMAGES`) images of ``dataset``."""
-    step = max(1, len(dataset) // _STATS_IMAGES)
-    images = torch.stack([dataset[i][0] for i in range(0, len(dataset), step)])
-    mean = images.mean(dim=(0, 2, 3))
-    std = images.std(dim=(0, 2, 3), unbiased=False)
-    std = torch.where(std > 1e-6, std, torch.ones_like(std))  # constant channels stay as they are
-    return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
-
-
-def _load_folder(path: str, val_size: int, image_size: int | None = None) -> Splits:
-    """An ImageFolder tree: ``<path>/train/<class>/*`` and ``<path>/test/<class>/*``.
-
-    Every image is resized to one size: ``image_size`` (shorter side resized, then center-cropped
-    square: the usual preprocessing of ImageNet-style models at their native resolution), or
-    without it the first training image's height and width. Pixels are then normalised per
-    channel with the training images' mean and std. Both are recorded in ``meta`` (and so in
-    the provenance of the artifacts trained on it).
-    """
-    from torchvision import datasets, transforms
-
-    root = Path(path)
-    missing = [part for part in ("train", "test") if not (root / part).is_dir()]
-    if missing:
-        raise DataError(
-            f"image folder {root} lacks {' and '.join(missing)}/; expected "
-            f"{root}/train/<class>/<image> and {root}/test/<class>/<image>"
-        )
-    probe = datasets.ImageFolder(str(root / "train"))
-    if len(probe) == 0:
-        raise DataError(f"image folder {root}/train has no images")
-    if image_size is not None:
-        resize: Any = transforms.Compose(
-            [transforms.Resize(image_size), transforms.CenterCrop(image_size)]
-        )
-        size: list[int] = [image_size, image_size]
-    else:
-        width, height = probe[0][0].size
-        size = [height, width]
-        resize = transforms.Resize((height, width))
-    plain = transforms.Compose([resize, transforms.ToTensor()])
-    mean, std = _channel_stats(datasets.ImageFolder(str(root / "train"), transform=plain))
-    transform = transforms.Compose([plain, transforms.Normalize(mean, std)])
-    full_train = datasets.ImageFolder(str(root / "train"), transform=transform)
-    test = datasets.ImageFolder(str(root / "test"), transform=transform)
-    if full_train.classes != test.classes:
-        raise DataError(f"{root}: train and test have different class folders")
-    train, val = split_train_val(full_train, min(val_size, max(1, len(full_train) // 10)))
-    shape = tuple(full_train[0][0].shape)
-    meta = {
-        "classes": full_train.classes,
-        "resize": size,
-        "normalization": {"mean": mean, "std": std},
-    }
-    return Splits(f"folder:{root}", train, val, test, len(full_train.classes), shape, meta)
-
-
 def _infer_num_classes(dataset: Dataset[Any]) -> int:
     labels = {int(dataset[i][1]) for i in range(len(dataset))}  # type: ignore[arg-type]
     return max(labels) + 1
@@ -171,6 +111,29 @@ def _load_hook(spec: str, val_size: int) -> Splits:
         train, val, test = result
     shape = tuple(train[0][0].shape)
     return Splits(spec, train, val, test, _infer_num_classes(test), shape, {})
+
+
+def check_data_args(
+    name: object,
+    data_dir: object = None,
+    val_size: object = 10_000,
+    limit_train: object = None,
+    limit_eval: object = None,
+    image_size: object = None,
+) -> None:
+    """Raise ``ValueError`` unless the :func:`load_data` arguments have their kinds, reading
+    nothing (a recipe's YAML can hold anything; it is checked before the model is loaded)."""
+    check_str("name", name)
+    if data_dir is not None and not isinstance(data_dir, str | os.PathLike):
+        raise ValueError(f"data_dir must be a directory path, got {data_dir!r}")
+    check_int("val_size", val_size, minimum=1)
+    for field, value in (
+        ("limit_train", limit_train),
+        ("limit_eval", limit_eval),
+        ("image_size", image_size),
+    ):
+        if value is not None:
+            check_int(field, value, minimum=1)
 
 
 def load_data(
@@ -203,13 +166,13 @@ def load_data(
 
     Raises:
         DataError: if the data is missing or malformed; the message says how to get it.
+        ValueError: if an argument has the wrong kind (a recipe's ``limit_train: abc``).
     """
-    if image_size is not None:
-        check_int("image_size", image_size, minimum=1)
+    check_data_args(name, data_dir, val_size, limit_train, limit_eval, image_size)
     if name in DATASETS:
         splits = DATASETS.get(name)(data_dir, val_size)
     elif name.startswith("folder:"):
-        splits = _load_folder(name[len("folder:") :], val_size, image_size)
+        splits = load_folder(name[len("folder:") :], val_size, image_size)
     elif ":" in name:
         splits = _load_hook(name, val_size)
     else:

@@ -439,6 +439,10 @@ def _restore(path: Path, model: nn.Module, spec: dict[str, Any]) -> nn.Module:
             from ..quantize import restore_structure  # quantize imports export: import late
 
             model = restore_structure(model, spec["quantization"])
+    except ArtifactError as err:  # raised by quantize, which does not know the file
+        if str(path) in str(err):
+            raise
+        raise ArtifactError(f"{path}: {err}") from None
     except (AttributeError, KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
         raise ArtifactError(
             f"{path}: its spec's structure or quantization section does not fit the model "

@@ -9,6 +9,7 @@ model itself needs.
 
 from __future__ import annotations
 
+import math
 import re
 import reprlib
 from collections.abc import Mapping
@@ -114,6 +115,44 @@ def _check_quantization(path: Path, section: Any) -> None:
         raise _corrupted(path, "'quantization' is not a mapping")
     if section.get("input_shape") is not None:
         _check_shape(path, "the quantization's example input", section["input_shape"])
+    if not isinstance(section.get("config"), dict):
+        raise _corrupted(path, "the quantization has no 'config' mapping (its scheme's settings)")
+    for key in ("scheme", "backend", "engine"):
+        if key in section and not isinstance(section[key], str):
+            raise _corrupted(path, f"the quantization's {key} {show(section[key])} is not a string")
+    _check_mapping(path, section, "ranges", _is_range, "[low, high] numbers")
+    _check_mapping(path, section, "activations", _is_activation, "{scale, zero_point} numbers")
+    weights = section.get("int8_weights", [])
+    if not (isinstance(weights, list) and all(isinstance(w, str) for w in weights)):
+        raise _corrupted(path, f"the quantization's int8_weights {show(weights)} are not names")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_range(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)
+
+
+def _is_activation(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        _is_number(value.get(key)) for key in ("scale", "zero_point")
+    )
+
+
+def _check_mapping(path: Path, section: dict[str, Any], key: str, valid: Any, what: str) -> None:
+    """``section[key]``, if there is one, maps names to entries ``valid`` accepts."""
+    if key not in section:
+        return
+    value = section[key]
+    if not isinstance(value, dict):
+        raise _corrupted(path, f"the quantization's {key} {show(value)} is not a mapping")
+    for name, entry in value.items():
+        if not valid(entry):
+            raise _corrupted(
+                path, f"the quantization's {key} of {show(name)} is {show(entry)}, not {what}"
+            )
 
 
 def _check_arch(path: Path, arch: Any) -> None:
@@ -220,8 +259,30 @@ def check_graph(artifact: Path, spec: dict[str, Any], graph: Path) -> None:
     saved before graphs were hashed record none and pass.
     """
     expected = spec.get(ONNX_HASH_KEY)
-    if expected is not None and sha256_file(graph) != expected:
+    if expected is None:
+        check_onnx(graph)
+    elif sha256_file(graph) != expected:
         raise ArtifactError(
             f"{graph} is stale: it is not the graph {artifact} was saved with (its SHA-256 "
             "differs from the one the artifact records); re-run quantize to write both again"
         )
+
+
+def check_onnx(graph: Path) -> None:
+    """Raise :class:`ArtifactError` unless ``graph`` parses as a well-formed ONNX model.
+
+    For graphs no hash vouches for: a truncated file fails to parse, or (cut at a field
+    boundary) loses nodes or initializers the checker then finds missing. Without the
+    ``onnx`` package nothing is checked; the runtime reports the damage instead.
+    """
+    try:
+        import onnx
+    except ImportError:
+        return
+    try:
+        onnx.checker.check_model(onnx.load(str(graph)))
+    except Exception as err:  # protobuf's DecodeError, onnx's ValidationError, OSError
+        problem = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ArtifactError(
+            f"{graph} is truncated or corrupted ({problem}); re-run quantize to write it again"
+        ) from None

@@ -29,14 +29,16 @@ def _openvino() -> Any:
     return openvino
 
 
-def _config(threads: int, profile: bool = False) -> dict[str, Any]:
-    return {
+def _config(threads: int, profile: bool = False, precision: str | None = "f32") -> dict[str, Any]:
+    config: dict[str, Any] = {
         "INFERENCE_NUM_THREADS": threads,
         "NUM_STREAMS": 1,
         "PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_PRECISION_HINT": "f32",
         "PERF_COUNT": profile,
     }
+    if precision is not None:
+        config["INFERENCE_PRECISION_HINT"] = precision
+    return config
 
 
 class OpenVinoModule(nn.Module):
@@ -45,14 +47,20 @@ class OpenVinoModule(nn.Module):
     Args:
         path: the ``.onnx`` (or OpenVINO ``.xml``) file.
         threads: inference threads (one stream, latency mode: one request at a time).
+        precision: OpenVINO's inference precision hint for float layers; ``None`` leaves
+            OpenVINO's default (bf16 on CPUs that have it, as a user's plain call would get).
     """
 
-    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], threads: int = 1, precision: str | None = "f32"
+    ) -> None:
         super().__init__()
         ov = _openvino()
         core = ov.Core()
         self.path = str(path)
-        self.compiled = core.compile_model(core.read_model(self.path), "CPU", _config(threads))
+        self.compiled = core.compile_model(
+            core.read_model(self.path), "CPU", _config(threads, precision=precision)
+        )
         self.request = self.compiled.create_infer_request()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

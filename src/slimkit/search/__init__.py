@@ -7,17 +7,20 @@ knobs with Optuna, verifies the best candidate, exports it and writes a report.
 
 from ._compress import compress, open_study, run_worker, trial_records
 from ._config import GOALS, CompressConfig, backends
+from ._heartbeat import STALE_AFTER_S, StaleTrials
 from ._plan import GroupCurve, Pruner, measure_curves, plan_for_keep
 from ._recipe import Recipe, load_recipe
 from ._run import RunDir
 
 __all__ = [
     "GOALS",
+    "STALE_AFTER_S",
     "CompressConfig",
     "GroupCurve",
     "Pruner",
     "Recipe",
     "RunDir",
+    "StaleTrials",
     "backends",
     "compress",
     "load_recipe",

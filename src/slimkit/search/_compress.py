@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -41,6 +40,8 @@ from ..measure import measure_latency as eager_latency
 from ..models._registry import ARCH_ATTR
 from ._config import CompressConfig, check_runtimes, stage_inputs
 from ._guards import RunInput, check_run_code
+from ._heartbeat import BEAT_ATTRS, STALE_AFTER_S, StaleTrials, heartbeat
+from ._lock import run_lock
 from ._plan import (
     GroupCurve,
     Pruner,
@@ -58,10 +59,6 @@ STUDY = "compress"
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 # -- stages ---------------------------------------------------------------------------------------
@@ -83,10 +80,32 @@ def _baseline(run: RunDir, model: nn.Module, splits: Splits, cfg: CompressConfig
             latency_ms_b64=eager_latency(model, x, threads=cfg.latency_threads),
             artifact=str(path),
         )
+        if cfg.runtimes():
+            out["reference"] = _reference(run, model, splits, cfg)
         log(
             f"baseline: val {metric.format(out['val_accuracy'])}, {out['bytes']:,} bytes, "
             f"{out['macs']:,} MACs, b64 {out['latency_ms_b64']:.2f} ms"
         )
+
+
+def _reference(
+    run: RunDir, model: nn.Module, splits: Splits, cfg: CompressConfig
+) -> dict[str, Any]:
+    """The original as a plain fp32 graph on the first runtime, timed: the yardstick trials
+    are timed against (:func:`slimkit.search._trial.deployed_latency`)."""
+    from ..quantize import export_onnx, fold_batchnorm
+
+    folded = copy.deepcopy(model).eval()
+    fold_batchnorm(folded)
+    graph = export_onnx(folded, run.path / "original-fp32.onnx", splits.example_input(1))
+    runtime = cfg.runtimes()[0]
+    runner = load_runtime(runtime, graph, cfg.latency_threads)
+    x = splits.example_input(64)
+    out: dict[str, Any] = {"graph": str(graph), "runtime": runtime}
+    with _threads(cfg.latency_threads):
+        for key, batch in (("latency_ms_b1", x[:1]), ("latency_ms_b64", x)):
+            out[key] = interleaved_latency([runner], batch, rounds=30)[0]
+    return out
 
 
 def _sensitivity(
@@ -144,7 +163,7 @@ def _first_layer_probe(
 
     A first convolution over 1–3 input channels is a GEMM with a tiny inner dimension: its
     int8 kernel can cost more than the float one on CPUs without VNNI. Both graphs are timed
-    side by side; the faster one decides for every trial.
+    side by side on every runtime of the backend; the fastest pair decides for every trial.
     """
     if not (cfg.int8 and cfg.goal == "latency"):
         return []
@@ -153,16 +172,16 @@ def _first_layer_probe(
     layers = quantizable_layers(model)
     if len(layers) < 2:
         return []
-    variants = {}
-    for exclude in ([], [layers[0]]):
-        variants[_probe_tag(exclude)] = {
-            "onnx": str(_probe_graph(run, model, splits, exclude)),
-            "latency_ms_b64": 0.0,
-        }
+    graphs = [str(_probe_graph(run, model, splits, exclude)) for exclude in ([], [layers[0]])]
+    variants = [
+        {"onnx": graph, "runtime": runtime, "latency_ms_b64": 0.0}
+        for graph in graphs
+        for runtime in cfg.runtimes()
+    ]
     with _threads(cfg.latency_threads):
-        timed = _remeasure_latency(list(variants.values()), splits, cfg)
+        timed = _remeasure_latency(variants, splits, cfg)
     faster = timed[0]["onnx"].endswith("first-float.onnx")
-    ms = {Path(v["onnx"]).stem: round(v["latency_ms_b64"], 3) for v in timed}
+    ms = {f"{Path(v['onnx']).stem} {v['runtime']}": round(v["latency_ms_b64"], 3) for v in timed}
     log(
         f"plan: int8 b64 latency {ms}; first layer {layers[0]!r} "
         + ("stays float" if faster else "is quantized too")
@@ -454,39 +473,27 @@ def _same_plan_as(study: Any, ctx: Context, params: dict[str, Any]) -> Any:
     return None
 
 
-def _requeue_stale(study: Any, log: Log) -> None:
-    """Trials left RUNNING by a dead process of this host are failed and queued again."""
-    optuna = _optuna()
-    host = socket.gethostname()
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        owner = str(t.user_attrs.get("owner", ""))
-        name, _, pid = owner.partition(":")
-        if name == host and pid.isdigit() and not _alive(int(pid)):
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(t.params)
-            log(f"search: trial {t.number} was interrupted; it runs again")
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
-
 def search_loop(
-    ctx: Context, run: RunDir, storage: str | None, log: Log, deadline: float | None
+    ctx: Context,
+    run: RunDir,
+    storage: str | None,
+    log: Log,
+    deadline: float | None,
+    stale: StaleTrials | None = None,
 ) -> None:
-    """Ask, run and tell trials until the study holds ``cfg.trials`` completed ones."""
+    """Ask, run and tell trials until the study holds ``cfg.trials`` completed ones.
+
+    Each trial beats while it runs; before each, trials a dead process left running are
+    requeued (see :mod:`._heartbeat`).
+    """
+    stale = stale or StaleTrials()
     optuna = _optuna()
     cfg = ctx.cfg
     study = open_study(run, storage)
     states = optuna.trial.TrialState
     failures = 0
     while True:
+        stale.requeue(study, log)
         trials = study.get_trials(deepcopy=False)
         completed = sum(t.state == states.COMPLETE for t in trials)
         running = sum(t.state == states.RUNNING for t in trials)
@@ -500,19 +507,20 @@ def search_loop(
         if not waiting and (proposal := _next_params(study, cfg)) is not None:
             study.enqueue_trial(proposal)
         trial = study.ask()
-        trial.set_user_attr("owner", _owner())
         params = _suggest(trial, cfg)
         out_dir = trials_dir(run) / f"{trial.number:04d}"
         try:
-            # Seeded by its slot (trials completed before it), so a trial that is re-run
-            # after an interruption trains exactly as it would have.
-            twin = _same_plan_as(study, ctx, params)
-            if twin is not None:
-                # Channel rounding maps nearby fractions to one structure: reuse its result.
-                record = {**twin.user_attrs, "params": params, "same_plan_as": twin.number}
-                record.pop("owner", None)
-            else:
-                record = run_trial(ctx, params, out_dir, seed=cfg.seed + completed)
+            with heartbeat(trial, stale.stale_after_s):
+                # Seeded by its slot (trials completed before it), so a trial that is re-run
+                # after an interruption trains exactly as it would have.
+                twin = _same_plan_as(study, ctx, params)
+                if twin is not None:
+                    # Channel rounding maps nearby fractions to one structure: reuse its result.
+                    record = {**twin.user_attrs, "params": params, "same_plan_as": twin.number}
+                    for key in ("owner", *BEAT_ATTRS):
+                        record.pop(key, None)
+                else:
+                    record = run_trial(ctx, params, out_dir, seed=cfg.seed + completed)
         except KeyboardInterrupt:
             study.tell(trial, state=states.FAIL)
             study.enqueue_trial(params)
@@ -522,6 +530,9 @@ def search_loop(
             trial.set_user_attr("error", str(err))
             study.tell(trial, state=states.FAIL)
             log(f"search: trial {trial.number} failed: {err}")
+            continue
+        if stale.lost(study, trial.number):
+            log(f"search: trial {trial.number} ran again elsewhere meanwhile; result dropped")
             continue
         record["number"] = trial.number
         trial.set_constraint("accuracy_drop", record["drop"] - cfg.max_drop)
@@ -547,7 +558,10 @@ def search_loop(
 def trial_records(study: Any) -> list[dict[str, Any]]:
     optuna = _optuna()
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return [dict(t.user_attrs) for t in sorted(done, key=lambda t: t.number)]
+    return [
+        {k: v for k, v in t.user_attrs.items() if k not in BEAT_ATTRS}
+        for t in sorted(done, key=lambda t: t.number)
+    ]
 
 
 def busy_seconds(study: Any) -> float:
@@ -570,13 +584,6 @@ def busy_seconds(study: Any) -> float:
         total += (end - begin).total_seconds()
         covered_to = end
     return total
-
-
-def _wait_for_workers(study: Any, log: Log) -> None:
-    optuna = _optuna()
-    while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        log("search: waiting for trials other workers are running")
-        time.sleep(5)
 
 
 # -- polish ---------------------------------------------------------------------------------------
@@ -969,6 +976,11 @@ def _context(
         baseline_ms={k: baseline[k] for k in ("latency_ms_b1", "latency_ms_b64")},
         metric=cfg.scorer(),
     )
+    reference = baseline.get("reference")
+    # Another host without the baseline's runtime times trials against eager PyTorch instead.
+    if reference and reference["runtime"] in cfg.runtimes() and Path(reference["graph"]).is_file():
+        ctx.reference = load_runtime(reference["runtime"], reference["graph"], cfg.latency_threads)
+        ctx.reference_ms = {k: reference[k] for k in ("latency_ms_b1", "latency_ms_b64")}
     _read_sensitivity(run, ctx)
     return ctx
 
@@ -1005,6 +1017,7 @@ def compress(
     data_args: dict[str, Any] | None = None,
     log: Log | None = _stderr,
     source: str | os.PathLike[str] | None = None,
+    stale_after_s: float = STALE_AFTER_S,
 ) -> dict[str, Any]:
     """Find the smallest/fastest compressed model within an accuracy budget.
 
@@ -1024,6 +1037,8 @@ def compress(
         source: the artifact ``model`` was read from. ``run_dir`` is tied to its bytes (to
             the model's tensors without it) and to the data: resuming with another input is
             an error.
+        stale_after_s: a trial left running whose heartbeat is older than this (its process
+            died, here or on another host) is run again.
 
     Returns:
         The summary also written to ``run_dir/summary.json``: ``baseline`` and ``result``
@@ -1033,9 +1048,11 @@ def compress(
     Raises:
         AccuracyBudgetError: if no plan keeps the budget (the best one is attached).
         DataError: if the model does not fit the data (classes, input shape).
-        SlimkitError: if ``run_dir`` holds a run of another input, or needs ``resume``.
+        SlimkitError: if ``run_dir`` holds a run of another input, or needs ``resume``, or
+            another process is running compress on it.
     """
     say = log or (lambda _message: None)
+    stale = StaleTrials(stale_after_s)
     torch_device = resolve_device(device)
     model = copy.deepcopy(model).cpu().eval()
     data = data_args or {"name": splits.name}
@@ -1043,50 +1060,51 @@ def compress(
     check_fits(model, splits, str(source or "the model"), logits=cfg.metric is None)
     check_runtimes(cfg)
     given = RunInput.of(model, data, source)
-    run = RunDir.create(Path(run_dir), config, resume, inputs=stage_inputs, given=given)
-    if run.redone:
-        say(f"resume: the options changed; redoing {', '.join(run.redone)}")
-    _choose_study(run, config)
-    if not run.done("baseline"):
-        _baseline(run, model, splits, cfg, say)
-    ctx = _context(run, model, splits, cfg, torch_device)
-    if not run.done("sensitivity"):
-        _sensitivity(run, ctx.pruner, splits, cfg, say)
-        _read_sensitivity(run, ctx)
-    if not run.done("plan"):
-        _plan(run, ctx.pruner, ctx.curves, splits, cfg, say)
-        _read_sensitivity(run, ctx)
-    if not run.done("search"):
-        study = open_study(run, storage)
-        if not study.get_trials(deepcopy=False):
-            study.enqueue_trial(initial_params(cfg, initial_keep(run.output("plan"))))
-        _requeue_stale(study, say)
-        start = time.time()
-        deadline = start + cfg.time_budget_s if cfg.time_budget_s else None
-        search_loop(ctx, run, storage, say, deadline)
-        _wait_for_workers(study, say)
-        with run.stage("search", {}, seconds=busy_seconds(study)) as out:
-            records = trial_records(study)
-            write_json(run.path / "trials.json", records)
-            out.update(trials=len(records), file=str(run.path / "trials.json"))
-    records = _read_records(run)
-    if not run.done("polish"):
-        _polish(run, ctx, records, say)
-    records = _with_polished(records, _read_records(run, "polish"), cfg)
-    if not run.done("verify"):
-        _verify(run, ctx, records, say)
-    if not run.done("export"):
-        _export(run, ctx, say)
-    if not run.done("report"):
-        with run.stage("report", {}) as out:
-            summary = _summary(run, cfg)
-            write_json(run.path / "summary.json", summary)
-            from ..report import write_report
+    with run_lock(run_dir):  # one compress process per run directory; workers join it
+        run = RunDir.create(Path(run_dir), config, resume, inputs=stage_inputs, given=given)
+        if run.redone:
+            say(f"resume: the options changed; redoing {', '.join(run.redone)}")
+        _choose_study(run, config)
+        if not run.done("baseline"):
+            _baseline(run, model, splits, cfg, say)
+        ctx = _context(run, model, splits, cfg, torch_device)
+        if not run.done("sensitivity"):
+            _sensitivity(run, ctx.pruner, splits, cfg, say)
+            _read_sensitivity(run, ctx)
+        if not run.done("plan"):
+            _plan(run, ctx.pruner, ctx.curves, splits, cfg, say)
+            _read_sensitivity(run, ctx)
+        if not run.done("search"):
+            study = open_study(run, storage)
+            if not study.get_trials(deepcopy=False):
+                study.enqueue_trial(initial_params(cfg, initial_keep(run.output("plan"))))
+            start = time.time()
+            deadline = start + cfg.time_budget_s if cfg.time_budget_s else None
+            search_loop(ctx, run, storage, say, deadline, stale)
+            while stale.wait(study, say):  # a dead worker's trial was requeued: run it
+                search_loop(ctx, run, storage, say, deadline, stale)
+            with run.stage("search", {}, seconds=busy_seconds(study)) as out:
+                records = trial_records(study)
+                write_json(run.path / "trials.json", records)
+                out.update(trials=len(records), file=str(run.path / "trials.json"))
+        records = _read_records(run)
+        if not run.done("polish"):
+            _polish(run, ctx, records, say)
+        records = _with_polished(records, _read_records(run, "polish"), cfg)
+        if not run.done("verify"):
+            _verify(run, ctx, records, say)
+        if not run.done("export"):
+            _export(run, ctx, say)
+        if not run.done("report"):
+            with run.stage("report", {}) as out:
+                summary = _summary(run, cfg)
+                write_json(run.path / "summary.json", summary)
+                from ..report import write_report
 
-            out.update(files=write_report(run.path))
-    summary = _summary(run, cfg)
-    write_json(run.path / "summary.json", summary)
-    return summary
+                out.update(files=write_report(run.path))
+        summary = _summary(run, cfg)
+        write_json(run.path / "summary.json", summary)
+        return summary
 
 
 def _read_records(run: RunDir, stage: str = "search") -> list[dict[str, Any]]:
@@ -1121,6 +1139,7 @@ def run_worker(
     wait_s: float = 600.0,
     allowed_code: Collection[str] = (),
     trust_code: bool = False,
+    stale_after_s: float = STALE_AFTER_S,
 ) -> int:
     """Join a compress run's search: run trials of its study until it holds enough.
 
@@ -1129,12 +1148,15 @@ def run_worker(
     trials this worker completed. Whoever can write the run directory must not choose code
     for the worker to run: ``module:function`` data or metrics it names are imported only if
     listed in ``allowed_code``, or with ``trust_code`` (which also allows its model's factory).
+    A trial another process left running without a heartbeat for ``stale_after_s`` seconds
+    is run again.
 
     Raises:
         SlimkitError: if the run does not reach its search stage in time, or names code the
             worker was not allowed to run.
     """
     say = log or (lambda _message: None)
+    stale = StaleTrials(stale_after_s)
     deadline = time.time() + wait_s
     path = Path(run_dir)
     # Load what is ready as soon as it is ready, so the worker joins the search quickly.
@@ -1150,5 +1172,5 @@ def run_worker(
     ctx = _context(run, model, splits, cfg, resolve_device(device))
     study = open_study(run, storage)
     before = len(trial_records(study))
-    search_loop(ctx, run, storage, say, None)
+    search_loop(ctx, run, storage, say, None, stale)
     return len(trial_records(study)) - before

@@ -41,6 +41,10 @@ class Context:
     keep_float: list[str] = field(default_factory=list)
     baseline_ms: dict[str, float] = field(default_factory=dict)
     metric: Metric = field(default_factory=Metric)
+    #: The original as a plain fp32 graph on a runtime, and its times from the baseline stage:
+    #: the steadier yardstick for trial latencies (see :func:`deployed_latency`).
+    reference: nn.Module | None = None
+    reference_ms: dict[str, float] = field(default_factory=dict)
 
 
 def recover(model: nn.Module, ctx: Context, epochs: int, seed: int, desc: str = "recover") -> None:
@@ -74,6 +78,7 @@ def structured_step(ctx: Context, keep: float, seed: int) -> tuple[nn.Module, di
             "ratios": {},
             "macs_fraction": 1.0,
             "params_fraction": 1.0,
+            **({"latency_fraction": 1.0} if ctx.cfg.cost == "latency" else {}),
             "widths": layer_widths(unpruned),
         }
     config = ctx.pruner.config(ratios)
@@ -199,17 +204,25 @@ def deployed_latency(deployed: nn.Module, ctx: Context, x: torch.Tensor) -> dict
 
     A shared CPU's speed drifts by a third (eager resnet20 at batch 64: 112 ms in one
     benchmark run, 78 ms in another), more than what separates neighbouring trials. So the
-    deployed model is timed interleaved with the original, and its latency is the baseline's
-    (from the baseline stage) times their ratio; ``*_raw`` keeps the time as measured.
+    deployed model is timed interleaved with a yardstick, and its latency is the yardstick's
+    time from the baseline stage times their ratio; ``*_raw`` keeps the time as measured.
+    The yardstick is the original as a plain fp32 graph on a runtime when there is one: eager
+    PyTorch takes ten times longer per call and is preempted more on a busy machine, and its
+    noise moved the ratios of the same int8 graph by 2x between trials (seed-cnn, 1 thread).
     Without a baseline time in ``ctx`` the raw time is the latency.
     """
+    yardstick, base_ms = (
+        (ctx.reference, ctx.reference_ms)
+        if ctx.reference is not None
+        else (ctx.model, ctx.baseline_ms)
+    )
     out: dict[str, float] = {}
     for key, batch in (("latency_ms_b1", x[:1]), ("latency_ms_b64", x)):
         with fixed_threads(ctx.cfg.latency_threads):
-            ms, original_ms = interleaved_latency([deployed, ctx.model], batch)
+            ms, yardstick_ms = interleaved_latency([deployed, yardstick], batch)
         out[f"{key}_raw"] = ms
-        baseline = ctx.baseline_ms.get(key)
-        out[key] = baseline * ms / original_ms if baseline else ms
+        baseline = base_ms.get(key)
+        out[key] = baseline * ms / yardstick_ms if baseline else ms
     return out
 
 

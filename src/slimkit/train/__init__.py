@@ -1,14 +1,19 @@
 """Training and fine-tuning."""
 
+from ._augment import AUGMENTS
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._config import TrainConfig
 from ._loop import TrainResult, cross_entropy_loss, train
+from ._recipe import TrainRecipe, load_train_recipe
 
 __all__ = [
+    "AUGMENTS",
     "TrainConfig",
+    "TrainRecipe",
     "TrainResult",
     "cross_entropy_loss",
     "load_checkpoint",
+    "load_train_recipe",
     "save_checkpoint",
     "train",
 ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from ._augment import AUGMENTS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -21,7 +23,13 @@ class TrainConfig:
         weight_decay: L2 penalty (decoupled for ``adamw``).
         schedule: ``cosine`` (decays to 0 over all steps) or ``constant``.
         label_smoothing: cross-entropy label smoothing.
-        seed: seeds initial shuffling and dropout, so runs are repeatable.
+        seed: seeds shuffling, dropout and augmentation, so runs are repeatable.
+        augment: training-batch augmentation, one of :data:`AUGMENTS` (``none``, or
+            ``crop-flip``: a random crop of the image padded by 1/14 of its side, and a
+            horizontal flip of half the images).
+
+    Example:
+        >>> TrainConfig(epochs=30, optimizer="sgd", lr=0.1, weight_decay=5e-4, augment="crop-flip")
     """
 
     epochs: int = 10
@@ -32,6 +40,7 @@ class TrainConfig:
     schedule: str = "cosine"
     label_smoothing: float = 0.0
     seed: int = 0
+    augment: str = "none"
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -54,6 +63,23 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}"
             )
+        if self.augment not in AUGMENTS:
+            raise ValueError(
+                f"TrainConfig.augment must be one of {AUGMENTS.names()}, got {self.augment!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """The config ``values`` describe (as written by :meth:`to_dict` or a recipe).
+
+        Raises:
+            ValueError: for an unknown key (the message lists the valid ones) or a bad value.
+        """
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {unknown}; valid keys: {known}")
+        return cls(**values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from .._device import resolve_device
 from ..data import Splits, make_loader
 from ..measure import evaluate_accuracy
 from . import _distributed
+from ._augment import AUGMENTS, Augment, epoch_generator
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._config import TrainConfig
 
@@ -28,13 +30,22 @@ StepHook = Callable[[nn.Module], None]
 
 @dataclass
 class TrainResult:
-    """Per-epoch history: mean training loss and validation top-1 (percent)."""
+    """Per-epoch history: mean training loss, validation top-1 (percent) and wall time (s).
+
+    The wall time of an epoch covers its training steps and its validation; a resumed run keeps
+    the times of the epochs done before the interruption.
+    """
 
     losses: list[float] = field(default_factory=list)
     val_accuracies: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"losses": self.losses, "val_accuracies": self.val_accuracies}
+        return {
+            "losses": self.losses,
+            "val_accuracies": self.val_accuracies,
+            "epoch_seconds": self.epoch_seconds,
+        }
 
 
 def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -61,6 +72,25 @@ def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
     return loss
 
 
+def _check_resumed_config(
+    checkpoint: str | os.PathLike[str], saved: dict[str, Any], cfg: TrainConfig
+) -> None:
+    """A checkpoint continues the run it was written by, possibly for more (or fewer) epochs.
+
+    Any other change (learning rate, optimizer, augmentation, seed, ...) would silently make the
+    resumed run one that nobody asked for, so it is refused.
+    """
+    current = cfg.to_dict()
+    shared = (saved.keys() & current.keys()) - {"epochs"}
+    changed = sorted(k for k in shared if saved[k] != current[k])
+    if changed:
+        diff = ", ".join(f"{k}={saved[k]!r} (now {current[k]!r})" for k in changed)
+        raise ValueError(
+            f"checkpoint {checkpoint} was written with {diff}; pass the same options to resume, "
+            "or delete the checkpoint to start over"
+        )
+
+
 def train(
     model: nn.Module,
     splits: Splits,
@@ -82,11 +112,18 @@ def train(
         cfg: optimiser, schedule and epochs.
         device: ``auto``, ``cpu`` or ``cuda``.
         checkpoint: file to write after every epoch (model, optimiser, epoch, history).
-        resume: continue from ``checkpoint`` if it exists.
+        resume: continue from ``checkpoint`` if it exists; the learning-rate schedule, the
+            shuffling and the augmentations go on exactly as in an uninterrupted run. Only
+            ``cfg.epochs`` may differ from the checkpoint's config (a cosine schedule then
+            follows the new length from the step reached).
         loss_fn: ``loss_fn(model, x, y)``; cross-entropy by default (distillation passes its own).
         after_step: called after every optimiser step, e.g. to re-apply pruning masks.
         progress: show a progress bar on stderr.
         desc: the progress bar's label.
+
+    Raises:
+        ValueError: if ``resume`` finds a checkpoint written with another config (other than
+            in ``epochs``).
 
     Example:
         >>> slimkit.train(model, splits, slimkit.TrainConfig(epochs=2))
@@ -102,11 +139,13 @@ def train(
     result, start_epoch = TrainResult(), 0
     if resume and checkpoint is not None and Path(checkpoint).is_file():
         info = load_checkpoint(checkpoint, model, optimizer)
+        _check_resumed_config(checkpoint, info.get("config", {}), cfg)
         start_epoch = info["epoch"]
         result = TrainResult(**info["history"])
     torch.manual_seed(cfg.seed + start_epoch)
     total_steps = cfg.epochs * len(loader)
     for epoch in range(start_epoch, cfg.epochs):
+        started = time.perf_counter()
         result.losses.append(
             _run_epoch(
                 parallel,
@@ -127,6 +166,7 @@ def train(
             )
         )
         result.val_accuracies.append(evaluate_accuracy(model, splits.val, device=device))
+        result.epoch_seconds.append(round(time.perf_counter() - started, 3))
         if progress:
             tqdm.write(
                 f"{desc} epoch {epoch + 1}/{cfg.epochs}: loss {result.losses[-1]:.4f}, "
@@ -155,10 +195,14 @@ def _run_epoch(
     model.train()
     if hasattr(loader, "set_epoch"):
         loader.set_epoch(epoch)
+    augment: Augment = AUGMENTS.get(cfg.augment)
+    generator = epoch_generator(cfg.seed, epoch)
     running, count = 0.0, 0
     with bar:
-        for step, batch in enumerate(loader, start=epoch * len(loader)):
-            x, y = _distributed.shard(batch)
+        for step, (x_all, y_all) in enumerate(loader, start=epoch * len(loader)):
+            # Augment the global batch before sharding: every rank then trains on its slice of
+            # the same views a single process would see.
+            x, y = _distributed.shard((augment(x_all, generator), y_all))
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(cfg, step, total_steps)
             loss = loss_fn(model, x.to(device), y.to(device))

@@ -1,0 +1,46 @@
+"""scripts/references.py: a trained artifact becomes a row of docs/references.md and a checksum."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import slimkit
+from slimkit.testing import seeded_model
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "references.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("references", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_built_and_missing_references_are_listed(tmp_path: Path) -> None:
+    references = _module()
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    for name in ("built", "missing"):
+        text = f"model: seed-cnn-slim\nout: refs/{name}.safetensors\ntrain: {{epochs: 40}}\n"
+        (recipes / f"{name}.yaml").write_text(text)
+    provenance = {"config": {"epochs": 40}, "wall_time_s": 4000.0, "threads": 1, "cpu": "Some CPU"}
+    metrics = {"test_accuracy": 91.234, "val_accuracy": 91.5}
+    artifact = tmp_path / "refs" / "built.safetensors"
+    artifact.parent.mkdir()
+    slimkit.save(seeded_model("seed-cnn-slim"), artifact, provenance=provenance, metrics=metrics)
+
+    refs = [references.reference(p, root=tmp_path) for p in sorted(recipes.glob("*.yaml"))]
+    page = references.render(refs)
+    assert (
+        "| seed-cnn-slim | 91.23% | 91.50% | 40 | 1 h 07 min | "
+        "`slimkit train --recipe recipes/references/built.yaml --resume` | Some CPU, 1 thread |"
+    ) in page
+    assert "| seed-cnn-slim | — | — | not built | — |" in page
+    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
+    assert references.checksums(refs) == f"{digest}  refs/built.safetensors\n"
