@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .data import Splits
-from .errors import DataError, ModelError
+from .errors import ArtifactError, DataError, ModelError
 from .models import arch_of
 
 #: A torch error can span many lines (a traceback of the tracer, a table of shapes).
@@ -61,6 +61,8 @@ def _forward(model: nn.Module, example: torch.Tensor, source: str, splits: Split
     model.eval()
     try:
         return model(example.to(device))
+    except ArtifactError as err:  # raised where a lazily rebuilt graph meets a damaged spec
+        raise ArtifactError(f"{source}: {err}") from None
     except (RuntimeError, ValueError, TypeError, IndexError) as err:
         reason = " ".join(str(err).split())[:_REASON_CHARS]
         raise DataError(

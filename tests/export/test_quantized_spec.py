@@ -77,6 +77,24 @@ def test_an_edited_quantization_section_is_a_one_line_error_naming_the_file(
     assert len(lines) == 1 and lines[0].startswith(f"slimkit: error: {path}"), lines
 
 
+def test_a_missing_activation_range_is_named_not_blamed_on_the_data(
+    tmp_path: Path, int8_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A range deleted from the section: the graph is rebuilt on first use, and that must say
+    # the artifact is damaged (it said the model does not fit the data).
+    def drop_one(section: dict[str, Any]) -> None:
+        section["ranges"].pop(sorted(section["ranges"])[1])
+
+    path = _edited(tmp_path / "edited.safetensors", int8_path, drop_one)
+    model = load(path)
+    with pytest.raises(ArtifactError, match="no range for 1 activation"):
+        model(torch.zeros(1, 1, 28, 28))
+    assert main(["profile", str(path), "--no-accuracy", *LIMITS]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"slimkit: error: {path}: "), lines
+    assert "no range for 1 activation" in lines[0] and "does not" not in lines[0]
+
+
 _HOSTILE = (None, -1, "x", [10**12], {"a": [-1]}, [[[[]]]])
 _DELETE = object()
 

@@ -341,6 +341,13 @@ def _rebuild(float_model: nn.Module, section: dict[str, Any]) -> Any:
     ranges = {k: (float(v[0]), float(v[1])) for k, v in section.get("ranges", {}).items()}
     if not ranges:
         raise ArtifactError("the int8 spec section has no activation ranges; re-create it")
+    missing = [name for name in _float_tensors(proto) if name not in ranges]
+    if missing:
+        raise ArtifactError(
+            f"the int8 spec section has no range for {len(missing)} activation(s) of the "
+            f"model (first: {missing[0]!r}): the artifact is damaged; quantize the float "
+            "model again"
+        )
     return quantize_graph(
         proto,
         ranges,
