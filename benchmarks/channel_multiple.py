@@ -4,7 +4,7 @@ Prunes a trained model by uniform ratios with and without ``round_to=8``, export
 fp32 ONNX graph (batch norm folded), and times them with the dense graph, interleaved in one
 process (median of 15 rounds, repeated), with ONNX Runtime at a fixed thread count:
 
-    python benchmarks/channel_multiple.py --artifact runs/demo/seed-cnn.safetensors --threads 2
+    python benchmarks/channel_multiple.py --artifact references/seed-cnn.safetensors --threads 2
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from slimkit.quantize import OrtModule, export_onnx, fold_batchnorm
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--artifact", default="runs/demo/seed-cnn.safetensors")
+    parser.add_argument("--artifact", default="references/seed-cnn.safetensors")
     parser.add_argument("--ratios", default="0.2,0.45")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)

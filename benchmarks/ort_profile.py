@@ -7,7 +7,7 @@ float artifact quantized here to int8 (static, minmax, calibrated on Fashion-MNI
 
     python benchmarks/ort_profile.py --onnx runs/bench-compress/resnet56-latency/model.onnx
     python benchmarks/ort_profile.py --artifact runs/bench/resnet20.safetensors
-    python benchmarks/ort_profile.py --artifact runs/demo/seed-cnn.safetensors --no-stem-pad
+    python benchmarks/ort_profile.py --artifact references/seed-cnn.safetensors --no-stem-pad
     python benchmarks/ort_profile.py --artifact runs/bench/resnet20.safetensors --float conv1
 
 ``--no-stem-pad`` exports without padding a first conv over 1-3 channels to 4 (see

@@ -32,8 +32,8 @@ runs, which several engines in one process need), for every ONNX Runtime row ali
 "Peer" is every row that is not slimkit's; the fastest peer is taken per batch size and thread
 count. Each run rewrites its model's section of the doc.
 
-    .venv/bin/python benchmarks/versus.py --original runs/demo/seed-cnn.safetensors \\
-        --compressed runs/demo/compress
+    .venv/bin/python benchmarks/versus.py --original references/seed-cnn.safetensors \\
+        --compressed runs/demo/seed-cnn
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Recipes: a YAML file that states a compress run explicitly, with ``key=value`` overrides.
 
-    model: runs/demo/seed-cnn.safetensors   # a slimkit artifact
+    model: references/seed-cnn.safetensors   # a slimkit artifact
     data: {name: fashion-mnist}             # load_data() keyword arguments
     out: runs/compress-seed-cnn             # the run directory
     compress:                               # CompressConfig fields
