@@ -334,3 +334,54 @@ def test_the_cli_prints_one_line_and_exits_1(
         assert main(["graph", str(path)]) == 1
         lines = capsys.readouterr().err.splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"slimkit: error: {path}"), lines
+
+
+def _artifact_kinds(folder: Path) -> dict[str, Path]:
+    """One artifact of every kind: dense, sparse, structured, packed, int8 (ONNX Runtime)."""
+    from slimkit.quantize import Int8StaticConfig, quantize
+    from slimkit.testing import random_splits
+
+    slim = seeded_model("seed-cnn-slim")
+    models = {
+        "dense": slim,
+        "sparse": prune(slim, UnstructuredConfig(sparsity=0.9, scope=Global()), progress=False),
+        "structured": prune(slim, StructuredConfig(ratio=0.5), progress=False),
+        "int8": quantize(
+            slim, Int8StaticConfig(calib_batches=1), calib_data=random_splits(), progress=False
+        ),
+    }
+    models["packed"] = prune(
+        models["structured"], UnstructuredConfig(sparsity=0.9, scope=Global()), progress=False
+    )
+    return {kind: save(model, folder / f"{kind}.safetensors") for kind, model in models.items()}
+
+
+def test_random_bytes_of_every_artifact_kind_give_clean_errors(tmp_path: Path) -> None:
+    # Seeded byte mutations anywhere in the file (header length, JSON spec, tensor data) of
+    # every kind of artifact: each load either succeeds or raises one SlimkitError line.
+    import random
+
+    rng = random.Random(0)
+    kinds = _artifact_kinds(tmp_path)
+    outcomes = {"loaded": 0, "refused": 0}
+    for kind, source in kinds.items():
+        data = source.read_bytes()
+        header = 8 + int.from_bytes(data[:8], "little")
+        for trial in range(40):
+            mutated = bytearray(data)
+            # Half the mutations hit the header (where the spec lives), half anywhere.
+            limit = header if trial % 2 else len(data)
+            for _ in range(rng.randint(1, 4)):
+                mutated[rng.randrange(limit)] = rng.randrange(256)
+            path = tmp_path / f"fuzzed-{kind}.safetensors"
+            path.write_bytes(bytes(mutated))
+            if kind == "int8":  # its ONNX twin is checked against the artifact's hash
+                path.with_suffix(".onnx").write_bytes(source.with_suffix(".onnx").read_bytes())
+            try:
+                load(path)
+            except SlimkitError as err:  # anything else fails the test with its traceback
+                assert "\n" not in str(err), (kind, trial)
+                outcomes["refused"] += 1
+            else:
+                outcomes["loaded"] += 1
+    assert outcomes["refused"] > 100, outcomes  # CRCs and spec checks catch most mutations
