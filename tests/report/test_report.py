@@ -35,3 +35,28 @@ def test_width_chart_shows_removed_blocks_and_the_kept_widths() -> None:
     assert _kept_widths(curves, plan) == [16, 0, 24]  # removed block: 0; rounding: 24, not 21
     older = {"ratios": ratios, "removed_blocks": []}  # a summary from before widths were kept
     assert _kept_widths(curves, older) == [16, 8, 21]
+
+
+def test_trials_chart_labels_its_axis_with_the_goal_and_numbers_the_points(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The legend loop once overwrote the axis label: the x-axis read "trials over budget".
+    from slimkit.report import _report
+
+    figures: list[object] = []
+    monkeypatch.setattr(_report, "_png", lambda fig: figures.append(fig) or "")
+    profile = {"val_accuracy": 92.0, "latency_ms_b64": 4.0}
+    summary = {
+        "goal": "latency",
+        "baseline": profile,
+        "result": {"val_accuracy": 91.8, "latency_ms_b64": 1.0},
+        "budget": {"max_drop": 0.5},
+    }
+    trials = [
+        {"number": 0, "val_accuracy": 91.8, "latency_ms_b64": 1.0},
+        {"number": 1, "val_accuracy": 90.0, "latency_ms_b64": 0.8},
+    ]
+    _report._trials_plot(trials, summary)
+    ax = figures[0].axes[0]  # type: ignore[attr-defined]
+    assert ax.get_xlabel() == "latency at batch 64 (ms)"
+    assert sorted(t.get_text() for t in ax.texts) == ["0", "1"]

@@ -88,13 +88,21 @@ def _trials_plot(trials: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     budget = summary["budget"]["max_drop"]
     floor = base["val_accuracy"] + (budget if lower else -budget)
     points = [(float(t[key]), float(t["val_accuracy"])) for t in trials]
-    for label, colour, within in (
+    for legend, colour, within in (
         ("trials within budget", "tab:green", True),
         ("trials over budget", "tab:red", False),
     ):
         chosen = [p for p in points if ((p[1] <= floor) if lower else (p[1] >= floor)) == within]
         if chosen:
-            ax.scatter([p[0] for p in chosen], [p[1] for p in chosen], c=colour, s=28, label=label)
+            ax.scatter([p[0] for p in chosen], [p[1] for p in chosen], c=colour, s=28, label=legend)
+    for trial, (x, y) in zip(trials, points, strict=True):
+        ax.annotate(
+            str(trial.get("number", "")),
+            (x, y),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
     if points:
         front = _pareto(points, lower)
         ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
