@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import copy
 import dataclasses
 import json
 import platform
@@ -37,7 +36,7 @@ import torch
 
 import slimkit
 from slimkit.measure import count_params, evaluate_accuracy
-from slimkit.quantize import OrtModule, export_onnx, fold_batchnorm
+from slimkit.quantize import OrtModule, export_fp32
 from slimkit.quantize._calib import calibration_batches
 from slimkit.report._report import plan_cut
 from slimkit.search import CompressConfig, compress
@@ -133,9 +132,7 @@ def torch_pruning_peer(
 def _ort_fp32(
     model: torch.nn.Module, x: torch.Tensor, path: Path, threads: int
 ) -> tuple[OrtModule, Path]:
-    folded = copy.deepcopy(model).eval()
-    fold_batchnorm(folded)
-    onnx = export_onnx(folded, path, x)
+    onnx = export_fp32(model, path, x)
     return OrtModule(onnx, threads), onnx
 
 

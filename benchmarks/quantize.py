@@ -450,14 +450,14 @@ def _section(rows: list[dict[str, Any]], args: argparse.Namespace, model: nn.Mod
     return "\n".join(lines)
 
 
-def _write(out: Path, arch: str, section: str) -> None:
+def _write(out: Path, arch: str, section: str, header: str = HEADER) -> None:
     """Replace ``arch``'s section of the doc (or append it), keeping the other models'."""
     old = out.read_text() if out.is_file() else ""
     pattern = re.compile(r"<!-- section: (\S+) -->\n.*?<!-- end: \1 -->", re.S)
     kept = {m.group(1): m.group(0) for m in pattern.finditer(old)}
     kept[arch] = section
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(HEADER + "\n" + "\n\n".join(kept.values()) + "\n")
+    out.write_text(header + "\n" + "\n\n".join(kept.values()) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,7 +44,6 @@ import copy
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -65,7 +64,7 @@ from slimkit.runtime import RUNTIMES, OpenVinoModule
 
 sys.path.insert(0, str(Path(__file__).parent))
 from compress import _ort_fp32, torch_pruning_peer
-from quantize import _accuracy, _interleaved, _peer_ort, _peer_pt2e
+from quantize import _accuracy, _interleaved, _peer_ort, _peer_pt2e, _write
 
 THREADS = (1, 2)
 BATCHES = (1, 64)
@@ -375,16 +374,6 @@ def _section(
     return "\n".join(lines)
 
 
-def _write(out: Path, arch: str, section: str) -> None:
-    """Replace ``arch``'s section of the doc (or append it), keeping the other models'."""
-    old = out.read_text() if out.is_file() else ""
-    pattern = re.compile(r"<!-- section: (\S+) -->\n.*?<!-- end: \1 -->", re.S)
-    kept = {m.group(1): m.group(0) for m in pattern.finditer(old)}
-    kept[arch] = section
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(HEADER + "\n" + "\n\n".join(kept.values()) + "\n")
-
-
 def _rows(
     model: nn.Module, args: argparse.Namespace, summary: dict[str, Any], work: Path
 ) -> tuple[list[Row], list[str]]:
@@ -415,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="slimkit-versus-") as work:
         rows, notes = _rows(model, args, summary, Path(work))
     section = _section(arch, rows, args, summary, notes)
-    _write(Path(args.out), arch, section)
+    _write(Path(args.out), arch, section, HEADER)
     print(section)
     return 0
 

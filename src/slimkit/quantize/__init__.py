@@ -30,7 +30,14 @@ from ._fold import conv_bn_pairs, fold_batchnorm
 from ._graph import QuantReport
 from ._modules import ActQuant, DynamicQuantLinear, Int4Linear, QuantWeight
 from ._observers import MinMaxObserver, MSEObserver, Observer, PercentileObserver, make_observer
-from ._onnx import FLOAT_COMPUTE, INT8_KERNELS, OrtModule, export_onnx, optimized_op_types
+from ._onnx import (
+    FLOAT_COMPUTE,
+    INT8_KERNELS,
+    OrtModule,
+    export_fp32,
+    export_onnx,
+    optimized_op_types,
+)
 from ._qmath import sqnr
 from ._sensitivity import LayerSensitivity, quantizable_layers, sensitivity
 from ._torch import TorchInt8Module, require_torchao, to_qdq_graph
@@ -63,6 +70,7 @@ __all__ = [
     "config_from_dict",
     "conv_bn_pairs",
     "example_input",
+    "export_fp32",
     "export_onnx",
     "fold_batchnorm",
     "make_observer",

@@ -77,8 +77,9 @@ def profile_deployed(
 ) -> Profile:
     """Measure the ONNX graph deployed beside ``artifact``, with the keys of a float profile.
 
-    Accuracy and latency are ``runtime``'s (a name in :data:`slimkit.runtime.RUNTIMES`); ``bytes`` is the ``.onnx`` file's size; parameter
-    and MAC counts are those of the (equivalent) PyTorch model.
+    Accuracy and latency are ``runtime``'s (a name in :data:`slimkit.runtime.RUNTIMES`);
+    ``bytes`` is the ``.onnx`` file's size; parameter and MAC counts are those of the
+    (equivalent) PyTorch model.
 
     Raises:
         ArtifactError: if there is no ``.onnx`` file beside ``artifact``, or it is not the

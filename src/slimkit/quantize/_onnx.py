@@ -8,6 +8,7 @@ the float graph. onnx and onnxruntime are optional (``pip install 'slimkit[onnx]
 
 from __future__ import annotations
 
+import copy
 import os
 from collections import Counter
 from pathlib import Path
@@ -64,6 +65,18 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], example: torch.T
     with atomic_path(path) as tmp:
         tmp.write_bytes(proto.SerializeToString())
     return Path(path)
+
+
+def export_fp32(model: nn.Module, path: str | os.PathLike[str], example: torch.Tensor) -> Path:
+    """Write ``model``'s plain float deployment: a copy with BatchNorm folded, as ONNX.
+
+    ``model`` itself is not changed.
+    """
+    from ._fold import fold_batchnorm
+
+    folded = copy.deepcopy(model).eval()
+    fold_batchnorm(folded)
+    return export_onnx(folded, path, example)
 
 
 def _int8_weights_of(model: nn.Module) -> dict[str, tuple[Any, Any]]:

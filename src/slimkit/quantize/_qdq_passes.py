@@ -182,15 +182,15 @@ def _propagates(
     return moved and (node is None or node.op_type != "DequantizeLinear")
 
 
-def _channels(proto: Any, tensor: str) -> int | None:
-    onnx = require("onnx")
-    inferred = onnx.shape_inference.infer_shapes(proto).graph
+def _channel_counts(proto: Any) -> dict[str, int]:
+    """Dimension 1 of every tensor whose shape inference gives it statically."""
+    inferred = require("onnx").shape_inference.infer_shapes(proto).graph
+    counts = {}
     for info in [*inferred.value_info, *inferred.input]:
-        if info.name == tensor:
-            dims = info.type.tensor_type.shape.dim
-            if len(dims) >= 2 and dims[1].HasField("dim_value"):
-                return int(dims[1].dim_value)
-    return None
+        dims = info.type.tensor_type.shape.dim
+        if len(dims) >= 2 and dims[1].HasField("dim_value"):
+            counts[info.name] = int(dims[1].dim_value)
+    return counts
 
 
 def pinned_requantize(proto: Any) -> int:
@@ -202,17 +202,24 @@ def pinned_requantize(proto: Any) -> int:
     inits = {i.name: i for i in proto.graph.initializer}
     readers = Counter(name for node in proto.graph.node for name in node.input)
     outputs = {o.name for o in proto.graph.output}
+    movable = [
+        q
+        for q in proto.graph.node
+        if q.op_type == "QuantizeLinear"
+        and len(q.input) == 3
+        and q.input[1] in inits
+        and q.input[2] in inits
+        and numpy_helper.to_array(inits[q.input[1]]).size == 1
+        and _propagates(q, producers, readers, outputs)
+    ]
+    counts = _channel_counts(proto) if movable else {}
     pinned = 0
-    for q in [n for n in proto.graph.node if n.op_type == "QuantizeLinear"]:
-        if len(q.input) < 3 or q.input[1] not in inits or q.input[2] not in inits:
+    for q in movable:
+        channels = counts.get(q.input[0])
+        if channels is None:
             continue
         scale = numpy_helper.to_array(inits[q.input[1]])
         zero = numpy_helper.to_array(inits[q.input[2]])
-        if scale.size != 1 or not _propagates(q, producers, readers, outputs):
-            continue
-        channels = _channels(proto, q.input[0])
-        if channels is None:
-            continue
         name = q.name or q.output[0]
         proto.graph.initializer.extend(
             [

@@ -51,7 +51,7 @@ from ._plan import (
     plan_for_keep,
 )
 from ._run import RunDir, read_json, write_json
-from ._trial import Context, goal_value, load_runtime, run_trial
+from ._trial import Context, deployment_label, goal_value, load_runtime, run_trial
 
 Log = Callable[[str], None]
 STUDY = "compress"
@@ -93,11 +93,9 @@ def _reference(
 ) -> dict[str, Any]:
     """The original as a plain fp32 graph on the first runtime, timed: the yardstick trials
     are timed against (:func:`slimkit.search._trial.deployed_latency`)."""
-    from ..quantize import export_onnx, fold_batchnorm
+    from ..quantize import export_fp32
 
-    folded = copy.deepcopy(model).eval()
-    fold_batchnorm(folded)
-    graph = export_onnx(folded, run.path / "original-fp32.onnx", splits.example_input(1))
+    graph = export_fp32(model, run.path / "original-fp32.onnx", splits.example_input(1))
     runtime = cfg.runtimes()[0]
     runner = load_runtime(runtime, graph, cfg.latency_threads)
     x = splits.example_input(64)
@@ -158,20 +156,21 @@ def _quant_sensitivity(
 
 def _first_layer_probe(
     run: RunDir, model: nn.Module, splits: Splits, cfg: CompressConfig, log: Log
-) -> list[str]:
-    """Keep the first layer in float when that makes the int8 graph faster here.
+) -> tuple[list[str], str | None]:
+    """Keep the first layer in float when that makes the int8 graph faster here; also return
+    the runtime that ran the faster graph fastest (``None`` when nothing was timed).
 
     A first convolution over 1–3 input channels is a GEMM with a tiny inner dimension: its
     int8 kernel can cost more than the float one on CPUs without VNNI. Both graphs are timed
     side by side on every runtime of the backend; the fastest pair decides for every trial.
     """
     if not (cfg.int8 and cfg.goal == "latency"):
-        return []
+        return [], None
     from ..quantize import quantizable_layers
 
     layers = quantizable_layers(model)
     if len(layers) < 2:
-        return []
+        return [], None
     graphs = [str(_probe_graph(run, model, splits, exclude)) for exclude in ([], [layers[0]])]
     variants = [
         {"onnx": graph, "runtime": runtime, "latency_ms_b64": 0.0}
@@ -186,7 +185,7 @@ def _first_layer_probe(
         f"plan: int8 b64 latency {ms}; first layer {layers[0]!r} "
         + ("stays float" if faster else "is quantized too")
     )
-    return [layers[0]] if faster else []
+    return ([layers[0]] if faster else []), timed[0]["runtime"]
 
 
 def quantize_model(model: nn.Module, qcfg: Any, splits: Splits) -> nn.Module:
@@ -215,16 +214,21 @@ def _probe_graph(
 
 
 def _layer_latency(
-    run: RunDir, model: nn.Module, splits: Splits, cfg: CompressConfig, keep_float: list[str]
+    run: RunDir,
+    model: nn.Module,
+    splits: Splits,
+    cfg: CompressConfig,
+    keep_float: list[str],
+    fastest: str | None,
 ) -> tuple[str, dict[str, float]]:
     """Milliseconds per layer of the original model's int8 graph at batch 64 (the first layer
     float if the probe chose it; the latency goal's probe wrote it already), for the latency
-    cost, on the runtime that runs that graph fastest here (of ``cfg.runtimes()``): a layer's
-    price is what it costs where it will be deployed."""
+    cost, on the runtime that runs that graph fastest here (``fastest``, from the probe, or
+    timed now): a layer's price is what it costs where it will be deployed."""
     from ..runtime import layer_times
 
     onnx = _probe_graph(run, model, splits, keep_float, reuse=True)
-    runtimes = cfg.runtimes()
+    runtimes = [fastest] if fastest else cfg.runtimes()
     if len(runtimes) > 1:
         runners = [load_runtime(name, onnx, cfg.latency_threads) for name in runtimes]
         with _threads(cfg.latency_threads):
@@ -250,7 +254,7 @@ def _plan(
     goal the plan also decides, by timing both, whether the first layer stays float.
     """
     with run.stage("plan", {}) as out:
-        out["int8_keep_float"] = _first_layer_probe(run, pruner.model, splits, cfg, log)
+        out["int8_keep_float"], fastest = _first_layer_probe(run, pruner.model, splits, cfg, log)
         if cfg.remove_blocks and pruner.blocks:
             log(f"plan: removing each of {len(pruner.blocks)} residual blocks alone")
             base = run.output("sensitivity")["subset_accuracy"]  # on the same images
@@ -264,7 +268,7 @@ def _plan(
             _attach(curves, out["params_fractions"], "params_fraction")
         if cfg.cost == "latency":
             runtime, pruner.layer_ms = _layer_latency(
-                run, pruner.model, splits, cfg, out["int8_keep_float"]
+                run, pruner.model, splits, cfg, out["int8_keep_float"], fastest
             )
             out.update(layer_ms=pruner.layer_ms, layer_ms_runtime=runtime)
             slowest = sorted(pruner.layer_ms.items(), key=lambda kv: -kv[1])[:3]
@@ -844,15 +848,16 @@ def _export(run: RunDir, ctx: Context, log: Log) -> None:
 def _plain_deployments(run: RunDir, ctx: Context) -> dict[str, nn.Module]:
     """The original model, BatchNorm folded, as fp32 ONNX on every runtime here: the plain
     deployment a user gets without compressing, the honest baseline of a speedup."""
-    from ..quantize import export_onnx, fold_batchnorm
+    from ..quantize import export_fp32
     from ..runtime import available_runtimes
 
     runtimes = available_runtimes()
     if not runtimes:
         return {}
-    folded = copy.deepcopy(ctx.model).eval()
-    fold_batchnorm(folded)
-    graph = export_onnx(folded, run.path / "original-fp32.onnx", ctx.pruner.example)
+    # The baseline stage exported it as the trials' yardstick; a run without one exports it.
+    graph = Path(run.output("baseline").get("reference", {}).get("graph", ""))
+    if not graph.is_file():
+        graph = export_fp32(ctx.model, run.path / "original-fp32.onnx", ctx.pruner.example)
     return {f"fp32 {name}": load_runtime(name, graph, ctx.cfg.latency_threads) for name in runtimes}
 
 
@@ -881,9 +886,7 @@ def _chosen_check(run: RunDir) -> dict[str, Any]:
 def _deployment(chosen: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     """Which runtime and precision won, and by how much over each alternative (batch 64)."""
     measured = chosen.get("deployments", [])
-    won = next(
-        (m for m in measured if f"{m['precision']} ({m['runtime']})" == chosen["precision"]), None
-    )
+    won = next((m for m in measured if deployment_label(m) == chosen["precision"]), None)
     return {
         "runtime": result["backend"],
         "precision": chosen["precision"],

@@ -239,6 +239,11 @@ def load_runtime(runtime: str, graph: str | Path, threads: int | None) -> nn.Mod
     return RUNTIMES.get(runtime).load(graph, threads or torch.get_num_threads())
 
 
+def deployment_label(measured: dict[str, Any]) -> str:
+    """How a record names its deployment: ``int8-static (onnxruntime)``, ``fp32 (openvino)``."""
+    return f"{measured['precision']} ({measured['runtime']})"
+
+
 def _fastest_deployment(
     float_model: nn.Module, int8_artifact: Path, ctx: Context, record: dict[str, Any]
 ) -> tuple[Path, nn.Module]:
@@ -250,11 +255,11 @@ def _fastest_deployment(
     batch 64 and scored on validation; the fastest within the budget is kept (the one that
     loses least when none holds). ``record["deployments"]`` keeps every measurement.
     """
-    from ..quantize import export_onnx, fold_batchnorm
+    from ..quantize import export_fp32
 
-    folded = copy.deepcopy(float_model).eval()
-    fold_batchnorm(folded)
-    fp32_path = export_onnx(folded, int8_artifact.with_name("model-fp32.onnx"), ctx.pruner.example)
+    fp32_path = export_fp32(
+        float_model, int8_artifact.with_name("model-fp32.onnx"), ctx.pruner.example
+    )
     int8_label = record["precision"]
     options = [
         (precision, runtime, graph)
@@ -282,7 +287,7 @@ def _fastest_deployment(
     index = measured.index(best)
     record["deployments"] = measured
     record["runtime"] = best["runtime"]
-    record["precision"] = f"{best['precision']} ({best['runtime']})"
+    record["precision"] = deployment_label(best)
     if best["precision"] != "fp32":
         fp32_path.unlink()
         return int8_artifact, runners[index]
