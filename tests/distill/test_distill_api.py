@@ -31,7 +31,8 @@ def small(fmnist: Splits) -> Splits:
 
 def _cfg(**kwargs: object) -> DistillConfig:
     train = TrainConfig(epochs=1, lr=2e-3, batch_size=32, schedule="constant")
-    return DistillConfig(**{"train": train, **kwargs})  # type: ignore[arg-type]
+    # PyTorch's teacher: these tests compare runs bit for bit (test_teacher.py covers runtimes)
+    return DistillConfig(**{"train": train, "teacher_runtime": "torch", **kwargs})  # type: ignore[arg-type]
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -23,6 +23,7 @@ from ..train._loop import LossFn
 from ._config import DistillConfig
 from ._features import FeatureTap, resolve_pairs
 from ._losses import AttentionTransfer, HintKD, LogitKD
+from ._teacher import teacher_runner
 
 CACHE_LIMIT_BYTES = 1 << 30  # cached teacher logits larger than this are recomputed instead
 
@@ -122,9 +123,21 @@ def _check_outputs(student: nn.Module, teacher: nn.Module, example: torch.Tensor
         )
 
 
+def _first_batch(data: Splits, size: int) -> torch.Tensor:
+    """The first ``size`` training inputs (fewer if the split is smaller), as one batch."""
+    tensors = as_tensors(data.train)
+    if tensors is not None:
+        return tensors[0][:size]
+    count = min(size, len(data.train))  # type: ignore[arg-type]
+    return torch.stack([torch.as_tensor(data.train[i][0]) for i in range(count)])
+
+
 @torch.no_grad()
 def _cache_logits(
-    teacher: nn.Module, data: Splits, cfg: DistillConfig, device: torch.device
+    teacher: Callable[[torch.Tensor], torch.Tensor],
+    data: Splits,
+    cfg: DistillConfig,
+    device: torch.device,
 ) -> tuple[Splits, torch.Tensor, torch.Tensor] | None:
     """Teacher logits for every training example, and the data re-labelled by example index.
 
@@ -132,7 +145,12 @@ def _cache_logits(
     loss can look up both the true label and the cached logits. Returns None when caching is
     not exact or too large (see :attr:`DistillConfig.cache_teacher`).
     """
-    if not cfg.cache_teacher or cfg.uses_features or cfg.train.epochs == 0:
+    if (
+        not cfg.cache_teacher
+        or cfg.uses_features
+        or cfg.train.epochs == 0
+        or cfg.train.augment != "none"
+    ):
         return None
     tensors = as_tensors(data.train)  # None: a Dataset that may augment on every access
     if tensors is None:
@@ -150,7 +168,7 @@ def _cache_logits(
 class _Objective:
     """The distillation loss as ``loss_fn(model, x, y)``, for :func:`slimkit.train`."""
 
-    teacher: nn.Module
+    teacher: Callable[[torch.Tensor], torch.Tensor]  # x -> logits, without gradients
     logit: LogitKD
     cfg: DistillConfig
     hint: HintKD | None = None
@@ -246,9 +264,19 @@ def distill(
     """
     device = resolve_device(device)
     student.to(device)
-    with frozen_teacher(teacher, device):
+    with frozen_teacher(teacher, device), contextlib.ExitStack() as stack:
         objective, pairs = _objective(student, teacher, data, cfg)
-        cached = _cache_logits(teacher, data, cfg, device)
+        runner = stack.enter_context(
+            teacher_runner(
+                teacher,
+                _first_batch(data, cfg.train.batch_size).to(device),
+                cfg.teacher_runtime,
+                device=device,
+                uses_features=cfg.uses_features,
+            )
+        )
+        objective.teacher = runner.forward
+        cached = _cache_logits(runner.forward, data, cfg, device)
         if cached is not None:
             data, *labels_logits = cached
             objective.cached = (labels_logits[0], labels_logits[1])
@@ -257,23 +285,18 @@ def distill(
         if arch is not None:  # checkpoints record what they were written for
             hints = [[s, t] for s, t in pairs]
             setattr(wrapper, ARCH_ATTR, {"name": "distill", "student": arch, "hints": hints})
-        with contextlib.ExitStack() as stack:
-            if pairs:
-                objective.student_tap = stack.enter_context(
-                    FeatureTap(student, [s for s, _ in pairs])
-                )
-                objective.teacher_tap = stack.enter_context(
-                    FeatureTap(teacher, [t for _, t in pairs])
-                )
-            train(
-                wrapper,
-                data,
-                cfg.train,
-                device=device,
-                checkpoint=checkpoint,
-                resume=resume,
-                loss_fn=objective,
-                progress=progress,
-                desc="distill",
-            )
+        if pairs:
+            objective.student_tap = stack.enter_context(FeatureTap(student, [s for s, _ in pairs]))
+            objective.teacher_tap = stack.enter_context(FeatureTap(teacher, [t for _, t in pairs]))
+        train(
+            wrapper,
+            data,
+            cfg.train,
+            device=device,
+            checkpoint=checkpoint,
+            resume=resume,
+            loss_fn=objective,
+            progress=progress,
+            desc=f"distill (teacher on {runner.runtime})",
+        )
     return student.eval()

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..runtime import RUNTIMES
 from ..train import TrainConfig
 
 AUTO = "auto"
@@ -56,8 +57,13 @@ class DistillConfig:
         attention_weight: weight of attention transfer over ``hint_layers`` (>= 0).
         train: optimiser, schedule, epochs and seed of the student's training.
         cache_teacher: compute the teacher's logits once instead of every epoch. Used only
-            when it is exact: logits only (no feature losses), in-memory training tensors
-            (no random augmentation), and the logits fit in 1 GiB; otherwise ignored.
+            when it is exact: logits only (no feature losses), in-memory training tensors,
+            ``train.augment == "none"`` (an augmented view needs its own logits), and the
+            logits fit in 1 GiB; otherwise ignored.
+        teacher_runtime: where the frozen teacher runs on a CPU: ``auto`` (time eager
+            PyTorch and every installed runtime on one batch, keep the fastest whose logits
+            agree with PyTorch's), ``torch``, or a runtime name (``onnxruntime``,
+            ``openvino``). Feature losses and GPU training always use PyTorch.
 
     Example:
         >>> cfg = DistillConfig(temperature=4.0, alpha=0.9, train=TrainConfig(epochs=10))
@@ -70,6 +76,7 @@ class DistillConfig:
     attention_weight: float = 0.0
     train: TrainConfig = field(default_factory=TrainConfig)
     cache_teacher: bool = True
+    teacher_runtime: str = AUTO
 
     def __post_init__(self) -> None:
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
@@ -95,6 +102,13 @@ class DistillConfig:
                 f"DistillConfig.cache_teacher must be True or False, got {self.cache_teacher!r}"
             )
 
+        runtimes = (AUTO, "torch", *RUNTIMES.names())
+        if self.teacher_runtime not in runtimes:
+            raise ValueError(
+                f"DistillConfig.teacher_runtime must be one of {list(runtimes)}, got "
+                f"{self.teacher_runtime!r}"
+            )
+
     @property
     def uses_features(self) -> bool:
         """Whether a feature loss (hints or attention) is active."""
@@ -110,6 +124,7 @@ class DistillConfig:
             "attention_weight": self.attention_weight,
             "train": self.train.to_dict(),
             "cache_teacher": self.cache_teacher,
+            "teacher_runtime": self.teacher_runtime,
         }
 
     @classmethod
