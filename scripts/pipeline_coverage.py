@@ -139,7 +139,7 @@ def _reference_outputs(q: Any, x: Any) -> tuple[Any, Any]:
     of half an input quantization step (how far the graph's own rounding moves its output)."""
     import torch
 
-    from slimkit.quantize._ort_int8 import _plain_session
+    from slimkit.quantize._ort_calib import _plain_session
 
     session = _plain_session(q.deployed_proto())
     low, high = q.slimkit_quantization["ranges"]["input"]

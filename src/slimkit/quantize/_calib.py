@@ -28,11 +28,15 @@ def _inputs(item: Any) -> torch.Tensor:
 
 def _source(data: Any, batch_size: int) -> Iterable[Any]:
     if isinstance(data, Splits):
-        return make_loader(data.train, batch_size=batch_size, shuffle=True, seed=CALIB_SEED)
+        loader: Iterable[Any] = make_loader(
+            data.train, batch_size=batch_size, shuffle=True, seed=CALIB_SEED
+        )
+        return loader
     if isinstance(data, torch.Tensor):
-        return data.split(batch_size) if data.dim() > 0 else [data]
+        return torch.split(data, batch_size) if data.dim() > 0 else [data]
     if isinstance(data, Dataset) and hasattr(data, "__len__"):
-        return make_loader(data, batch_size=batch_size, shuffle=True, seed=CALIB_SEED)
+        loader = make_loader(data, batch_size=batch_size, shuffle=True, seed=CALIB_SEED)
+        return loader
     if isinstance(data, Iterable):
         return data
     raise DataError(

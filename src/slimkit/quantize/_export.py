@@ -124,7 +124,7 @@ def _scopes(node: Any) -> list[str]:
 def _module_of(node: Any, initializers: set[str], weighted: set[str]) -> str | None:
     for name in node.input[1:2]:
         if name in initializers and name.endswith(".weight") and name[:-7] in weighted:
-            return name[:-7]
+            return str(name)[:-7]
     return next((s for s in reversed(_scopes(node)) if s in weighted), None)
 
 

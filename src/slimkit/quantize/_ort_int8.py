@@ -22,7 +22,7 @@ import contextlib
 import copy
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,79 +37,15 @@ from ._export import INPUT, export_proto, layer_nodes, require
 from ._float_passes import global_average_pools, linear_layers_as_gemm
 from ._fold import fold_batchnorm
 from ._graph import QuantReport, matches
-from ._observers import make_observer
+from ._ort_calib import float_tensors, measure_ranges
 from ._ort_report import build_report, int8_weights
 from ._qdq_passes import deployable
 
-#: Bytes of exposed activations held at once while calibrating (a chunk of the batch).
-CALIB_CHUNK_BYTES = 256 << 20
 #: Suffix of the per-channel scale stored beside an int8 weight in an artifact (no parameter
 #: name can contain "@").
 SCALE_SUFFIX = "@int8-scale"
 #: The ``engine`` value of a spec section written by this module.
 ENGINE = "onnxruntime-quantizer"
-
-
-def _float_tensors(proto: Any) -> list[str]:
-    """Float tensors that nodes read or write, graph inputs included, initializers excluded
-    (the selection ONNX Runtime's calibrators make)."""
-    onnx = require("onnx")
-    inferred = onnx.shape_inference.infer_shapes(proto)
-    graph = inferred.graph
-    infos = {vi.name: vi for vi in [*graph.value_info, *graph.output, *graph.input]}
-    constants = {i.name for i in graph.initializer}
-    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    names: dict[str, None] = {}
-    for node in graph.node:
-        for name in [*node.input, *node.output]:
-            info = infos.get(name)
-            if info is None or name in constants or not info.type.HasField("tensor_type"):
-                continue
-            if info.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
-                names[name] = None
-    return list(names)
-
-
-def _exposing(proto: Any, tensors: list[str]) -> Any:
-    onnx = require("onnx")
-    exposed = copy.deepcopy(proto)
-    present = {o.name for o in exposed.graph.output}
-    for name in tensors:
-        if name not in present:
-            exposed.graph.output.append(
-                onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
-            )
-    return exposed
-
-
-def _plain_session(proto: Any) -> Any:
-    ort = require("onnxruntime")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    options.intra_op_num_threads = torch.get_num_threads()
-    return ort.InferenceSession(
-        proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-
-
-def measure_ranges(
-    proto: Any, batches: list[torch.Tensor], observer: str, percentile: float
-) -> dict[str, tuple[float, float]]:
-    """Each float tensor's range as slimkit's ``observer`` chooses it over ``batches``."""
-    tensors = _float_tensors(proto)
-    session = _plain_session(_exposing(proto, tensors))
-    observers = {name: make_observer(observer, percentile) for name in tensors}
-    first = session.run(tensors, {INPUT: batches[0][:1].numpy()})
-    per_example = max(sum(o.nbytes for o in first), 1)
-    chunk = max(1, CALIB_CHUNK_BYTES // per_example)
-    for batch in batches:
-        for part in batch.split(chunk):
-            for name, value in zip(
-                tensors, session.run(tensors, {INPUT: part.numpy()}), strict=True
-            ):
-                observers[name].update(torch.from_numpy(value))
-    return {name: obs.range() for name, obs in observers.items() if obs.seen}
 
 
 @contextlib.contextmanager
@@ -200,7 +136,9 @@ def _excluded_nodes(proto: Any, exclude: tuple[str, ...]) -> list[str]:
     return [node for node, module in layer_nodes(proto).items() if matches(module, exclude)]
 
 
-def prepare_float(model: nn.Module, *, structure_only: bool = False) -> tuple[nn.Module, list]:
+def prepare_float(
+    model: nn.Module, *, structure_only: bool = False
+) -> tuple[nn.Module, list[list[str]]]:
     """A CPU eval copy of ``model`` with BatchNorm folded where torch.fx finds the pairs."""
     float_model = copy.deepcopy(model).cpu().eval()
     pairs = fold_batchnorm(float_model, structure_only=structure_only)
@@ -228,8 +166,11 @@ class OrtInt8Model(nn.Module):
         self._deployed: Any = None
         self._section = section
         self._sessions: dict[int, Any] = {}
-        self._register_state_dict_hook(_int8_state)
-        self._register_load_state_dict_pre_hook(_float_state, with_module=True)
+        # torch leaves these two untyped; the aliases keep mypy --strict quiet without ignores
+        on_save: Callable[..., Any] = self._register_state_dict_hook
+        on_load: Callable[..., Any] = self._register_load_state_dict_pre_hook
+        on_save(_int8_state)
+        on_load(_float_state, with_module=True)
 
     @property
     def proto(self) -> Any:
@@ -341,7 +282,7 @@ def _rebuild(float_model: nn.Module, section: dict[str, Any]) -> Any:
     ranges = {k: (float(v[0]), float(v[1])) for k, v in section.get("ranges", {}).items()}
     if not ranges:
         raise ArtifactError("the int8 spec section has no activation ranges; re-create it")
-    missing = [name for name in _float_tensors(proto) if name not in ranges]
+    missing = [name for name in float_tensors(proto) if name not in ranges]
     if missing:
         raise ArtifactError(
             f"the int8 spec section has no range for {len(missing)} activation(s) of the "
@@ -358,7 +299,10 @@ def _rebuild(float_model: nn.Module, section: dict[str, Any]) -> Any:
 
 
 def quantize_float_model(
-    float_model: nn.Module, cfg: Int8StaticConfig, batches: list[torch.Tensor], pairs: list
+    float_model: nn.Module,
+    cfg: Int8StaticConfig,
+    batches: list[torch.Tensor],
+    pairs: list[list[str]],
 ) -> tuple[OrtInt8Model, QuantReport]:
     """Export, calibrate and quantize an already-prepared float model."""
     from ._calib import run_batches

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ._export import layer_nodes as _layer_nodes_of
-from ._onnx import require, session
+from ._export import require
+from ._onnx import session
 
 
 def kernel_times(

@@ -144,7 +144,7 @@ def float_compute_nodes(proto: Any) -> list[dict[str, str]]:
 
 
 def build_report(
-    proto: Any, model: nn.Module, pairs: list, excluded: tuple[str, ...]
+    proto: Any, model: nn.Module, pairs: list[list[str]], excluded: tuple[str, ...]
 ) -> QuantReport:
     """The :class:`QuantReport` of ``model``'s int8 graph ``proto``."""
     quantized = quantized_modules(proto)

@@ -185,7 +185,8 @@ class _SingleLayerGraphs:
 def _single_layer_graphs(
     model: nn.Module, cfg: Int8StaticConfig, calib: list[torch.Tensor]
 ) -> _SingleLayerGraphs:
-    from ._ort_int8 import float_graph, measure_ranges, prepare_float
+    from ._ort_calib import measure_ranges
+    from ._ort_int8 import float_graph, prepare_float
 
     float_model, _ = prepare_float(model)
     proto = float_graph(float_model, calib[0][:2])

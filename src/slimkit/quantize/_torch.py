@@ -63,7 +63,8 @@ class _QDQ(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ops = torch.ops.quantized_decomposed
         args = (self.scale, self.zero_point, ACT_QMIN, ACT_QMAX, torch.uint8)
-        return ops.dequantize_per_tensor.default(ops.quantize_per_tensor.default(x, *args), *args)
+        quantized = ops.quantize_per_tensor.default(x, *args)
+        return cast(torch.Tensor, ops.dequantize_per_tensor.default(quantized, *args))
 
 
 class _Int8Layer(nn.Module):
@@ -95,7 +96,7 @@ class _Int8Layer(nn.Module):
         )
         if self.kind == "linear":
             return F.linear(x, weight, self.bias)
-        return cast(torch.Tensor, _CONV_FN[self.kind](x, weight, self.bias, **self.op_kwargs))
+        return _CONV_FN[self.kind](x, weight, self.bias, **self.op_kwargs)
 
 
 def _is_call(gm: fx.GraphModule, node: Any, kind: type) -> bool:

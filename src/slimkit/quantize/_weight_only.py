@@ -21,7 +21,9 @@ from ._modules import WEIGHTED_TYPES, DynamicQuantLinear, Int4Linear, QuantWeigh
 _LINEAR = (nn.Linear,)
 
 
-def _skipped(model: nn.Module, done: list[str], types: tuple[type, ...], why: str) -> list[dict]:
+def _skipped(
+    model: nn.Module, done: list[str], types: tuple[type, ...], why: str
+) -> list[dict[str, str]]:
     return [
         {"node": name, "op": f"{name} ({type(m).__name__})", "reason": why}
         for name, m in model.named_modules()
@@ -113,7 +115,8 @@ def restore_plain(apply: Any) -> Any:
     """A restorer that rebuilds the structure by re-applying the scheme to the fresh model."""
 
     def restore(model: nn.Module, cfg: Any) -> nn.Module:
-        return apply(model.eval(), cfg)[0]
+        restored: nn.Module = apply(model.eval(), cfg)[0]
+        return restored
 
     return restore
 
