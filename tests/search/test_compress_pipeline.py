@@ -189,7 +189,7 @@ def test_auto_backend_deploys_the_runtime_the_timer_says_is_fastest(
     # other deployment 5 ms, the original 50 ms. The choice must follow the timings.
     pytest.importorskip("openvino")
     from slimkit.runtime import OpenVinoModule
-    from slimkit.search import _compress, _trial
+    from slimkit.search import _export, _stages, _trial, _verify
 
     def kind(runner: object) -> str:
         path = str(getattr(runner, "path", ""))
@@ -199,8 +199,8 @@ def test_auto_backend_deploys_the_runtime_the_timer_says_is_fastest(
     def timer(runners: list[object], x: object, rounds: int = 15) -> list[float]:
         return [1.0 if kind(r) == fastest else 50.0 if kind(r) == "eager" else 5.0 for r in runners]
 
-    monkeypatch.setattr(_trial, "interleaved_latency", timer)
-    monkeypatch.setattr(_compress, "interleaved_latency", timer)
+    for module in (_trial, _stages, _verify, _export):
+        monkeypatch.setattr(module, "interleaved_latency", timer)
     cfg = CompressConfig(max_drop=5.0, goal="latency", latency_threads=1, **{**FAST, "trials": 1})
     assert cfg.backend == "auto"
     summary = compress(trained, small_splits, cfg, tmp_path / "run", log=None)

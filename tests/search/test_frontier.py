@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from slimkit.search import CompressConfig
-from slimkit.search._compress import FRONTIER_RESOLUTION, frontier_macs_keep
+from slimkit.search import Budget, CompressConfig, TrialRecord
+from slimkit.search._polish import polish_candidates
+from slimkit.search._record import Structure
+from slimkit.search._study import (
+    FRONTIER_RESOLUTION,
+    SIZE_START_SPARSITY,
+    frontier_macs_keep,
+    frontier_point,
+    initial_params,
+)
 
 CFG = CompressConfig(max_drop=0.5, goal="latency", min_macs_keep=0.1)
 
@@ -48,8 +56,6 @@ def test_a_run_where_everything_passes_walks_down_to_the_floor() -> None:
 
 
 def test_the_size_goal_starts_with_the_plans_cut_plus_sparsity_and_bisects_it() -> None:
-    from slimkit.search._compress import SIZE_START_SPARSITY, frontier_point, initial_params
-
     size = CompressConfig(max_drop=0.5, goal="size", max_sparsity=0.95)
     assert size.keep_param == "params_keep"  # the size goal's plan cuts weights, not MACs
     assert initial_params(size, 0.7) == {"params_keep": 0.7, "sparsity": SIZE_START_SPARSITY}
@@ -60,28 +66,36 @@ def test_the_size_goal_starts_with_the_plans_cut_plus_sparsity_and_bisects_it() 
     assert initial_params(by_macs, 1.0) == {"macs_keep": 1.0, "sparsity": SIZE_START_SPARSITY}
     # kept weights = 1 - sparsity: 80% sparse within budget, 95% is the floor
     low = 1 - size.max_sparsity
-    assert frontier_point([(0.2, 0.3)], 0.5, low, 1.0) == pytest.approx((0.2 + low) / 2)
-    assert frontier_point([(0.2, 0.3), (0.125, 0.9)], 0.5, low, 1.0) == pytest.approx(0.1625)
+    budget = Budget(max_drop=0.5)
+    assert frontier_point([(0.2, 0.3)], budget, low, 1.0) == pytest.approx((0.2 + low) / 2)
+    assert frontier_point([(0.2, 0.3), (0.125, 0.9)], budget, low, 1.0) == pytest.approx(0.1625)
 
 
-def _record(number: int, drop: float, macs: int, pruned: bool = True) -> dict:
+def _record(number: int, drop: float, macs: int, pruned: bool = True) -> TrialRecord:
     ratios = {"conv1": 0.5} if pruned else {}
-    return {
-        "number": number,
-        "drop": drop,
-        "macs": macs,
-        "bytes": macs,
-        "latency_ms_b64": macs / 100,
-        "artifact": f"t{number}",
-        "val_accuracy": 90.0 - drop,
-        "structured": {"ratios": ratios},
-        "sparsity": 0.0,
-    }
+    structure = Structure(ratios=ratios, macs_fraction=1.0, params_fraction=1.0, widths={})
+    return TrialRecord(
+        number=number,
+        knobs={"macs_keep": 0.5},
+        structured=structure,
+        sparsity=0.0,
+        float_val_accuracy=90.0 - drop,
+        params_count=macs,
+        nonzero_params=macs,
+        macs=macs,
+        precision="fp32",
+        artifact=f"t{number}",
+        bytes=macs,
+        val_accuracy=90.0 - drop,
+        drop=drop,
+        latency_ms_b1_raw=1.0,
+        latency_ms_b1=1.0,
+        latency_ms_b64_raw=macs / 100,
+        latency_ms_b64=macs / 100,
+    )
 
 
 def test_polish_takes_the_best_plan_within_budget_then_the_nearest_misses_below_it() -> None:
-    from slimkit.search._compress import polish_candidates
-
     cfg = CompressConfig(max_drop=0.5, goal="macs", polish_trials=3)
     records = [
         _record(0, 0.1, 800),
@@ -92,9 +106,9 @@ def test_polish_takes_the_best_plan_within_budget_then_the_nearest_misses_below_
         _record(5, 0.6, 900),  # misses, and is no better on the goal
         _record(6, 0.0, 1000, pruned=False),
     ]
-    picked = [r["number"] for r in polish_candidates(records, cfg)]
+    picked = [r.number for r in polish_candidates(records, cfg)]
     assert picked == [1, 4, 3]
     fewer = CompressConfig(max_drop=0.5, goal="macs", polish_trials=1)
-    assert [r["number"] for r in polish_candidates(records, fewer)] == [1]
+    assert [r.number for r in polish_candidates(records, fewer)] == [1]
     # Nothing within budget: the near misses alone.
-    assert [r["number"] for r in polish_candidates(records[2:5], cfg)] == [4, 3]
+    assert [r.number for r in polish_candidates(records[2:5], cfg)] == [4, 3]

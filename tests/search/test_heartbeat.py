@@ -19,8 +19,15 @@ import pytest
 
 from slimkit.cli._main import main
 from slimkit.data import load_data
-from slimkit.search import CompressConfig, StaleTrials, compress
-from slimkit.search import _compress as search_compress
+from slimkit.search import (
+    CompressConfig,
+    RunDir,
+    StaleTrials,
+    _study,
+    compress,
+    open_study,
+    run_worker,
+)
 from slimkit.search._heartbeat import beat_interval, heartbeat, pid_space
 from slimkit.testing import seeded_model
 
@@ -119,7 +126,7 @@ def test_a_run_killed_on_one_host_resumes_on_another_and_finishes(
     class Killed(BaseException):
         """The process died mid-trial: nothing ran after this, not even cleanup."""
 
-    real_trial = search_compress.run_trial
+    real_trial = _study.run_trial
     calls = []
 
     def dies_in_the_second_trial(*args: Any, **kwargs: Any) -> Any:
@@ -131,20 +138,20 @@ def test_a_run_killed_on_one_host_resumes_on_another_and_finishes(
     model, run = seeded_model("seed-cnn-slim"), tmp_path / "run"
     splits = load_data(**DATA)  # a worker loads it again by name
     monkeypatch.setattr(socket, "gethostname", lambda: "host-a")
-    monkeypatch.setattr(search_compress, "run_trial", dies_in_the_second_trial)
+    monkeypatch.setattr(_study, "run_trial", dies_in_the_second_trial)
     with pytest.raises(Killed):  # its trials beat every 0.25 s
         compress(model, splits, FAST, run, log=None, stale_after_s=1.0, data_args=DATA)
-    study = search_compress.open_study(search_compress.RunDir.open(run), None)
+    study = open_study(RunDir.open(run), None)
     (left,) = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     assert left.user_attrs["owner"] == f"host-a:{os.getpid()}"
 
     # Another host: it cannot ask host-a whether that PID lives; the heartbeat went silent.
     monkeypatch.setattr(socket, "gethostname", lambda: "host-b")
-    monkeypatch.setattr(search_compress, "run_trial", real_trial)
+    monkeypatch.setattr(_study, "run_trial", real_trial)
     lines: list[str] = []
     if joins == "worker":  # a worker that joins after the grace period runs the trial itself
         time.sleep(1.1)
-        assert search_compress.run_worker(run, log=lines.append, stale_after_s=1.0) == 1
+        assert run_worker(run, log=lines.append, stale_after_s=1.0) == 1
     started = time.monotonic()
     summary = compress(model, splits, FAST, run, resume=True, log=lines.append, stale_after_s=1.0,
                        data_args=DATA)  # fmt: skip

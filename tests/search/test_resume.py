@@ -66,7 +66,7 @@ def test_search_time_counts_every_process_that_ran_trials() -> None:
     from datetime import datetime, timedelta
     from types import SimpleNamespace
 
-    from slimkit.search._compress import busy_seconds
+    from slimkit.search._study import busy_seconds
 
     t0 = datetime(2026, 11, 28, 12, 0, 0)
 

@@ -21,6 +21,7 @@ from slimkit.cli._main import main
 from slimkit.models import _sources as model_sources
 from slimkit.search import CompressConfig, compress
 from slimkit.search import _compress as search_compress
+from slimkit.search._layout import LAYOUT
 from slimkit.testing import random_splits, seeded_model
 
 HOOKS = textwrap.dedent(
@@ -162,20 +163,6 @@ def test_a_model_given_in_memory_is_tied_by_its_tensors(tmp_path: Path) -> None:
         compress(copy.deepcopy(model), splits, CFG, run, resume=True, log=None)
 
 
-@pytest.mark.usefixtures("reached")
-def test_a_run_from_before_inputs_were_recorded_is_tied_when_resumed(tmp_path: Path) -> None:
-    splits, run = random_splits(), tmp_path / "run"
-    model = seeded_model("seed-cnn-slim")
-    with pytest.raises(Reached):
-        compress(model, splits, CFG, run, log=None)
-    state = json.loads((run / "state.json").read_text())
-    recorded = state.pop("input")
-    (run / "state.json").write_text(json.dumps(state))
-    with pytest.raises(Reached):
-        compress(model, splits, CFG, run, resume=True, log=None)
-    assert json.loads((run / "state.json").read_text())["input"] == recorded
-
-
 # -- item 4: model and data must fit, before the run directory exists -----------------------------
 
 
@@ -248,7 +235,8 @@ def _shared_run(tmp_path: Path, data: str, **compress: object) -> Path:
         "data": {"name": data},
         "storage": None,
     }
-    (run / "state.json").write_text(json.dumps({"config": config, "stages": {}}))
+    state = {"layout": LAYOUT, "config": config, "stages": {}}
+    (run / "state.json").write_text(json.dumps(state))
     return run
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from .._io import atomic_path
 from ..errors import MissingDependencyError, SlimkitError
 from ..measure._profile import PROFILE_ROWS
+from ..search import Budget, RunDir, TrialRecord
 
 
 def _pyplot() -> Any:
@@ -38,19 +39,21 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _load(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+def _load(run_dir: Path) -> tuple[dict[str, Any], list[TrialRecord], dict[str, Any]]:
+    """The run's state, its trial records (the search's, then the polished ones) and its
+    summary; a run of an older layout is refused (:class:`slimkit.search.RunDir`)."""
     state_path, summary_path = run_dir / "state.json", run_dir / "summary.json"
     if not state_path.exists() or not summary_path.exists():
         raise SlimkitError(
             f"{run_dir} has no finished compress run (state.json and summary.json are needed); "
             "run `slimkit compress ... --out RUN_DIR --resume` to finish it"
         )
-    trials_path = run_dir / "trials.json"
-    trials = json.loads(trials_path.read_text()) if trials_path.exists() else []
-    polished_path = run_dir / "polished.json"
-    if polished_path.exists():
-        trials += json.loads(polished_path.read_text())
-    return json.loads(state_path.read_text()), trials, json.loads(summary_path.read_text())
+    state = RunDir.open(run_dir).state
+    trials: list[TrialRecord] = []
+    for name in ("trials.json", "polished.json"):
+        if (run_dir / name).exists():
+            trials += TrialRecord.read_list(run_dir / name)
+    return state, trials, json.loads(summary_path.read_text())
 
 
 def _pareto(
@@ -79,25 +82,31 @@ GOAL_AXIS = {
 }
 
 
-def _trials_plot(trials: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+def _budget(summary: dict[str, Any]) -> Budget:
+    """The run's budget, whose verdict colours the trials as the search judged them."""
+    return Budget(max_drop=summary["budget"]["max_drop"], margin_se=summary["budget"]["margin_se"])
+
+
+def _trials_plot(trials: list[TrialRecord], summary: dict[str, Any]) -> str:
     plt = _pyplot()
     key, label = GOAL_AXIS[summary["goal"]]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     base = summary["baseline"]
     name, lower = _metric(summary)
-    budget = summary["budget"]["max_drop"]
-    floor = base["val_accuracy"] + (budget if lower else -budget)
-    points = [(float(t[key]), float(t["val_accuracy"])) for t in trials]
+    budget = _budget(summary)
+    floor = base["val_accuracy"] + (budget.max_drop if lower else -budget.max_drop)
+    points = [(float(getattr(t, key)), float(t.val_accuracy)) for t in trials]
+    verdicts = [budget.holds(t.drop) for t in trials]  # one measurement each: no error bar
     for legend, colour, within in (
         ("trials within budget", "tab:green", True),
         ("trials over budget", "tab:red", False),
     ):
-        chosen = [p for p in points if ((p[1] <= floor) if lower else (p[1] >= floor)) == within]
+        chosen = [p for p, v in zip(points, verdicts, strict=True) if v == within]
         if chosen:
             ax.scatter([p[0] for p in chosen], [p[1] for p in chosen], c=colour, s=28, label=legend)
     for trial, (x, y) in zip(trials, points, strict=True):
         ax.annotate(
-            str(trial.get("number", "")),
+            str(trial.number),
             (x, y),
             fontsize=7,
             xytext=(3, 3),
@@ -119,7 +128,7 @@ def _trials_plot(trials: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         edgecolors="k",
         label="chosen",
     )
-    bound = f"{'+' if lower else '−'}{budget} {'pts' if name == 'top-1' else ''}".strip()
+    bound = f"{'+' if lower else '−'}{budget.max_drop} {'pts' if name == 'top-1' else ''}".strip()
     ax.axhline(floor, color="tab:red", lw=1, ls=":", label=f"budget ({bound})")
     ax.set_xscale("log")
     ax.set_xlabel(label)
@@ -253,7 +262,7 @@ def _deployment_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _markdown(summary: dict[str, Any], trials: list[dict[str, Any]]) -> str:
+def _markdown(summary: dict[str, Any], trials: list[TrialRecord]) -> str:
     r = summary["ratios"]
     name, _ = _metric(summary)
     budget = (
@@ -284,12 +293,11 @@ def _markdown(summary: dict[str, Any], trials: list[dict[str, Any]]) -> str:
         "|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for t in trials:
-        weights = t["structured"].get("params_fraction")
         lines.append(
-            f"| {t['number']} | {t['structured']['macs_fraction']:.0%} | "
-            f"{'–' if weights is None else f'{weights:.0%}'} | {t['sparsity']:.0%} | "
-            f"{t['precision']} | {t['val_accuracy']:.4g} | {t['drop']:+.4g} | {t['bytes']:,} | "
-            f"{t['latency_ms_b64']:.2f} |"
+            f"| {t.number} | {t.structured.macs_fraction:.0%} | "
+            f"{t.structured.params_fraction:.0%} | {t.sparsity:.0%} | "
+            f"{t.precision} | {t.val_accuracy:.4g} | {t.drop:+.4g} | {t.bytes:,} | "
+            f"{t.latency_ms_b64:.2f} |"
         )
     lines += ["", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {s['name']} | {s['seconds']:.1f} |" for s in summary["stages"]]

@@ -5,22 +5,27 @@ The user states a budget (points of validation accuracy) and a goal (latency, si
 knobs with Optuna, verifies the best candidate, exports it and writes a report.
 """
 
-from ._compress import compress, open_study, run_worker, trial_records
+from ._budget import Budget
+from ._compress import compress, run_worker
 from ._config import GOALS, CompressConfig, backends
 from ._heartbeat import STALE_AFTER_S, StaleTrials
 from ._plan import GroupCurve, Pruner, measure_curves, plan_for_keep
 from ._recipe import Recipe, load_recipe
+from ._record import TrialRecord
 from ._run import RunDir
+from ._study import open_study, trial_records
 
 __all__ = [
     "GOALS",
     "STALE_AFTER_S",
+    "Budget",
     "CompressConfig",
     "GroupCurve",
     "Pruner",
     "Recipe",
     "RunDir",
     "StaleTrials",
+    "TrialRecord",
     "backends",
     "compress",
     "load_recipe",

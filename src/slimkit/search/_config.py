@@ -6,7 +6,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .._checks import check_bool, check_int, check_number, check_str
+from ..importance import GROUP
 from ..runtime import RUNTIMES, available_runtimes
+from ._budget import Budget
 
 
 def check_runtimes(cfg: CompressConfig) -> None:
@@ -182,6 +184,7 @@ class CompressConfig:
             ("goal", self.goal, GOALS),
             ("backend", self.backend, backends()),
             ("recover", self.recover, RECOVERY),
+            ("importance", self.importance, tuple(GROUP.names())),
         ):
             if value not in allowed:
                 raise ValueError(f"CompressConfig.{name} must be one of {allowed}, got {value!r}")
@@ -237,6 +240,11 @@ class CompressConfig:
             )
         for ratio in self.sensitivity_ratios:
             check_number("CompressConfig.sensitivity_ratios", ratio)
+
+    @property
+    def budget(self) -> Budget:
+        """The accuracy budget (``max_drop``, ``margin_se``) every verdict of the run asks."""
+        return Budget(max_drop=self.max_drop, margin_se=self.margin_se)
 
     @property
     def channel_multiple(self) -> int:
@@ -317,8 +325,6 @@ _STAGE_KEYS = {
         "structure_cost",
     ),
 }
-#: What a run saved before a knob existed did instead (when that differs from the default).
-_BEFORE_KNOB = {"remove_blocks": False, "min_channels": 1, "structure_cost": "macs"}
 #: Knobs that only say how long the search goes on: changing them continues the same study.
 SEARCH_EXTENT = ("trials", "time_budget_s")
 POLISH_KEYS = ("polish_epochs", "polish_trials")
@@ -334,9 +340,7 @@ def stage_inputs(config: dict[str, Any], stage: str) -> Any:
     also be ``"study"``: what the search's trials are built from (its inputs without
     :data:`SEARCH_EXTENT`).
     """
-    # A config saved before a knob existed reads as what that version did: the knob's
-    # default, or its _BEFORE_KNOB value where the default changed the behaviour.
-    cfg = CompressConfig.from_dict({**_BEFORE_KNOB, **config["compress"]})
+    cfg = CompressConfig.from_dict(config["compress"])
     full = cfg.to_dict()
     full["round_to"] = cfg.channel_multiple  # None means the goal's default multiple
     full["min_channels"] = cfg.channel_floor

@@ -90,7 +90,7 @@ class GroupCurve:
         ys = [0.0, *[1.0 - f for f in kept]]
         if ratio <= xs[-1]:
             return float(np.interp(ratio, xs, ys))
-        return ys[-1] * ratio / xs[-1]  # a channel cut removes weights in proportion
+        return float(ys[-1] * ratio / xs[-1])  # a channel cut removes weights in proportion
 
     def within(self, ratio: float, threshold: float, cost: str = "macs") -> bool:
         """Whether cutting ``ratio`` stays within λ: a drop, or (a priced ``cost``) a price
@@ -141,6 +141,9 @@ class Pruner:
     round_to: int
     #: No channel group is planned below this many channels (see ``CompressConfig``).
     min_channels: int = 1
+    #: The training batches a data-driven criterion scored the channels on (None: the
+    #: criterion reads no data); every prune of a trial scores on the same ones.
+    calib: list[Any] | None = None
     base_macs: int = field(init=False)
     base_params: int = field(init=False)
     #: Residual blocks that can be removed whole (see ``slimkit.graph.removable_blocks``).
@@ -174,7 +177,7 @@ class Pruner:
             loader = make_loader(splits.train, batch_size=64, shuffle=True, seed=1234)
             calib = list(islice(iter(loader), 4))
         scores = unit_scores(graph, criterion(graph, model, calib))
-        return cls(model, example, graph, scores, importance, round_to, min_channels)
+        return cls(model, example, graph, scores, importance, round_to, min_channels, calib)
 
     def caps(self, curves: list[GroupCurve]) -> dict[str, float]:
         """The largest ratio each channel group may get: one that keeps ``min_channels``."""

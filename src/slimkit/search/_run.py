@@ -12,6 +12,7 @@ from typing import Any
 from .._io import atomic_path
 from ..errors import SlimkitError
 from ._guards import RunInput
+from ._layout import LAYOUT, check_layout
 
 STAGES = ("baseline", "sensitivity", "plan", "search", "polish", "verify", "export", "report")
 
@@ -29,7 +30,8 @@ def read_json(path: Path) -> Any:
 
 
 def read_state(path: Path) -> dict[str, Any]:
-    """A run's ``state.json``; a damaged one is a :class:`SlimkitError` naming the file."""
+    """A run's ``state.json``; a damaged one is a :class:`SlimkitError` naming the file, one
+    of another layout an :class:`~slimkit.errors.ArtifactError` (see :mod:`._layout`)."""
     try:
         state = read_json(path)
         if not isinstance(state, dict) or not isinstance(state.get("stages"), dict):
@@ -43,6 +45,7 @@ def read_state(path: Path) -> dict[str, Any]:
         raise SlimkitError(
             f"{path} is corrupted ({problem}); restore it, or start a new run with another --out"
         ) from None
+    check_layout(state, path)
     return state
 
 
@@ -92,6 +95,7 @@ class RunDir:
                     f"{run.path} already holds a compress run; pass --resume to continue it "
                     "or choose another --out directory"
                 )
+            run.state["layout"] = LAYOUT  # saved with the next change
             saved = run.saved_config = run.state.get("config")
             if saved != config:
                 if inputs is None or saved is None:
@@ -103,7 +107,7 @@ class RunDir:
                 run.state["config"] = config
                 run.save()
         else:
-            run.state = {"config": config, "stages": {}}
+            run.state = {"layout": LAYOUT, "config": config, "stages": {}}
             if given is not None:
                 run.state["input"] = given.to_dict()
             run.path.mkdir(parents=True, exist_ok=True)
@@ -115,7 +119,7 @@ class RunDir:
             return
         if "input" in self.state:
             given.check_continues(RunInput.from_dict(self.state["input"]), self.path)
-        else:  # a run from before inputs were recorded: tied from now on
+        else:  # a run created without an input (``given=None``): tied from now on
             self.state["input"] = given.to_dict()
 
     def _invalidate(
@@ -147,7 +151,8 @@ class RunDir:
         return stage in self.state["stages"]
 
     def output(self, stage: str) -> dict[str, Any]:
-        return self.state["stages"][stage]["output"]
+        output: dict[str, Any] = self.state["stages"][stage]["output"]
+        return output
 
     @contextmanager
     def stage(

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..data import Splits
 from ..errors import UnsupportedOpError
-from ..export import save
+from ..export import load, save
 from ..measure import (
     Metric,
     count_macs,
@@ -21,10 +21,12 @@ from ..measure import (
     fixed_threads,
     interleaved_latency,
 )
+from ..models._registry import ARCH_ATTR
 from ..prune import Global, UnstructuredConfig, prune
 from ..train import TrainConfig, train
 from ._config import CompressConfig
 from ._plan import GroupCurve, Pruner, layer_widths, plan_for_keep
+from ._record import Deployment, Structure, TrialRecord
 
 
 @dataclass
@@ -69,34 +71,42 @@ def recover(model: nn.Module, ctx: Context, epochs: int, seed: int, desc: str = 
     model.cpu().eval()
 
 
-def structured_step(ctx: Context, keep: float, seed: int) -> tuple[nn.Module, dict[str, Any]]:
+def structured_step(ctx: Context, keep: float, seed: int) -> tuple[nn.Module, Structure]:
     """Prune to about ``keep`` of the MACs (or parameters, or predicted latency: ``cfg.cost``)
-    with the sensitivity plan, then recover."""
+    with the sensitivity plan, then recover.
+
+    A data-driven criterion (``taylor``, ``activation``, ``apoz``) scores the channels on the
+    calibration batches the sensitivity stage scored them on (:attr:`Pruner.calib`).
+    """
     ratios, _ = plan_for_keep(ctx.pruner, ctx.curves, keep, ctx.cfg.cost)
+    latency = ctx.cfg.cost == "latency"
     if not ratios:
         unpruned = copy.deepcopy(ctx.model)
-        return unpruned, {
-            "ratios": {},
-            "macs_fraction": 1.0,
-            "params_fraction": 1.0,
-            **({"latency_fraction": 1.0} if ctx.cfg.cost == "latency" else {}),
-            "widths": layer_widths(unpruned),
-        }
+        return unpruned, Structure(
+            ratios={},
+            macs_fraction=1.0,
+            params_fraction=1.0,
+            latency_fraction=1.0 if latency else None,
+            widths=layer_widths(unpruned),
+        )
     config = ctx.pruner.config(ratios)
-    pruned = prune(ctx.model, config, example_inputs=ctx.pruner.example, progress=False)
-    fractions = {
-        "macs_fraction": count_macs(pruned, ctx.pruner.example) / ctx.pruner.base_macs,
-        "params_fraction": count_params(pruned) / ctx.pruner.base_params,
-    }
-    if ctx.cfg.cost == "latency":
-        fractions["latency_fraction"] = ctx.pruner.latency_fraction(pruned)
+    pruned = prune(
+        ctx.model,
+        config,
+        example_inputs=ctx.pruner.example,
+        calib_data=ctx.pruner.calib,
+        progress=False,
+    )
+    structure = Structure(
+        ratios=ratios,
+        macs_fraction=count_macs(pruned, ctx.pruner.example) / ctx.pruner.base_macs,
+        params_fraction=count_params(pruned) / ctx.pruner.base_params,
+        latency_fraction=ctx.pruner.latency_fraction(pruned) if latency else None,
+        widths=layer_widths(pruned),  # what recovery leaves as it is
+        removed_blocks=list(config.remove_blocks),
+    )
     recover(pruned, ctx, ctx.cfg.recover_epochs, seed)
-    return pruned, {
-        "ratios": ratios,
-        **fractions,
-        "widths": layer_widths(pruned),
-        "removed_blocks": list(config.remove_blocks),
-    }
+    return pruned, structure
 
 
 def sparsify(model: nn.Module, ctx: Context, sparsity: float, seed: int) -> nn.Module:
@@ -125,7 +135,9 @@ def quantize_step(
     base = tuple(ctx.keep_float)
 
     def within(q: nn.Module) -> bool:
-        return ctx.metric.drop(ctx.baseline_val, ctx.metric(q, ctx.splits.val)) <= ctx.cfg.max_drop
+        return ctx.cfg.budget.holds(
+            ctx.metric.drop(ctx.baseline_val, ctx.metric(q, ctx.splits.val))
+        )
 
     def label(scheme: str, floats: tuple[str, ...]) -> str:
         return f"{scheme}, float: {', '.join(floats)}" if floats else scheme
@@ -162,47 +174,76 @@ def quantize_step(
     return trained.cpu().eval(), label("qat", base)
 
 
-def run_trial(ctx: Context, params: dict[str, Any], out_dir: Path, seed: int) -> dict[str, Any]:
-    """Build, save and measure one candidate; returns its record (validation only)."""
+def run_trial(ctx: Context, params: dict[str, Any], out_dir: Path, seed: int) -> TrialRecord:
+    """Build, save and measure one candidate; returns its record (validation only, no
+    ``number`` yet)."""
     torch.manual_seed(seed)
     model, structured = structured_step(ctx, float(params.get(ctx.cfg.keep_param, 1.0)), seed)
     sparsity = float(params.get("sparsity", 0.0))
     model = sparsify(model, ctx, sparsity, seed)
-    record: dict[str, Any] = {
-        "params": params,
-        "structured": structured,
-        "sparsity": sparsity,
-        "float_val_accuracy": ctx.metric(model, ctx.splits.val),
-        "params_count": count_params(model),
-        "nonzero_params": count_nonzero_params(model),
-        "macs": count_macs(model, ctx.pruner.example),
-        "precision": "fp32",
-    }
-    deployed: nn.Module = model
+    float_val = ctx.metric(model, ctx.splits.val)
+    params_count, nonzero = count_params(model), count_nonzero_params(model)
+    macs = count_macs(model, ctx.pruner.example)
     if ctx.cfg.int8:
-        from ..quantize import onnx_path
-
-        float_model = model
         # Fallbacks can only win back what quantization lost: not worth it when the float
         # model is already over budget; QAT would also refill the zeros of a sparse model.
-        allow_qat = (
-            sparsity == 0 and ctx.baseline_val - record["float_val_accuracy"] <= ctx.cfg.max_drop
+        allow_qat = sparsity == 0 and ctx.cfg.budget.holds(
+            ctx.metric.drop(ctx.baseline_val, float_val)
         )
-        model, record["precision"] = quantize_step(model, ctx, seed, allow_qat=allow_qat)
-        artifact = save(model, out_dir / "model.safetensors")
-        record["onnx"] = str(onnx_path(artifact))
-        record["runtime"] = ctx.cfg.runtimes()[0]
-        deployed = load_runtime(record["runtime"], record["onnx"], ctx.cfg.latency_threads)
-        if ctx.cfg.goal == "latency":
-            artifact, deployed = _fastest_deployment(float_model, artifact, ctx, record)
+        artifact, deployed, how = _deploy_int8(model, ctx, seed, allow_qat, out_dir)
     else:
-        artifact = save(model, out_dir / "model.safetensors")
-    record["artifact"] = str(artifact)
-    record["bytes"] = artifact.stat().st_size
-    record["val_accuracy"] = ctx.metric(deployed, ctx.splits.val)
-    record["drop"] = ctx.metric.drop(ctx.baseline_val, record["val_accuracy"])
-    record.update(deployed_latency(deployed, ctx, ctx.splits.example_input(64)))
-    return record
+        artifact, deployed = save(model, out_dir / "model.safetensors"), model
+        how = _Deployed(precision="fp32")
+    val = ctx.metric(deployed, ctx.splits.val)
+    latency = deployed_latency(deployed, ctx, ctx.splits.example_input(64))
+    return TrialRecord(
+        knobs=dict(params),
+        structured=structured,
+        sparsity=sparsity,
+        float_val_accuracy=float_val,
+        params_count=params_count,
+        nonzero_params=nonzero,
+        macs=macs,
+        precision=how.precision,
+        onnx=how.onnx,
+        runtime=how.runtime,
+        deployments=how.deployments,
+        artifact=str(artifact),
+        bytes=artifact.stat().st_size,
+        val_accuracy=val,
+        drop=ctx.metric.drop(ctx.baseline_val, val),
+        latency_ms_b1_raw=latency["latency_ms_b1_raw"],
+        latency_ms_b1=latency["latency_ms_b1"],
+        latency_ms_b64_raw=latency["latency_ms_b64_raw"],
+        latency_ms_b64=latency["latency_ms_b64"],
+    )
+
+
+@dataclass(frozen=True)
+class _Deployed:
+    """How a trial's model is deployed: the :class:`TrialRecord` fields ``precision``,
+    ``onnx``, ``runtime`` and ``deployments``."""
+
+    precision: str
+    onnx: str | None = None
+    runtime: str | None = None
+    deployments: list[Deployment] | None = None
+
+
+def _deploy_int8(
+    model: nn.Module, ctx: Context, seed: int, allow_qat: bool, out_dir: Path
+) -> tuple[Path, nn.Module, _Deployed]:
+    """Quantize and save ``model``, and load its graph on the first runtime; for the latency
+    goal, deploy whichever of its int8 and fp32 graphs runs fastest within the budget."""
+    from ..quantize import onnx_path
+
+    quantized, precision = quantize_step(model, ctx, seed, allow_qat=allow_qat)
+    artifact = save(quantized, out_dir / "model.safetensors")
+    onnx, runtime = str(onnx_path(artifact)), ctx.cfg.runtimes()[0]
+    if ctx.cfg.goal == "latency":
+        return _fastest_deployment(model, artifact, ctx, precision)
+    deployed = load_runtime(runtime, onnx, ctx.cfg.latency_threads)
+    return artifact, deployed, _Deployed(precision, onnx, runtime)
 
 
 def deployed_latency(deployed: nn.Module, ctx: Context, x: torch.Tensor) -> dict[str, float]:
@@ -239,64 +280,59 @@ def load_runtime(runtime: str, graph: str | Path, threads: int | None) -> nn.Mod
     return RUNTIMES.get(runtime).load(graph, threads or torch.get_num_threads())
 
 
-def deployment_label(measured: dict[str, Any]) -> str:
-    """How a record names its deployment: ``int8-static (onnxruntime)``, ``fp32 (openvino)``."""
-    return f"{measured['precision']} ({measured['runtime']})"
+def reload_deployed(
+    record: TrialRecord, cfg: CompressConfig, original: nn.Module | None = None
+) -> nn.Module:
+    """``record``'s model as deployed, read back from disk: its graph on its runtime, or
+    its artifact (replayed onto a copy of ``original`` for a model built outside slimkit)."""
+    if record.onnx:
+        return load_runtime(record.runtime or "onnxruntime", record.onnx, cfg.latency_threads)
+    if original is not None and getattr(original, ARCH_ATTR, None) is None:
+        return load(record.artifact, model=copy.deepcopy(original))
+    return load(record.artifact)
 
 
 def _fastest_deployment(
-    float_model: nn.Module, int8_artifact: Path, ctx: Context, record: dict[str, Any]
-) -> tuple[Path, nn.Module]:
+    float_model: nn.Module, int8_artifact: Path, ctx: Context, int8_label: str
+) -> tuple[Path, nn.Module, _Deployed]:
     """Deploy the fastest of the int8 and fp32 graphs on each runtime, within the budget.
 
     Which wins depends on the CPU (VNNI, AMX or neither), the model and the runtime: on an
     AVX2 CPU ONNX Runtime's fp32 kernels can outrun its int8 ones on a small CNN, and
     OpenVINO's int8 path differs from ONNX Runtime's. Every pair is timed side by side at
     batch 64 and scored on validation; the fastest within the budget is kept (the one that
-    loses least when none holds). ``record["deployments"]`` keeps every measurement.
+    loses least when none holds). The record's ``deployments`` keep every measurement.
     """
-    from ..quantize import export_fp32
+    from ..quantize import export_fp32, onnx_path
 
     fp32_path = export_fp32(
         float_model, int8_artifact.with_name("model-fp32.onnx"), ctx.pruner.example
     )
-    int8_label = record["precision"]
     options = [
         (precision, runtime, graph)
         for runtime in ctx.cfg.runtimes()
-        for precision, graph in ((int8_label, Path(record["onnx"])), ("fp32", fp32_path))
+        for precision, graph in ((int8_label, onnx_path(int8_artifact)), ("fp32", fp32_path))
     ]
     runners = [
         load_runtime(runtime, graph, ctx.cfg.latency_threads) for _, runtime, graph in options
     ]
     with fixed_threads(ctx.cfg.latency_threads):
         times = interleaved_latency(runners, ctx.splits.example_input(64))
-    measured: list[dict[str, Any]] = [
-        {
-            "precision": precision,
-            "runtime": runtime,
-            "ms_b64": ms,
-            "drop": ctx.metric.drop(ctx.baseline_val, ctx.metric(runner, ctx.splits.val)),
-        }
+    measured = [
+        Deployment(
+            precision=precision,
+            runtime=runtime,
+            ms_b64=ms,
+            drop=ctx.metric.drop(ctx.baseline_val, ctx.metric(runner, ctx.splits.val)),
+        )
         for (precision, runtime, _), runner, ms in zip(options, runners, times, strict=True)
     ]
-    within = [m for m in measured if m["drop"] <= ctx.cfg.max_drop]
-    best = (
-        min(within, key=lambda m: m["ms_b64"]) if within else min(measured, key=lambda m: m["drop"])
-    )
-    index = measured.index(best)
-    record["deployments"] = measured
-    record["runtime"] = best["runtime"]
-    record["precision"] = deployment_label(best)
-    if best["precision"] != "fp32":
+    within = [m for m in measured if ctx.cfg.budget.holds(m.drop)]
+    best = min(within, key=lambda m: m.ms_b64) if within else min(measured, key=lambda m: m.drop)
+    runner = runners[measured.index(best)]
+    if best.precision != "fp32":
         fp32_path.unlink()
-        return int8_artifact, runners[index]
-    record["onnx"] = str(fp32_path)
-    return save(float_model, int8_artifact.with_name("model-fp32.safetensors")), runners[index]
-
-
-def goal_value(record: dict[str, Any], goal: str) -> float:
-    """The number the search minimises for ``goal``."""
-    return float(
-        {"latency": record["latency_ms_b64"], "size": record["bytes"], "macs": record["macs"]}[goal]
-    )
+        graph = onnx_path(int8_artifact)
+        return int8_artifact, runner, _Deployed(best.label, str(graph), best.runtime, measured)
+    artifact = save(float_model, int8_artifact.with_name("model-fp32.safetensors"))
+    return artifact, runner, _Deployed(best.label, str(fp32_path), best.runtime, measured)
