@@ -15,13 +15,15 @@ from .. import export
 from .._device import resolve_device
 from .._io import check_writable, refuse_overwrite
 from ..data import Splits, load_data
-from ..distill import AUTO, INITS, DistillConfig, distill, slim
+from ..distill import AUTO, INITS, LOGIT_LOSSES, DistillConfig, distill, slim
 from ..distill._config import HintLayers
 from ..errors import DataError
 from ..importance import GROUP
 from ..measure import count_macs, count_params, evaluate_accuracy
 from ..models import arch_of, create_model
-from ..train import TrainConfig
+from ..runtime import RUNTIMES
+from ..train import AUGMENTS, TrainConfig
+from ..train._config import OPTIMIZERS
 from ._guards import refuse_quantized
 from ._output import print_json
 
@@ -29,23 +31,58 @@ AddCommon = Callable[[argparse.ArgumentParser], None]
 
 
 def _add_kd_options(p: argparse.ArgumentParser, *, epochs: int, lr: float, flag: str) -> None:
-    p.add_argument(flag, type=int, default=epochs, dest="epochs", help="training epochs")
-    p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--temperature", type=float, default=4.0, help="softmax temperature T > 0")
-    p.add_argument("--alpha", type=float, default=0.9, help="weight of the KD term in [0, 1]")
+    p.add_argument(
+        flag, type=int, default=epochs, dest="epochs", help=f"training epochs (default {epochs})"
+    )
+    p.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
+    p.add_argument("--batch-size", type=int, default=128, help="default 128")
+    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="default adam")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="default 0")
+    p.add_argument(
+        "--augment",
+        default="none",
+        choices=AUGMENTS.names(),
+        help="training-batch augmentation; the teacher sees the same views (default none)",
+    )
+    p.add_argument(
+        "--temperature", type=float, default=4.0, help="softmax temperature T > 0 (default 4)"
+    )
+    p.add_argument(
+        "--alpha", type=float, default=0.9, help="weight of the KD term in [0, 1] (default 0.9)"
+    )
+    p.add_argument(
+        "--logit-loss",
+        default="kd",
+        choices=LOGIT_LOSSES.names(),
+        help="kd: Hinton's KL; dkd: decoupled KD (default kd)",
+    )
+    p.add_argument(
+        "--beta", type=float, default=8.0, help="dkd: weight of the non-target term (default 8)"
+    )
     p.add_argument(
         "--hint",
         default=None,
         metavar="auto|S:T,...",
-        help="FitNets hints: 'auto' (pair layers by spatial size) or student:teacher pairs",
+        help="FitNets hints: 'auto' (pair layers by spatial size) or student:teacher pairs "
+        "(default none)",
     )
-    p.add_argument("--hint-weight", type=float, default=1.0)
-    p.add_argument("--attention-weight", type=float, default=0.0, help="attention transfer")
+    p.add_argument(
+        "--hint-weight", type=float, default=1.0, help="weight of the hint loss (default 1)"
+    )
+    p.add_argument(
+        "--attention-weight",
+        type=float,
+        default=0.0,
+        help="weight of attention transfer over the hint pairs (default 0)",
+    )
+    p.add_argument(
+        "--teacher-runtime",
+        default="auto",
+        choices=("auto", "torch", *RUNTIMES.names()),
+        help="where the frozen teacher runs: auto times each engine on one batch (default auto)",
+    )
     p.add_argument("--no-cache", action="store_true", help="recompute teacher logits each step")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="default 0")
 
 
 def distill_parser(sub: argparse._SubParsersAction, add_common: AddCommon) -> None:
@@ -97,6 +134,9 @@ def _config(args: argparse.Namespace) -> DistillConfig:
     return DistillConfig(
         temperature=args.temperature,
         alpha=args.alpha,
+        logit_loss=args.logit_loss,
+        beta=args.beta,
+        teacher_runtime=args.teacher_runtime,
         hint_layers=hints,
         hint_weight=args.hint_weight,
         attention_weight=args.attention_weight,
@@ -107,6 +147,7 @@ def _config(args: argparse.Namespace) -> DistillConfig:
             batch_size=args.batch_size,
             optimizer=args.optimizer,
             weight_decay=args.weight_decay,
+            augment=args.augment,
             seed=args.seed,
         ),
     )

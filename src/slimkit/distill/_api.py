@@ -22,7 +22,7 @@ from ..train import train
 from ..train._loop import LossFn
 from ._config import DistillConfig
 from ._features import FeatureTap, resolve_pairs
-from ._losses import AttentionTransfer, HintKD, LogitKD
+from ._losses import LOGIT_LOSSES, AttentionTransfer, HintKD, LogitKD
 from ._teacher import teacher_runner
 
 CACHE_LIMIT_BYTES = 1 << 30  # cached teacher logits larger than this are recomputed instead
@@ -204,9 +204,10 @@ def _objective(
     pairs, s_shapes, t_shapes = resolve_pairs(layers, student, teacher, example)
     objective = _Objective(
         teacher,
-        LogitKD(
+        LOGIT_LOSSES.get(cfg.logit_loss)(
             temperature=cfg.temperature,
             alpha=cfg.alpha,
+            beta=cfg.beta,
             label_smoothing=cfg.train.label_smoothing,
         ),
         cfg,
