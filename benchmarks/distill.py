@@ -6,7 +6,9 @@ convergence, see ``docs/references.md``) and is taught by the reference resnet20
 - ``slim``: seed-cnn-slim from scratch, a slimmer architecture (1% of the teacher's MACs),
   trained with its own reference recipe (Adam, cosine decay, crop-flip);
 - ``pruned``: the reference seed-cnn pruned once to half its MACs (structured, group L2),
-  then recovered.
+  then recovered;
+- ``self``: the reference resnet20 pruned once to half its MACs, recovered from its own
+  unpruned original.
 
 Within a pair every arm uses the same TrainConfig, the same epochs and the same seeds (the
 seed sets the student's initialisation where it has a random one, the data order and the
@@ -70,6 +72,14 @@ PAIRS = {
         "references/seed-cnn.safetensors",
         0.5,
         slimkit.TrainConfig(epochs=10, lr=1e-3, optimizer="adam", augment="crop-flip"),
+    ),
+    "self": Pair(
+        "resnet20 → resnet20 pruned to 50% of its MACs (recovery from its own original)",
+        "references/resnet20.safetensors",
+        0.5,
+        slimkit.TrainConfig(
+            epochs=5, lr=0.01, optimizer="sgd", weight_decay=5e-4, augment="crop-flip"
+        ),
     ),
 }
 ARM_KEYS = {"T": "temperature", "alpha": "alpha", "beta": "beta"}
