@@ -82,7 +82,8 @@ def kd_loss(
         teacher.eval()
         with torch.no_grad():
             target = teacher(x)
-        return kd(model(x), target, y)
+        loss: torch.Tensor = kd(model(x), target, y)
+        return loss
 
     return loss
 
@@ -184,7 +185,7 @@ class _Objective:
         else:
             with torch.no_grad():
                 target = self.teacher(x)
-        loss = self.logit(model(x), target, y)
+        loss: torch.Tensor = self.logit(model(x), target, y)
         if self.student_tap is None or self.teacher_tap is None:
             return loss
         s_feats, t_feats = self.student_tap.get(), self.teacher_tap.get()

@@ -107,7 +107,8 @@ def teacher_runner(
 
     def eager(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return teacher(x)
+            logits: torch.Tensor = teacher(x)
+        return logits
 
     if choice == TORCH or uses_features or device.type != "cpu":
         yield TeacherRunner(eager, TORCH, {})
