@@ -13,7 +13,15 @@ if "torch" not in _sys.modules:
 
 from ._version import __version__
 from .data import Splits, load_data
-from .distill import AttentionTransfer, DistillConfig, HintKD, LogitKD, distill, slim
+from .distill import (
+    AttentionTransfer,
+    DecoupledKD,
+    DistillConfig,
+    HintKD,
+    LogitKD,
+    distill,
+    slim,
+)
 from .errors import (
     AccuracyBudgetError,
     ArtifactError,
@@ -47,6 +55,7 @@ __all__ = [
     "AttentionTransfer",
     "CompressConfig",
     "DataError",
+    "DecoupledKD",
     "DistillConfig",
     "Global",
     "HintKD",

@@ -56,11 +56,24 @@ def test_distill_into_an_artifact_with_named_hints(
     assert spec["provenance"]["student"]["parent"] == str(student)
 
 
+def test_distill_with_dkd_on_augmented_views(teacher: Path, tmp_path: Path, capsys, fmnist) -> None:
+    out = tmp_path / "s.safetensors"
+    argv = ["distill", "--teacher", str(teacher), "--student", "seed-cnn-slim", "--out", str(out)]
+    flags = ["--epochs", "1", "--logit-loss", "dkd", "--beta", "2", "--augment", "crop-flip"]
+    code, _, err = _run([*argv, *flags, "--teacher-runtime", "onnxruntime"], capsys)
+    assert code == 0, err
+    config = slimkit.read_spec(out)["provenance"]["config"]
+    assert (config["logit_loss"], config["beta"]) == ("dkd", 2.0)
+    assert config["train"]["augment"] == "crop-flip"
+    assert config["teacher_runtime"] == "onnxruntime"
+
+
 @pytest.mark.parametrize(
     ("flags", "code", "message"),
     [
         (["--temperature", "0"], 2, "temperature must be a finite number > 0"),
         (["--alpha", "2"], 2, r"alpha must be in [0, 1]"),
+        (["--beta", "-1"], 2, "beta must be a finite number >= 0"),
         (["--hint", "conv1"], 2, "--hint takes 'auto' or student_layer:teacher_layer pairs"),
         (["--hint", "conv1:layer9"], 2, "the teacher has no module 'layer9'"),
     ],

@@ -60,3 +60,12 @@ def test_unknown_keys_list_the_valid_ones() -> None:
         DistillConfig.from_dict({"temp": 2.0})
     with pytest.raises(ValueError, match=r"unknown keys \['epoch'\] for TrainConfig"):
         DistillConfig.from_dict({"train": {"epoch": 2}})
+
+
+def test_logit_loss_and_beta_are_validated_and_round_trip() -> None:
+    with pytest.raises(ValueError, match=r"logit_loss must be one of \['dkd', 'kd'\]"):
+        DistillConfig(logit_loss="hinton")
+    with pytest.raises(ValueError, match="beta must be a finite number >= 0"):
+        DistillConfig(logit_loss="dkd", beta=-2.0)
+    cfg = DistillConfig(logit_loss="dkd", beta=4.0, alpha=0.5)
+    assert DistillConfig.from_dict(cfg.to_dict()) == cfg

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slimkit import AttentionTransfer, HintKD, LogitKD
+from slimkit import AttentionTransfer, DecoupledKD, HintKD, LogitKD
 from slimkit.distill import attention_map
 
 
@@ -137,3 +137,41 @@ def test_attention_transfer_bad_input() -> None:
         attention_map(torch.randn(2, 8))
     with pytest.raises(ValueError, match="p must be > 0"):
         AttentionTransfer(p=0)
+
+
+def _per_example_kl(s: torch.Tensor, t: torch.Tensor, temperature: float) -> torch.Tensor:
+    log_s, log_t = F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1)
+    return (log_t.exp() * (log_t - log_s)).sum(-1)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 4.0])
+def test_dkd_decouples_hintons_term(temperature: float) -> None:
+    # KL = TCKD + (1 - p_t) · NCKD for each example, p_t the teacher's probability of the true
+    # class: with beta = 1 - p_t, DKD is Hinton's KD exactly; with beta = 1 it is larger.
+    torch.manual_seed(0)
+    s, t, y = torch.randn(6, 10), 3 * torch.randn(6, 10), torch.randint(0, 10, (6,))
+    p_true = F.softmax(t / temperature, -1).gather(1, y[:, None]).squeeze(1)
+    kl = _per_example_kl(s, t, temperature) * temperature**2
+    for i in range(len(y)):
+        one = slice(i, i + 1)
+        dkd = DecoupledKD(temperature=temperature, alpha=1.0, beta=float(1 - p_true[i]))
+        torch.testing.assert_close(dkd(s[one], t[one], y[one]), kl[i], atol=1e-5, rtol=1e-4)
+    full = DecoupledKD(temperature=temperature, alpha=1.0, beta=1.0)(s, t, y)
+    assert float(full) > float(kl.mean()) + 1e-3
+
+
+def test_dkd_mixes_cross_entropy_and_has_gradients() -> None:
+    torch.manual_seed(1)
+    s = torch.randn(4, 5, requires_grad=True)
+    t, y = torch.randn(4, 5), torch.tensor([0, 1, 2, 3])
+    dkd = DecoupledKD(temperature=2.0, alpha=0.25, beta=8.0)
+    expected = 0.25 * dkd.distillation_term(s, t, y) + 0.75 * F.cross_entropy(s, y)
+    loss = dkd(s, t, y)
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert s.grad is not None and float(s.grad.abs().sum()) > 0
+    assert float(DecoupledKD(alpha=1.0)(t, t, y)) == pytest.approx(0.0, abs=1e-5)
+    with pytest.raises(ValueError, match="pass the labels"):
+        dkd(s, t)
+    with pytest.raises(ValueError, match="beta must be >= 0"):
+        DecoupledKD(beta=-1.0)

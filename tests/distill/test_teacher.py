@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import pytest
 import torch
@@ -123,3 +124,21 @@ def test_teacher_runtime_is_validated() -> None:
     cfg = DistillConfig(teacher_runtime="onnxruntime")
     assert DistillConfig.from_dict(cfg.to_dict()) == cfg
     assert slimkit.DistillConfig().teacher_runtime == "auto"
+
+
+def test_a_teacher_that_cannot_be_exported_runs_in_pytorch(
+    batch: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_export(*args: object) -> None:
+        raise TypeError("cannot pickle 'InferenceSession' object")
+
+    # slimkit.quantize is also the name of the verb: patch the package itself
+    monkeypatch.setattr(sys.modules["slimkit.quantize"], "export_fp32", broken_export)
+    teacher = seeded_model("seed-cnn").eval()
+    with teacher_runner(teacher, batch, "auto", device=CPU, uses_features=False) as runner:
+        assert runner.runtime == "torch"
+    with (
+        pytest.raises(ModelError, match="cannot run on onnxruntime: cannot pickle"),
+        teacher_runner(teacher, batch, "onnxruntime", device=CPU, uses_features=False),
+    ):
+        pass

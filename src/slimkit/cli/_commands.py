@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +41,9 @@ from ..train._loop import LossFn
 from ._compress import COMPRESS_COMMANDS, check_threads
 from ._distill import cmd_distill, cmd_slim
 from ._guards import refuse_quantized
-from ._output import print_json, profile_table
+from ._output import log, print_json, profile_table
+from ._parser import MODEL_SOURCES
 from ._quantize import cmd_quantize
-
-
-def _log(args: argparse.Namespace, message: str) -> None:
-    """Progress messages go to stderr so that ``--json`` output on stdout stays parseable."""
-    if not getattr(args, "quiet", False):
-        print(message, file=sys.stderr, flush=True)
 
 
 def _data(args: argparse.Namespace, name: str | None = None) -> Splits:
@@ -63,16 +57,19 @@ def _data(args: argparse.Namespace, name: str | None = None) -> Splits:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    names = [*model_names(), "torchvision:<name>"]
+    names = [*model_names(), *MODEL_SOURCES]
     if args.json:
         print_json(names)
-    else:
-        print("\n".join(names))
+        return 0
+    width = max(map(len, names))
+    print("\n".join(f"{name:<{width}}  {MODEL_SOURCES.get(name, '')}".rstrip() for name in names))
     return 0
 
 
 #: ``slimkit train``'s config without a recipe; a recipe replaces it, flags override either.
-_CLI_TRAIN = TrainConfig(epochs=12, lr=2e-3)
+CLI_TRAIN = TrainConfig(epochs=12, lr=2e-3)
+#: ``slimkit prune``'s fine-tuning unless ``--finetune-epochs`` / ``--finetune-lr`` say otherwise.
+PRUNE_FINETUNE = TrainConfig(epochs=2, lr=1e-3)
 _TRAIN_FLAGS = ("epochs", "lr", "batch_size", "optimizer", "weight_decay", "augment", "seed")
 
 
@@ -89,7 +86,7 @@ def _train_recipe(args: argparse.Namespace) -> TrainRecipe:
         model=str(model),
         out=str(out),
         data=args.data or (base.data if base else "fashion-mnist"),
-        train=dataclasses.replace(base.train if base else _CLI_TRAIN, **flags),
+        train=dataclasses.replace(base.train if base else CLI_TRAIN, **flags),
     )
 
 
@@ -115,7 +112,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if init_from_env(device) and dist_rank() != 0:
         train(model, splits, cfg, device=device, checkpoint=None, progress=False)
         return 0
-    history = train(model, splits, cfg, device=device, checkpoint=checkpoint, resume=args.resume)
+    history = train(
+        model,
+        splits,
+        cfg,
+        device=device,
+        checkpoint=checkpoint,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
     test_accuracy = evaluate_accuracy(model, splits.test, device=device)
     metrics = {
         "val_accuracy": history.val_accuracies[-1] if history.val_accuracies else None,
@@ -183,13 +188,12 @@ def _unstructured_config(args: argparse.Namespace, sparsity: float) -> Unstructu
     )
 
 
-def _print_trial(trial: Trial) -> None:
+def _print_trial(args: argparse.Namespace, trial: Trial) -> None:
     verdict = "within budget" if trial.within_budget else "over budget"
-    print(
+    log(
+        args,
         f"trial {trial.index}: sparsity {trial.sparsity:.2%} -> val top-1 "
         f"{trial.val_accuracy:.2f}% (drop {trial.drop:+.2f}) {verdict}",
-        file=sys.stderr,
-        flush=True,
     )
 
 
@@ -250,7 +254,15 @@ def cmd_prune_structured(args: argparse.Namespace) -> int:
     cfg = _structured_config(args)  # validate before reading anything
     source, model, splits, device, finetune = _prune_inputs(args, _finetune(args))
     loss_fn, recover = _recovery(args, model)
-    pruned = prune(model, cfg, data=splits, finetune=finetune, device=device, loss_fn=loss_fn)
+    pruned = prune(
+        model,
+        cfg,
+        data=splits,
+        finetune=finetune,
+        device=device,
+        loss_fn=loss_fn,
+        progress=not args.quiet,
+    )
     example = splits.test[0][0].unsqueeze(0)
     metrics = {
         "macs": count_macs(pruned.cpu(), example),
@@ -347,7 +359,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
             max_sparsity=args.max_sparsity,
             strategy=args.strategy,
             device=device,
-            on_trial=_print_trial,
+            on_trial=functools.partial(_print_trial, args),
+            progress=not args.quiet,
             loss_fn=loss_fn,
         )
         assert search.model is not None and search.best is not None  # search raises otherwise
@@ -355,7 +368,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, sparsity=search.best.sparsity)
         provenance["budget_search"] = search.to_dict()
     else:
-        pruned = prune(model, cfg, data=splits, finetune=finetune, device=device, loss_fn=loss_fn)
+        pruned = prune(
+            model,
+            cfg,
+            data=splits,
+            finetune=finetune,
+            device=device,
+            loss_fn=loss_fn,
+            progress=not args.quiet,
+        )
     provenance["config"] = cfg.to_dict()
     metrics = _final_metrics(model, pruned, splits, cfg, device)
     summary = f"sparsity {metrics['sparsity']:.2%} of prunable weights"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,37 +16,120 @@ from .. import export
 from .._device import resolve_device
 from .._io import check_writable, refuse_overwrite
 from ..data import Splits, load_data
-from ..distill import AUTO, INITS, DistillConfig, distill, slim
+from ..distill import AUTO, INITS, LOGIT_LOSSES, DistillConfig, distill, slim
 from ..distill._config import HintLayers
 from ..errors import DataError
 from ..importance import GROUP
 from ..measure import count_macs, count_params, evaluate_accuracy
 from ..models import arch_of, create_model
-from ..train import TrainConfig
+from ..runtime import RUNTIMES
+from ..train import AUGMENTS, TrainConfig
+from ..train._config import OPTIMIZERS
 from ._guards import refuse_quantized
 from ._output import print_json
+from ._parser import model_sources
 
 AddCommon = Callable[[argparse.ArgumentParser], None]
 
 
 def _add_kd_options(p: argparse.ArgumentParser, *, epochs: int, lr: float, flag: str) -> None:
-    p.add_argument(flag, type=int, default=epochs, dest="epochs", help="training epochs")
-    p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--temperature", type=float, default=4.0, help="softmax temperature T > 0")
-    p.add_argument("--alpha", type=float, default=0.9, help="weight of the KD term in [0, 1]")
+    p.add_argument(
+        flag, type=int, default=epochs, dest="epochs", help=f"training epochs (default {epochs})"
+    )
+    p.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
+    _add_train_options(p)
+    kd = DistillConfig()
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=kd.temperature,
+        help="softmax temperature T > 0 (default %(default)g)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=kd.alpha,
+        help="weight of the KD term in [0, 1] (default %(default)g)",
+    )
+    p.add_argument(
+        "--logit-loss",
+        default=kd.logit_loss,
+        choices=LOGIT_LOSSES.names(),
+        help="one of %(choices)s: kd is Hinton's KL, dkd decoupled KD (default %(default)s)",
+    )
+    p.add_argument(
+        "--beta",
+        type=float,
+        default=kd.beta,
+        help="dkd: weight of the non-target term (default %(default)g)",
+    )
     p.add_argument(
         "--hint",
         default=None,
         metavar="auto|S:T,...",
-        help="FitNets hints: 'auto' (pair layers by spatial size) or student:teacher pairs",
+        help="FitNets hints: 'auto' (pair layers by spatial size) or student:teacher pairs "
+        "(default none)",
     )
-    p.add_argument("--hint-weight", type=float, default=1.0)
-    p.add_argument("--attention-weight", type=float, default=0.0, help="attention transfer")
-    p.add_argument("--no-cache", action="store_true", help="recompute teacher logits each step")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--hint-weight",
+        type=float,
+        default=kd.hint_weight,
+        help="weight of the hint loss (default %(default)g)",
+    )
+    p.add_argument(
+        "--attention-weight",
+        type=float,
+        default=kd.attention_weight,
+        help="weight of attention transfer over the hint pairs (default %(default)g)",
+    )
+    p.add_argument(
+        "--teacher-runtime",
+        default=kd.teacher_runtime,
+        choices=(AUTO, "torch", *RUNTIMES.names()),
+        help="where the frozen teacher runs, one of %(choices)s; auto times each engine on one "
+        "batch (default %(default)s)",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="recompute teacher logits each step (default: cached once per image)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=TrainConfig().seed,
+        help="seeds the student's initialisation, shuffling and augmentation (default %(default)s)",
+    )
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    """The student's training run, with :class:`TrainConfig`'s defaults."""
+    train = TrainConfig()
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=train.batch_size,
+        help="examples per step (default %(default)s)",
+    )
+    p.add_argument(
+        "--optimizer",
+        default=train.optimizer,
+        choices=OPTIMIZERS,
+        help="one of %(choices)s (default %(default)s)",
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=train.weight_decay,
+        help="L2 penalty, decoupled for adamw (default %(default)g)",
+    )
+    p.add_argument(
+        "--augment",
+        default=train.augment,
+        choices=AUGMENTS.names(),
+        help="training-batch augmentation, one of %(choices)s; the teacher sees the same views "
+        "(default %(default)s)",
+    )
 
 
 def distill_parser(sub: argparse._SubParsersAction, add_common: AddCommon) -> None:
@@ -53,10 +137,16 @@ def distill_parser(sub: argparse._SubParsersAction, add_common: AddCommon) -> No
     p = sub.add_parser("distill", help="train a student from a trained teacher's outputs")
     p.add_argument("--teacher", required=True, metavar="ARTIFACT", help="the trained teacher")
     p.add_argument(
-        "--student", required=True, help="a registered model name (seed-cnn-slim) or an artifact"
+        "--student",
+        required=True,
+        help=f"an artifact to start from, or a model to build: {model_sources()}",
     )
     p.add_argument("--out", required=True, help="artifact to write (.safetensors)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt if present")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT.ckpt if present (without it, a fresh run deletes OUT.ckpt)",
+    )
     _add_kd_options(p, epochs=10, lr=2e-3, flag="--epochs")
     add_common(p)
 
@@ -64,11 +154,34 @@ def distill_parser(sub: argparse._SubParsersAction, add_common: AddCommon) -> No
 def slim_parser(sub: argparse._SubParsersAction, add_common: AddCommon) -> None:
     """Add the ``slim`` subcommand to ``sub``."""
     p = sub.add_parser("slim", help="narrow every layer of a trained artifact, then distil it")
-    p.add_argument("artifact", metavar="ARTIFACT")
-    p.add_argument("--width", type=float, default=0.5, help="fraction of channels kept, (0, 1]")
-    p.add_argument("--init", default="warm", choices=list(INITS))
-    p.add_argument("--importance", default="l2", choices=GROUP.names())
-    p.add_argument("--round-to", type=int, default=1, help="keep widths multiples of N")
+    p.add_argument("artifact", metavar="ARTIFACT", help="the trained float artifact (the teacher)")
+    defaults = inspect.signature(slim).parameters
+    p.add_argument(
+        "--width",
+        type=float,
+        default=defaults["width"].default,
+        help="fraction of channels kept, in (0, 1] (default %(default)s)",
+    )
+    p.add_argument(
+        "--init",
+        default=defaults["init"].default,
+        choices=list(INITS),
+        help="one of %(choices)s: keep the kept channels' trained weights, or re-initialise "
+        "every parameter (default %(default)s)",
+    )
+    p.add_argument(
+        "--importance",
+        default=defaults["importance"].default,
+        choices=GROUP.names(),
+        help="the criterion that picks the channels kept, one of %(choices)s (default %(default)s)",
+    )
+    p.add_argument(
+        "--round-to",
+        type=int,
+        default=defaults["round_to"].default,
+        metavar="N",
+        help="keep widths multiples of N (default %(default)s)",
+    )
     p.add_argument("--out", required=True, help="artifact to write (.safetensors)")
     _add_kd_options(p, epochs=2, lr=1e-3, flag="--distill-epochs")
     add_common(p)
@@ -97,6 +210,9 @@ def _config(args: argparse.Namespace) -> DistillConfig:
     return DistillConfig(
         temperature=args.temperature,
         alpha=args.alpha,
+        logit_loss=args.logit_loss,
+        beta=args.beta,
+        teacher_runtime=args.teacher_runtime,
         hint_layers=hints,
         hint_weight=args.hint_weight,
         attention_weight=args.attention_weight,
@@ -107,6 +223,7 @@ def _config(args: argparse.Namespace) -> DistillConfig:
             batch_size=args.batch_size,
             optimizer=args.optimizer,
             weight_decay=args.weight_decay,
+            augment=args.augment,
             seed=args.seed,
         ),
     )
@@ -198,7 +315,16 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if not args.resume and checkpoint.exists():
         checkpoint.unlink()  # a fresh run must not silently continue an old one
     device = resolve_device(args.device)
-    distill(student, teacher, splits, cfg, device=device, checkpoint=checkpoint, resume=args.resume)
+    distill(
+        student,
+        teacher,
+        splits,
+        cfg,
+        device=device,
+        checkpoint=checkpoint,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
     metrics = _metrics(student, teacher, splits, device)
     provenance = {
         "command": "distill",
@@ -236,7 +362,7 @@ def cmd_slim(args: argparse.Namespace) -> int:
     )
     device = resolve_device(args.device)
     if cfg.train.epochs:
-        distill(student, teacher, splits, cfg, device=device)
+        distill(student, teacher, splits, cfg, device=device, progress=not args.quiet)
     metrics = _metrics(student, teacher, splits, device)
     provenance = {
         "command": "slim",

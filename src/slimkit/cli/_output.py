@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from ..measure._profile import PROFILE_ROWS as _ROWS
+
+#: What ``slimkit`` exits with: success, a bad model/data/artifact, a bad argument, a budget no
+#: candidate met, Ctrl-C.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -39,6 +44,20 @@ def profile_table(names: Sequence[str], profiles: Sequence[dict[str, Any]]) -> s
     return "\n".join(lines)
 
 
+def log(args: argparse.Namespace, message: str) -> None:
+    """A progress message: on stderr, so that ``--json`` output on stdout stays parseable, and
+    not at all under ``--quiet``."""
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr, flush=True)
+
+
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def print_error_json(kind: str, message: str, exit_code: int) -> None:
+    """The failure as one JSON object on stdout, where ``--json`` readers look:
+    ``{"error": {"type": ..., "message": <one line>, "exit_code": ...}}``."""
+    line = "; ".join(part.strip() for part in message.splitlines() if part.strip())
+    print_json({"error": {"type": kind, "message": line, "exit_code": exit_code}})

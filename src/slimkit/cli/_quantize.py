@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,10 @@ from ..data import load_data
 from ..measure import evaluate_accuracy
 from ..quantize import (
     SCHEMES,
+    Int4WeightOnlyConfig,
+    Int8StaticConfig,
     OrtModule,
+    QATConfig,
     TorchInt8Module,
     config_from_dict,
     onnx_path,
@@ -29,8 +33,10 @@ from ..quantize import (
     sensitivity,
 )
 from ..quantize._api import ONNX_SCHEMES, TORCH_INT8_SCHEMES
+from ..quantize._config import OBSERVERS, REDUCE_RANGE
 from ._guards import refuse_quantized
-from ._output import print_json
+from ._output import log, print_json
+from ._parser import field_default
 
 
 def quantize_parser(
@@ -39,14 +45,19 @@ def quantize_parser(
 ) -> None:
     """Add the ``quantize`` subcommand to ``sub``."""
     p = sub.add_parser("quantize", help="quantize a trained artifact (int8, int4, fp16, bf16)")
-    p.add_argument("artifact", metavar="ARTIFACT")
-    p.add_argument("--scheme", choices=list(SCHEMES), help="required unless --sensitivity")
+    p.add_argument("artifact", metavar="ARTIFACT", help="the trained float artifact to quantize")
+    p.add_argument(
+        "--scheme",
+        choices=list(SCHEMES),
+        help="one of %(choices)s; required unless --sensitivity (which defaults to int8-static)",
+    )
     p.add_argument(
         "--backend",
         choices=["onnxruntime", "torch"],
         default=None,
-        help="default: onnxruntime for int8-static/qat/int8-weight-only, torch otherwise; "
-        "torch runs int8-static/qat on PyTorch int8 kernels (needs slimkit[torchao])",
+        help="one of %(choices)s (default: onnxruntime for int8-static/qat/int8-weight-only, "
+        "torch otherwise); torch runs int8-static/qat on PyTorch int8 kernels (needs "
+        "slimkit[torchao])",
     )
     p.add_argument(
         "--sensitivity",
@@ -54,22 +65,72 @@ def quantize_parser(
         help="rank layers by the validation accuracy lost when only that layer is int8; "
         "writes nothing",
     )
+    ranking = inspect.signature(sensitivity).parameters
     p.add_argument(
         "--sensitivity-batches",
         type=int,
-        default=8,
-        help="validation batches of 256 images read per layer (--sensitivity)",
+        default=ranking["batches"].default,
+        help=f"validation batches of {ranking['batch_size'].default} images read per layer "
+        "(--sensitivity; default %(default)s)",
     )
-    p.add_argument("--observer", default="minmax", choices=["minmax", "percentile", "mse"])
-    p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor")
-    p.add_argument("--reduce-range", default="auto", choices=["auto", "all", "none"])
-    p.add_argument("--exclude", nargs="*", default=[], help="layer names or patterns kept float")
-    p.add_argument("--calib-batches", type=int, default=8)
-    p.add_argument("--group-size", type=int, default=32, help="int4-weight-only group size")
-    p.add_argument("--qat-epochs", type=int, default=1)
-    p.add_argument("--qat-lr", type=float, default=1e-4)
+    _static_options(p)
+    p.add_argument(
+        "--exclude",
+        nargs="*",
+        default=[],
+        help="layer names or patterns kept float (default: none)",
+    )
+    p.add_argument(
+        "--group-size",
+        type=int,
+        default=field_default(Int4WeightOnlyConfig, "group_size"),
+        help="int4-weight-only: weights sharing one scale (default %(default)s)",
+    )
+    qat = field_default(QATConfig, "finetune")
+    p.add_argument(
+        "--qat-epochs",
+        type=int,
+        default=qat.epochs,
+        help="qat: fine-tuning epochs (default %(default)s)",
+    )
+    p.add_argument(
+        "--qat-lr",
+        type=float,
+        default=qat.lr,
+        help="qat: fine-tuning peak learning rate (default %(default)s)",
+    )
     p.add_argument("--out", help="artifact to write (.safetensors); required unless --sensitivity")
     add_common(p)
+
+
+def _static_options(p: argparse.ArgumentParser) -> None:
+    """int8-static and qat: calibration and weight scales."""
+    p.add_argument(
+        "--observer",
+        default=field_default(Int8StaticConfig, "observer"),
+        choices=OBSERVERS,
+        help="int8-static/qat: how activation ranges are found, one of %(choices)s "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--per-tensor",
+        action="store_true",
+        help="int8-static/qat: one weight scale per tensor (default: one per output channel)",
+    )
+    p.add_argument(
+        "--reduce-range",
+        default=field_default(Int8StaticConfig, "reduce_range"),
+        choices=REDUCE_RANGE,
+        help="int8-static/qat: 7-bit weights in all layers, none, or (auto) the layers whose "
+        "inputs could saturate x86 AVX2 int8 kernels; one of %(choices)s (default %(default)s)",
+    )
+    p.add_argument(
+        "--calib-batches",
+        type=int,
+        default=field_default(Int8StaticConfig, "calib_batches"),
+        help=f"int8-static/qat: calibration batches of "
+        f"{field_default(Int8StaticConfig, 'calib_batch_size')} images (default %(default)s)",
+    )
 
 
 def _config(args: argparse.Namespace, scheme: str) -> Any:
@@ -115,7 +176,15 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     model = export.load(source)
     splits = _splits(args)
     device = resolve_device(args.device)
-    quantized = quantize(model, cfg, calib_data=splits, data=splits, backend=backend, device=device)
+    quantized = quantize(
+        model,
+        cfg,
+        calib_data=splits,
+        data=splits,
+        backend=backend,
+        device=device,
+        progress=not args.quiet,
+    )
     metrics: dict[str, Any] = {
         "baseline_test_accuracy": evaluate_accuracy(model, splits.test),
         "test_accuracy": evaluate_accuracy(quantized, splits.test),
@@ -131,7 +200,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     result = _result(out, source, backend, splits, metrics, quantization_report(quantized))
     if backend == "torch" and args.scheme in TORCH_INT8_SCHEMES:
         # The deployed form: compiled to PyTorch's int8 kernels (one compilation per batch size).
-        print("compiling the int8 model with torch.compile ...", file=sys.stderr, flush=True)
+        log(args, "compiling the int8 model with torch.compile ...")
         runner = TorchInt8Module(quantized)
         result["torch_int8_test_accuracy"] = evaluate_accuracy(runner, splits.test)
     if args.json:
@@ -188,7 +257,7 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
 
     def progress(i: int, total: int, layer: str) -> None:
         if not args.json:
-            print(f"[{i + 1}/{total}] {layer}", file=sys.stderr, flush=True)
+            log(args, f"[{i + 1}/{total}] {layer}")
 
     ranked = sensitivity(model, cfg, splits, batches=args.sensitivity_batches, on_layer=progress)
     images = min(len(splits.val), args.sensitivity_batches * 256)

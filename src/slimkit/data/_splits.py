@@ -55,7 +55,7 @@ class Splits:
         x, _ = next(iter(make_loader(self.val, batch_size=batch_size)))
         if x.shape[0] < batch_size:  # a tiny validation split: repeat to the requested size
             x = x.repeat(math.ceil(batch_size / x.shape[0]), *([1] * (x.dim() - 1)))[:batch_size]
-        return x
+        return torch.as_tensor(x)
 
 
 def split_train_val(

@@ -9,13 +9,15 @@ Example:
 from ._api import distill, frozen_teacher, kd_loss
 from ._config import AUTO, DistillConfig
 from ._features import FeatureInfo, FeatureTap, auto_pairs, module_outputs, resolve_pairs
-from ._losses import AttentionTransfer, HintKD, LogitKD, attention_map
+from ._losses import LOGIT_LOSSES, AttentionTransfer, DecoupledKD, HintKD, LogitKD, attention_map
 from ._slim import INITS, reinitialise_, slim
 
 __all__ = [
     "AUTO",
     "INITS",
+    "LOGIT_LOSSES",
     "AttentionTransfer",
+    "DecoupledKD",
     "DistillConfig",
     "FeatureInfo",
     "FeatureTap",

@@ -22,7 +22,7 @@ from ..train import train
 from ..train._loop import LossFn
 from ._config import DistillConfig
 from ._features import FeatureTap, resolve_pairs
-from ._losses import AttentionTransfer, HintKD, LogitKD
+from ._losses import LOGIT_LOSSES, AttentionTransfer, HintKD, LogitKD
 from ._teacher import teacher_runner
 
 CACHE_LIMIT_BYTES = 1 << 30  # cached teacher logits larger than this are recomputed instead
@@ -82,7 +82,8 @@ def kd_loss(
         teacher.eval()
         with torch.no_grad():
             target = teacher(x)
-        return kd(model(x), target, y)
+        loss: torch.Tensor = kd(model(x), target, y)
+        return loss
 
     return loss
 
@@ -184,7 +185,7 @@ class _Objective:
         else:
             with torch.no_grad():
                 target = self.teacher(x)
-        loss = self.logit(model(x), target, y)
+        loss: torch.Tensor = self.logit(model(x), target, y)
         if self.student_tap is None or self.teacher_tap is None:
             return loss
         s_feats, t_feats = self.student_tap.get(), self.teacher_tap.get()
@@ -204,9 +205,10 @@ def _objective(
     pairs, s_shapes, t_shapes = resolve_pairs(layers, student, teacher, example)
     objective = _Objective(
         teacher,
-        LogitKD(
+        LOGIT_LOSSES.get(cfg.logit_loss)(
             temperature=cfg.temperature,
             alpha=cfg.alpha,
+            beta=cfg.beta,
             label_smoothing=cfg.train.label_smoothing,
         ),
         cfg,

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..runtime import RUNTIMES
 from ..train import TrainConfig
+from ._losses import LOGIT_LOSSES
 
 AUTO = "auto"
 HintLayers = tuple[tuple[str, str], ...] | str
@@ -43,13 +44,17 @@ class DistillConfig:
     """How to distil a teacher into a student.
 
     The loss is ``alpha · T² · KL(teacher ‖ student at temperature T) + (1 - alpha) · CE``
-    (see :class:`LogitKD`), plus ``hint_weight`` × the FitNets loss (:class:`HintKD`) and
+    (see :class:`LogitKD`; with ``logit_loss="dkd"`` the KL term is decoupled into its
+    target-class and non-target-class parts, the latter weighted by ``beta``, see
+    :class:`DecoupledKD`), plus ``hint_weight`` × the FitNets loss (:class:`HintKD`) and
     ``attention_weight`` × attention transfer (:class:`AttentionTransfer`) over the paired
     layers of ``hint_layers``.
 
     Attributes:
         temperature: softmax temperature T > 0 of the logit term.
         alpha: weight of the logit distillation term in [0, 1] (0 = plain cross-entropy).
+        logit_loss: ``kd`` (Hinton) or ``dkd`` (decoupled KD), from :data:`LOGIT_LOSSES`.
+        beta: DKD's weight of the non-target-class term (>= 0; unused by ``kd``).
         hint_layers: ``()`` (logits only), ``"auto"`` (the last feature map of each spatial
             size that both models produce, paired by size), or ``(student, teacher)`` module
             name pairs whose outputs are compared.
@@ -71,6 +76,8 @@ class DistillConfig:
 
     temperature: float = 4.0
     alpha: float = 0.9
+    logit_loss: str = "kd"
+    beta: float = 8.0
     hint_layers: HintLayers = ()
     hint_weight: float = 1.0
     attention_weight: float = 0.0
@@ -85,7 +92,12 @@ class DistillConfig:
             )
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"DistillConfig.alpha must be in [0, 1], got {self.alpha}")
-        for name in ("hint_weight", "attention_weight"):
+        if self.logit_loss not in LOGIT_LOSSES:
+            raise ValueError(
+                f"DistillConfig.logit_loss must be one of {LOGIT_LOSSES.names()}, got "
+                f"{self.logit_loss!r}"
+            )
+        for name in ("beta", "hint_weight", "attention_weight"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"DistillConfig.{name} must be a finite number >= 0, got {value}")
@@ -119,6 +131,8 @@ class DistillConfig:
         return {
             "temperature": self.temperature,
             "alpha": self.alpha,
+            "logit_loss": self.logit_loss,
+            "beta": self.beta,
             "hint_layers": hints if isinstance(hints, str) else [list(p) for p in hints],
             "hint_weight": self.hint_weight,
             "attention_weight": self.attention_weight,

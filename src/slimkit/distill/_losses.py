@@ -1,4 +1,4 @@
-"""Knowledge-distillation losses as plain modules: logits (Hinton), hints (FitNets), attention.
+"""Knowledge-distillation losses as plain modules: logits (Hinton, DKD), hints (FitNets), attention.
 
 Each loss takes the student's and the teacher's outputs (logits, or lists of feature maps
 already captured from paired layers) and returns a scalar. None of them runs a model, so they
@@ -7,11 +7,14 @@ can be used in any training loop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .._registry import Registry
 
 
 class LogitKD(nn.Module):
@@ -58,6 +61,12 @@ class LogitKD(nn.Module):
             * t
         )
 
+    def distillation_term(
+        self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The term ``alpha`` weighs (Hinton's ignores the labels)."""
+        return self.distillation(student, teacher)
+
     def forward(
         self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -66,13 +75,89 @@ class LogitKD(nn.Module):
                 f"student logits {tuple(student.shape)} and teacher logits "
                 f"{tuple(teacher.shape)} differ; both models must predict the same classes"
             )
-        loss = self.distillation(student, teacher)
+        loss = self.distillation_term(student, teacher, target)
         if self.alpha == 1.0:
             return loss
         if target is None:
             raise ValueError("LogitKD with alpha < 1 mixes in cross-entropy: pass the labels")
         ce = F.cross_entropy(student, target, label_smoothing=self.label_smoothing)
         return self.alpha * loss + (1.0 - self.alpha) * ce
+
+
+class DecoupledKD(LogitKD):
+    """Decoupled KD (Zhao et al., CVPR 2022): the logit loss split into its two parts, reweighted.
+
+    Hinton's KL term is ``TCKD + (1 − p_t) · NCKD``: *target-class* KD (the binary
+    "right class vs the rest" distribution) plus *non-target-class* KD (the distribution over
+    the wrong classes), the second scaled down by the teacher's own confidence ``1 − p_t`` on
+    the true class. A confident teacher thus passes on almost none of its "dark knowledge";
+    DKD weighs the parts independently:
+
+    ``loss = alpha · T² · (TCKD + beta · NCKD) + (1 - alpha) · CE(s, y)``
+
+    Args:
+        temperature: T > 0.
+        alpha: weight of the distillation term in [0, 1].
+        beta: weight of the non-target-class term (8 in the paper's CIFAR-100 setting).
+        label_smoothing: label smoothing of the cross-entropy term.
+
+    Example:
+        >>> dkd = DecoupledKD(temperature=4.0, alpha=0.5, beta=8.0)
+        >>> loss = dkd(student(x), teacher(x).detach(), y)
+    """
+
+    def __init__(
+        self,
+        *,
+        temperature: float = 4.0,
+        alpha: float = 0.5,
+        beta: float = 8.0,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__(temperature=temperature, alpha=alpha, label_smoothing=label_smoothing)
+        if not beta >= 0:
+            raise ValueError(f"DecoupledKD.beta must be >= 0, got {beta}")
+        self.beta = float(beta)
+
+    def distillation_term(
+        self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor | None
+    ) -> torch.Tensor:
+        """T² · (TCKD + beta · NCKD), averaged over the batch."""
+        if target is None:
+            raise ValueError("DecoupledKD splits the loss at the true class: pass the labels")
+        t = self.temperature
+        mask = F.one_hot(target, student.shape[-1]).bool()
+        log_s, log_t = F.log_softmax(student / t, dim=-1), F.log_softmax(teacher / t, dim=-1)
+        tckd = F.kl_div(_binary(log_s, mask), _binary(log_t, mask), **_KL)
+        # the true class masked out: a softmax over the wrong classes only
+        nckd = F.kl_div(
+            F.log_softmax(student / t - 1e4 * mask, dim=-1),
+            F.log_softmax(teacher / t - 1e4 * mask, dim=-1),
+            **_KL,
+        )
+        return (tckd + self.beta * nckd) * t * t
+
+
+_KL: dict[str, Any] = {"reduction": "batchmean", "log_target": True}
+
+
+def _binary(log_probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log [p(true class), p(any other class)] from per-class log-probabilities."""
+    log_true = log_probs.masked_select(mask).unsqueeze(-1)
+    log_rest = torch.log1p(-log_true.exp().clamp(max=1 - 1e-7))
+    return torch.cat([log_true, log_rest], dim=-1)
+
+
+#: Logit losses by ``DistillConfig.logit_loss`` name: ``factory(temperature=, alpha=, beta=,
+#: label_smoothing=) -> LogitKD``.
+LOGIT_LOSSES: Registry[Callable[..., LogitKD]] = Registry("logit loss")
+LOGIT_LOSSES.register(
+    "kd",
+    lambda *, temperature, alpha, beta, label_smoothing: LogitKD(
+        temperature=temperature, alpha=alpha, label_smoothing=label_smoothing
+    ),
+)
+LOGIT_LOSSES.register("dkd", DecoupledKD)
 
 
 def _adapter(student_shape: Sequence[int], teacher_shape: Sequence[int]) -> nn.Module:

@@ -274,7 +274,8 @@ def _parse(path: Path, text: str | bytes) -> dict[str, Any]:
         ) from None
     check_depth(path, spec)
     check_version(path, spec, newest=FORMAT_VERSION, fmt=FORMAT)
-    return spec
+    checked: dict[str, Any] = spec
+    return checked
 
 
 def _read_stored(path: Path, spec: dict[str, Any]) -> dict[str, torch.Tensor]:

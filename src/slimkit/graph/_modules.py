@@ -8,7 +8,7 @@ custom layers with :func:`register_module_handler`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -19,12 +19,10 @@ from ._trace import Dims, TraceContext, _tensors, register_module_handler
 
 
 def _input(args: tuple[Any, ...], kwargs: dict[str, Any], name: str = "input") -> torch.Tensor:
-    if args:
-        return args[0]
-    value = kwargs.get(name)
+    value = args[0] if args else kwargs.get(name)
     if value is None:
         value = next(iter(kwargs.values()))
-    return value
+    return cast(torch.Tensor, value)
 
 
 def _set_output(ctx: TraceContext, output: Any, dims: Dims) -> None:

@@ -54,7 +54,7 @@ class TaylorImportance:
         try:
             for x, y in calib:
                 model.zero_grad(set_to_none=True)
-                F.cross_entropy(model(x.to(device)), y.to(device)).backward()
+                torch.autograd.backward(F.cross_entropy(model(x.to(device)), y.to(device)))
                 for name, module in targets.items():
                     weight = weight_of(module)
                     if weight.grad is not None:

@@ -145,7 +145,7 @@ class TaylorGroupImportance:
         model.zero_grad(set_to_none=True)
         try:
             for x, y in calib:
-                F.cross_entropy(model(x.to(device)), y.to(device)).backward()
+                torch.autograd.backward(F.cross_entropy(model(x.to(device)), y.to(device)))
             scores = []
             for group in graph.groups:
                 total = torch.zeros(len(group.units), dtype=torch.float64)

@@ -47,7 +47,7 @@ def count_macs(model: nn.Module, example_input: torch.Tensor) -> int:
         for param in trainable:
             param.requires_grad_(True)
         model.train(was_training)
-    return counter.get_total_flops() // 2 // example_input.shape[0]
+    return int(counter.get_total_flops()) // 2 // example_input.shape[0]
 
 
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)

@@ -55,7 +55,7 @@ def measure_latency(
 ) -> float:
     """Median wall time in milliseconds of one eager forward pass on ``example_input``."""
     model.eval()
-    sync = torch.cuda.synchronize if example_input.is_cuda else (lambda: None)
+    sync: Callable[[], None] = torch.cuda.synchronize if example_input.is_cuda else (lambda: None)
 
     def step() -> None:
         model(example_input)

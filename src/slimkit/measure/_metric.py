@@ -23,7 +23,8 @@ def resolve_metric(spec: str | MetricFn | None) -> MetricFn | None:
     module_name, sep, name = str(spec).partition(":")
     if not sep or not module_name or not name:
         raise ValueError(f"a metric is a callable or 'package.module:function', got {spec!r}")
-    return import_function(str(spec), "metric", ValueError)
+    metric: MetricFn = import_function(str(spec), "metric", ValueError)
+    return metric
 
 
 def metric_name(fn: MetricFn | None) -> str:

@@ -363,8 +363,9 @@ def load_hf(
     limit = _model_limit(config, tokenizer, pipeline_limit)
     if max_length is not None and not 2 <= max_length <= limit:
         raise ValueError(f"max_length must be in [2, {limit}] for {directory}, got {max_length}")
+    backbone.train(False)  # eval(), which transformers leaves untyped
     encoder = SentenceEncoder(
-        backbone.eval(),
+        backbone,
         tokenizer,
         pooling=pooling or found_pooling,
         normalize=found_normalize if normalize is None else normalize,

@@ -38,7 +38,7 @@ def resize_layer(layer: Any, hidden: int, heads: int, head_size: int, ffn: int) 
     layer.output.dense = nn.Linear(ffn, hidden)
 
 
-class SlimBertModel(BertModel):
+class SlimBertModel(BertModel):  # type: ignore[no-untyped-call,unused-ignore]  # untyped transformers
     """``BertModel`` whose layers take their widths from ``config.slimkit_layers``."""
 
     config_class = BertConfig

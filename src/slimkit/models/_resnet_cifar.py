@@ -61,7 +61,8 @@ class CifarResNet(nn.Module):
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)
-        return self.fc(x)
+        logits: torch.Tensor = self.fc(x)
+        return logits
 
 
 def resnet20(*, in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> CifarResNet:

@@ -39,7 +39,8 @@ class SeedCNN(nn.Module):
         x = self.pool(torch.relu(self.conv1(x)))
         x = self.pool(torch.relu(self.conv2(x)))
         x = torch.flatten(x, 1)
-        return self.fc2(torch.relu(self.fc1(x)))
+        logits: torch.Tensor = self.fc2(torch.relu(self.fc1(x)))
+        return logits
 
 
 def seed_cnn(*, in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> SeedCNN:

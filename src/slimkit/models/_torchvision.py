@@ -35,7 +35,8 @@ class InputAdapter(nn.Module):
             x = F.interpolate(x, size=(self.min_side, self.min_side), mode="bilinear")
         out = self.model(x)
         # GoogLeNet/Inception return named tuples with auxiliary logits in training mode.
-        return out.logits if hasattr(out, "logits") else out
+        logits: torch.Tensor = out.logits if hasattr(out, "logits") else out
+        return logits
 
 
 def torchvision_classifiers() -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -32,6 +32,7 @@ from ..measure import count_macs, fixed_threads, interleaved_latency
 from ..train import TrainConfig, train
 from ..train._loop import LossFn
 from ._config import AGP, Global, OneShot, PerLayer
+from ._target import Metric, blocked_summary, search_target
 
 STRUCTURE_ATTR = "slimkit_structure"
 REPORT_ATTR = "slimkit_prune_report"
@@ -213,6 +214,33 @@ def _global_removals(
     return counts
 
 
+def group_drops(
+    graph: DependencyGraph,
+    scores: dict[int, float],
+    cfg: StructuredConfig,
+    ratio: float,
+    *,
+    stagger: bool = False,
+) -> dict[int, int]:
+    """How many units each group (by index) loses at ``ratio``, before rounding.
+
+    ``stagger`` offsets each group's rounding differently, so that groups of equal size do not
+    all lose a unit at the same ratio: MACs then fall smoothly with the ratio, which a target
+    search needs (each group stays within one unit of the ratio).
+    """
+    if isinstance(cfg.scope, Global):
+        return _global_removals(graph, scores, cfg, ratio)
+    drops: dict[int, int] = {}
+    for group in graph.groups:
+        n = len(group.units)
+        phase = (group.index * 0.6180339887) % 1.0 if stagger else 0.0
+        share = min(_group_ratio(graph, group, cfg, ratio), cfg.max_ratio)
+        drops[group.index] = min(
+            math.floor(share * n + phase * (share > 0)), math.floor(cfg.max_ratio * n)
+        )
+    return drops
+
+
 def select_units(
     graph: DependencyGraph,
     scores: dict[int, float],
@@ -220,29 +248,21 @@ def select_units(
     ratio: float,
     *,
     stagger: bool = False,
+    fixed: Mapping[int, int] | None = None,
 ) -> tuple[list[int], list[str]]:
     """The units to remove at ``ratio`` and notes on groups left unpruned.
 
-    ``stagger`` offsets each group's rounding differently, so that groups of equal size do not
-    all lose a unit at the same ratio: MACs then fall smoothly with the ratio, which a target
-    search needs (each group stays within one unit of the ratio).
+    ``fixed`` overrides the number of units removed from the groups it names (by index); see
+    :func:`group_drops` for ``stagger``.
     """
     notes: list[str] = []
     removed: list[int] = []
-    global_counts = (
-        _global_removals(graph, scores, cfg, ratio) if isinstance(cfg.scope, Global) else None
-    )
+    drops = {**group_drops(graph, scores, cfg, ratio, stagger=stagger), **(fixed or {})}
     for group in graph.groups:
         n = len(group.units)
         if n == 0:
             continue
-        if global_counts is not None:
-            drop = global_counts[group.index]
-        else:
-            phase = (group.index * 0.6180339887) % 1.0 if stagger else 0.0
-            share = min(_group_ratio(graph, group, cfg, ratio), cfg.max_ratio)
-            drop = min(math.floor(share * n + phase * (share > 0)), math.floor(cfg.max_ratio * n))
-        keep = max(n - drop, 1 if group.blocked_units == 0 else 0)
+        keep = max(n - drops[group.index], 1 if group.blocked_units == 0 else 0)
         keep, note = _rounded_keep(group, keep, cfg.round_to)
         if note:
             notes.append(note)
@@ -271,6 +291,7 @@ def prune_verified(
     ratio: float,
     *,
     stagger: bool = False,
+    fixed: Mapping[int, int] | None = None,
 ) -> Candidate:
     """Prune a copy of ``model`` at ``ratio`` and verify it; repair by blocking divergences.
 
@@ -278,7 +299,7 @@ def prune_verified(
         UnsupportedOpError: if the pruned model keeps diverging from the plan.
     """
     for _ in range(MAX_REPAIRS):
-        removed, notes = select_units(graph, scores, cfg, ratio, stagger=stagger)
+        removed, notes = select_units(graph, scores, cfg, ratio, stagger=stagger, fixed=fixed)
         pruned = copy.deepcopy(model)
         structure = apply_plan(pruned, graph.plan(removed))
         bad = graph.verify(pruned, removed)
@@ -307,8 +328,6 @@ def _check_blocks(model: nn.Module, example: Any, names: tuple[str, ...]) -> Non
 
 
 # -- goals: ratio, MACs, latency -----------------------------------------------------------------
-
-Metric = Callable[[nn.Module], float]
 
 
 def _metric(
@@ -340,79 +359,6 @@ def _latency_ratio(
     with fixed_threads(threads):
         ref_ms, ms = interleaved_latency([reference.eval(), model.eval()], x, rounds=21)
     return ms / ref_ms
-
-
-def _blocked_summary(graph: DependencyGraph) -> str:
-    reasons: list[str] = []
-    for group in graph.groups:
-        reasons.extend(r for r in group.reasons if r not in reasons)
-    unsupported = ", ".join(f"{k} in {v[0]}" for k, v in graph.unsupported.items())
-    text = "; ".join(reasons[:4]) or "none"
-    return text + (f"; unsupported ops: {unsupported}" if unsupported else "")
-
-
-def metric_is_exact(cfg: StructuredConfig) -> bool:
-    return cfg.goal[0] == "macs"
-
-
-def _search(
-    graph: DependencyGraph,
-    model: nn.Module,
-    scores: dict[int, float],
-    cfg: StructuredConfig,
-    target: float,
-    baseline: float,
-    metric: Metric,
-    tolerance: float,
-) -> Candidate:
-    """Bisect the ratio until the metric is within ``tolerance`` of ``target`` × baseline."""
-    evaluated: list[Candidate] = []
-
-    def at(ratio: float) -> Candidate:
-        candidate = prune_verified(graph, model, scores, cfg, ratio, stagger=True)
-        candidate.fraction = metric(candidate.model) / baseline
-        evaluated.append(candidate)
-        return candidate
-
-    deepest = at(cfg.max_ratio)
-    if deepest.fraction > target * (1 + tolerance):
-        raise PruningTargetError(
-            f"cannot reach {target:.0%} of the original: removing the most allowed "
-            f"(max_ratio={cfg.max_ratio}) keeps {deepest.fraction:.0%}; "
-            f"{sum(g.blocked_units for g in graph.groups)} units are blocked ({_blocked_summary(graph)}). "
-            "Allow a larger max_ratio, ignore fewer layers, or aim higher",
-            report={"reachable_fraction": deepest.fraction},
-        )
-    low, high = 0.0, cfg.max_ratio
-    # A MACs target is a ceiling (count_macs is exact): stop only at or below it. Measured
-    # latency is noisy, so a latency target accepts either side within the tolerance.
-    ceiling = metric_is_exact(cfg)
-    # A measured metric keeps bisecting to half the tolerance: a re-measurement may land
-    # elsewhere in the band.
-    aim = tolerance if ceiling else tolerance / 2
-    for _ in range(10):
-        last = evaluated[-1].fraction
-        if abs(last - target) <= aim * target and (last <= target or not ceiling):
-            break
-        ratio = (low + high) / 2
-        candidate = at(ratio)
-        low, high = (ratio, high) if candidate.fraction > target else (low, ratio)
-    # Among candidates close enough, prefer one that meets the target (at or below it).
-    best = min(
-        evaluated,
-        key=lambda c: (
-            abs(c.fraction - target) > tolerance * target,
-            c.fraction > target,
-            abs(c.fraction - target),
-        ),
-    )
-    if abs(best.fraction - target) > tolerance * target:
-        raise PruningTargetError(
-            f"no ratio came within {tolerance:.0%} of {target:.0%} (closest: {best.fraction:.0%}); "
-            "the model's units are too coarse for this target, try a nearby one",
-            report={"closest_fraction": best.fraction},
-        )
-    return best
 
 
 # -- the handler ---------------------------------------------------------------------------------
@@ -483,7 +429,7 @@ def _prune_step(run: _Run, model: nn.Module, goal: float, previous: float) -> Ca
     if not any(g.prunable for g in graph.groups):
         raise PruningTargetError(
             f"nothing can be pruned: all {len(graph.groups)} channel groups are blocked "
-            f"({_blocked_summary(graph)}); ignore fewer layers",
+            f"({blocked_summary(graph)}); ignore fewer layers",
             report=graph.summary(),
         )
     criterion = GROUP.get(cfg.importance)()
@@ -494,7 +440,9 @@ def _prune_step(run: _Run, model: nn.Module, goal: float, previous: float) -> Ca
         candidate = prune_verified(graph, model, scores, cfg, relative)
     else:
         tolerance = cfg.latency_tolerance if kind == "latency" else MACS_TOLERANCE
-        candidate = _search(graph, model, scores, cfg, goal, run.baseline, run.metric, tolerance)
+        candidate = search_target(
+            graph, model, scores, cfg, goal, run.baseline, run.metric, tolerance
+        )
     _note(run.report, graph, candidate)
     return candidate
 

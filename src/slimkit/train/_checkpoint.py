@@ -84,4 +84,5 @@ def load_checkpoint(
     load_state(model, model_state, str(path))
     optim_tensors = {k: v for k, v in tensors.items() if k.startswith("optim.")}
     optimizer.load_state_dict(_join_optimizer_state(optim_tensors, meta.pop("optimizer")))
-    return meta
+    restored: dict[str, Any] = meta
+    return restored

@@ -207,7 +207,7 @@ def _run_epoch(
                 group["lr"] = _lr_at(cfg, step, total_steps)
             loss = loss_fn(model, x.to(device), y.to(device))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.autograd.backward(loss)
             optimizer.step()
             if after_step is not None:
                 after_step(model)
