@@ -54,7 +54,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check --no-cache src tests benchmarks scripts
 	$(VENV)/bin/ruff format --no-cache --check src tests benchmarks scripts
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict src/slimkit/prune src/slimkit/quantize
+	$(VENV)/bin/mypy --strict src/slimkit/search src/slimkit/prune src/slimkit/quantize
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests benchmarks scripts
