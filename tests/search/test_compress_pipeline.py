@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from torch import nn
@@ -36,8 +37,10 @@ def test_budget_is_honoured_and_the_run_is_complete(
     # int8 weights alone make it ~4x smaller; sparsity and pruning add to that.
     assert summary["result"]["bytes"] * 3.5 < summary["baseline"]["bytes"]
     assert [s["name"] for s in summary["stages"]] == [
-        "baseline", "sensitivity", "plan", "search", "polish", "verify", "export", "report"
+        "baseline", "sensitivity", "plan", "recovery", "search", "polish", "verify", "export",
+        "report",
     ]  # fmt: skip
+    assert summary["recovery"] == {"method": "ce"}  # configured, not measured
     files = summary["files"]
     for key in ("artifact", "onnx", "report", "summary"):
         assert Path(files[key]).is_file(), key
@@ -159,7 +162,7 @@ def test_latency_goal_deploys_the_faster_precision_it_measured(
         assert [m["precision"] == "fp32" for m in measured] == [False, True]
         assert measured[0]["precision"].startswith(("int8", "qat"))
         within = [m for m in measured if m["drop"] <= cfg.max_drop]
-        chosen = min(within, key=lambda m: m["ms_b64"])
+        chosen = min(within, key=lambda m: (m["ms_b1"] * m["ms_b64"]) ** 0.5)
         assert record["precision"] == f"{chosen['precision']} (onnxruntime)"
         if chosen["precision"] == "fp32":
             assert record["onnx"].endswith("model-fp32.onnx")
@@ -212,11 +215,46 @@ def test_auto_backend_deploys_the_runtime_the_timer_says_is_fastest(
     assert deployment["runtime"] == runtime
     assert len(deployment["alternatives"]) == 3
     assert all(a["slower_than_chosen"] == 5.0 for a in deployment["alternatives"])
+    assert all(a["slower_than_chosen_b1"] == 5.0 for a in deployment["alternatives"])
     if runtime == "openvino":
         assert Path(summary["files"]["openvino.xml"]).is_file()
         assert Path(summary["files"]["openvino.bin"]).is_file()
     else:
         assert "openvino.xml" not in summary["files"]
+
+
+def test_a_runtime_fast_at_batch_64_only_does_not_win(
+    trained: nn.Module, small_splits: Splits, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OpenVINO int8 takes 1 ms at batch 64 but 20 ms at batch 1 (a fixed cost per call);
+    # ONNX Runtime int8 takes 2 ms at both: the geometric mean (4.5 vs 2) picks ONNX Runtime.
+    pytest.importorskip("openvino")
+    from slimkit.runtime import OpenVinoModule
+    from slimkit.search import _export, _stages, _trial, _verify
+
+    def timer(runners: list[object], x: Any, rounds: int = 15) -> list[float]:
+        def ms(runner: object) -> float:
+            path = str(getattr(runner, "path", ""))
+            if not path:
+                return 50.0  # the eager original
+            if path.endswith("fp32.onnx"):
+                return 10.0
+            if isinstance(runner, OpenVinoModule):
+                return 1.0 if x.shape[0] == 64 else 20.0
+            return 2.0
+
+        return [ms(r) for r in runners]
+
+    for module in (_trial, _stages, _verify, _export):
+        monkeypatch.setattr(module, "interleaved_latency", timer)
+    cfg = CompressConfig(max_drop=5.0, goal="latency", latency_threads=1, **{**FAST, "trials": 1})
+    summary = compress(trained, small_splits, cfg, tmp_path / "run", log=None)
+    assert summary["result"]["backend"] == "onnxruntime"
+    openvino = next(
+        a for a in summary["deployment"]["alternatives"]
+        if a["runtime"] == "openvino" and a["precision"] != "fp32"
+    )  # fmt: skip
+    assert (openvino["slower_than_chosen"], openvino["slower_than_chosen_b1"]) == (0.5, 10.0)
 
 
 def test_a_plan_that_rounds_to_an_earlier_structure_reuses_its_trial(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,10 @@ from .. import export
 from .._io import check_writable
 from ..data import load_data
 from ..errors import SlimkitError
+from ..importance import GROUP
 from ..search import (
     GOALS,
+    RECOVERY,
     STALE_AFTER_S,
     CompressConfig,
     RunDir,
@@ -23,7 +25,8 @@ from ..search import (
     run_worker,
 )
 from ._guards import refuse_quantized
-from ._output import print_json, profile_table
+from ._output import log, print_json, profile_table
+from ._parser import field_default
 
 AddCommon = Callable[[argparse.ArgumentParser], None]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
@@ -62,40 +65,102 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
     p = sub.add_parser(
         "compress", help="smallest/fastest model within an accuracy budget (prune+KD+int8)"
     )
-    p.add_argument("artifact", metavar="ARTIFACT")
-    p.add_argument("--max-drop", type=float, default=0.5, help="budget: validation points")
-    p.add_argument("--goal", choices=GOALS, default="latency")
+    p.add_argument("artifact", metavar="ARTIFACT", help="the trained model (.safetensors)")
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=_default("max_drop"),
+        help="the budget: points of validation top-1 the result may lose (or units of "
+        "--metric) (default %(default)s)",
+    )
+    p.add_argument(
+        "--goal",
+        choices=GOALS,
+        default=_default("goal"),
+        help="what to minimise within the budget (default %(default)s)",
+    )
     p.add_argument(
         "--backend",
         choices=backends(),
-        default="auto",
+        default=_default("backend"),
         help="where the result runs: auto (time every installed runtime on every candidate, "
-        "deploy the fastest within budget), a runtime, or torch (eager) (default: auto)",
+        "deploy the fastest within budget), a runtime, or torch (eager) (default %(default)s)",
     )
-    p.add_argument("--time-budget", default=None, help="stop starting trials after e.g. 30m")
-    p.add_argument("--trials", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--importance", default="l2", help="structured pruning criterion")
-    p.add_argument("--recover", choices=["kd", "ce"], default="kd")
-    p.add_argument("--recover-epochs", type=int, default=2)
-    p.add_argument("--recover-lr", type=float, default=1e-3)
-    p.add_argument("--qat-epochs", type=int, default=1)
+    p.add_argument(
+        "--time-budget",
+        default=None,
+        metavar="DURATION",
+        help="stop starting trials after this long, e.g. 30m or 2h (default: no limit)",
+    )
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=_default("trials"),
+        help="candidate plans the search evaluates (default %(default)s)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=_default("seed"), help="seeds the search (default %(default)s)"
+    )
+    p.add_argument(
+        "--importance",
+        default=_default("importance"),
+        choices=GROUP.names(),
+        help="structured pruning criterion (default %(default)s)",
+    )
+    p.add_argument(
+        "--recover",
+        choices=RECOVERY,
+        default=_default("recover"),
+        help="how trials recover a pruned model: kd (distil from the original), ce (plain "
+        "fine-tuning), or auto (recover one candidate both ways first, keep KD only if it "
+        "scores better) (default %(default)s)",
+    )
+    p.add_argument(
+        "--recover-epochs",
+        type=int,
+        default=_default("recover_epochs"),
+        help="recovery epochs per trial (default %(default)s)",
+    )
+    p.add_argument(
+        "--recover-lr",
+        type=float,
+        default=_default("recover_lr"),
+        help="peak learning rate of the recovery (default %(default)g)",
+    )
+    p.add_argument(
+        "--qat-epochs",
+        type=int,
+        default=_default("qat_epochs"),
+        help="quantization-aware training epochs when plain int8 misses the budget "
+        "(default %(default)s)",
+    )
     p.add_argument(
         "--polish-epochs",
         type=int,
-        default=0,
-        help="after the search, recover the best plans again for this many more epochs",
+        default=_default("polish_epochs"),
+        help="after the search, recover the best plans again for this many more epochs "
+        "(default %(default)s: off)",
     )
-    p.add_argument("--polish-trials", type=int, default=2, help="how many plans to polish")
+    p.add_argument(
+        "--polish-trials",
+        type=int,
+        default=_default("polish_trials"),
+        help="how many plans to polish (default %(default)s)",
+    )
     p.add_argument(
         "--margin-se",
         type=float,
-        default=1.0,
+        default=_default("margin_se"),
         help="a plan holds the budget if its validation drop plus this many standard errors "
-        "does (0: the drop alone)",
+        "does (0: the drop alone) (default %(default)s)",
     )
     p.add_argument("--no-quantize", action="store_true", help="prune only; keep fp32")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for latency")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads every latency is measured with (default: torch's current setting)",
+    )
     p.add_argument(
         "--round-to",
         type=int,
@@ -117,22 +182,31 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
         "--structure-cost",
         choices=("macs", "params", "latency"),
         default=None,
-        help="what the structured plan cuts a fraction of (default: params for --goal size, "
-        "else macs); latency: each layer's time on the int8 ONNX Runtime graph",
+        help="what the structured plan cuts a fraction of: macs, params, or latency (each "
+        "layer's time on the fastest runtime) (default: params for --goal size, else macs)",
     )
     p.add_argument(
         "--metric",
         default=None,
         metavar="MODULE:FUNCTION",
         help="score models with FUNCTION(model, dataset) -> float instead of top-1 accuracy; "
-        "--max-drop is then in its units",
+        "--max-drop is then in its units (default: top-1)",
     )
     p.add_argument(
         "--lower-is-better", action="store_true", help="--metric is a loss or an error rate"
     )
-    p.add_argument("--storage", default=None, help="Optuna storage URL shared with workers")
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage URL shared with workers (default: a journal file in RUN_DIR)",
+    )
     _add_stale_after(p)
-    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="RUN_DIR",
+        help="run directory: stages, trials, the result, report.html and summary.json",
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -141,8 +215,12 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
     add_common(p)
 
     w = sub.add_parser("worker", help="join a compress run's search from another process")
-    w.add_argument("run_dir", metavar="RUN_DIR")
-    w.add_argument("--storage", default=None, help="the run's Optuna storage URL")
+    w.add_argument("run_dir", metavar="RUN_DIR", help="the run directory of a compress run")
+    w.add_argument(
+        "--storage",
+        default=None,
+        help="the run's Optuna storage URL (default: the one RUN_DIR names)",
+    )
     _add_stale_after(w)
     w.add_argument(
         "--metric",
@@ -160,16 +238,36 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
     add_common(w)
 
     run = sub.add_parser("run", help="run a compress recipe (YAML) with key=value overrides")
-    run.add_argument("recipe", metavar="RECIPE")
-    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    run.add_argument("--resume", action="store_true")
-    run.add_argument("--json", action="store_true")
-    run.add_argument("--debug", action="store_true")
+    run.add_argument("recipe", metavar="RECIPE", help="a compress recipe (YAML)")
+    run.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="recipe values to replace, e.g. compress.trials=4 (default: none)",
+    )
+    run.add_argument("--resume", action="store_true", help="continue the recipe's run directory")
+    _add_output_flags(run)
 
     r = sub.add_parser("report", help="regenerate RUN_DIR/report.html and report.md")
-    r.add_argument("run_dir", metavar="RUN_DIR")
-    r.add_argument("--json", action="store_true")
-    r.add_argument("--debug", action="store_true")
+    r.add_argument("run_dir", metavar="RUN_DIR", help="the run directory of a compress run")
+    _add_output_flags(r)
+
+
+def _add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """``--json``, ``--quiet`` and ``--debug`` for the commands whose recipe or run directory
+    names the device and the data."""
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON result on stdout; a failure prints {"error": {"type", "message", '
+        '"exit_code"}} there instead',
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress messages on stderr; the result is still printed",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
 
 def _metric_arg(spec: str | None) -> Any:
@@ -226,8 +324,13 @@ def config_from_args(args: argparse.Namespace) -> CompressConfig:
     )
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def _default(name: str) -> Any:
+    return field_default(CompressConfig, name)
+
+
+def _say(args: argparse.Namespace) -> Callable[[str], None]:
+    """Progress lines on stderr, none under ``--quiet``."""
+    return partial(log, args)
 
 
 def finish(summary: dict[str, Any], as_json: bool) -> int:
@@ -279,7 +382,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         storage=args.storage,
         device=args.device,
         data_args=data_args,
-        log=_say,
+        log=_say(args),
         source=args.artifact,
         stale_after_s=stale_after_s,
     )
@@ -304,7 +407,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         storage=recipe.storage,
         device=recipe.device,
         data_args=recipe.data,
-        log=_say,
+        log=_say(args),
         source=recipe.model,
     )
     return finish(summary, args.json)
@@ -315,7 +418,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         args.run_dir,
         storage=args.storage,
         device=args.device,
-        log=_say,
+        log=_say(args),
         allowed_code=[name for name in (args.data, args.metric) if name],
         trust_code=args.trust_run_code,
         stale_after_s=stale_after(args),

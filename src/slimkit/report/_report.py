@@ -256,7 +256,13 @@ def _deployment_lines(summary: dict[str, Any]) -> list[str]:
     lines = ["", f"Deployed: {deployment['precision']}. Alternatives timed on the same candidate:"]
     lines += [
         f"- {a['precision']} on {a['runtime']}: {a['ms_b64']:.2f} ms at batch 64 "
-        f"({a['slower_than_chosen']:.2f}× the chosen), drop {a['drop']:+.3g}"
+        f"({a['slower_than_chosen']:.2f}× the chosen)"
+        + (
+            f", {a['ms_b1']:.3f} ms at batch 1 ({a['slower_than_chosen_b1']:.2f}×)"
+            if a.get("slower_than_chosen_b1")
+            else ""
+        )
+        + f", drop {a['drop']:+.3g}"
         for a in alternatives
     ]
     return lines
@@ -287,6 +293,7 @@ def _markdown(summary: dict[str, Any], trials: list[TrialRecord]) -> str:
         f"Plan: {plan_cut(summary['plan'])} by structured pruning, then "
         f"sparsity {summary['plan']['sparsity']:.0%}, precision {summary['plan']['precision']}."
         + _removed_note(summary["plan"].get("removed_blocks") or []),
+        *_recovery_lines(summary),
         "",
         f"| trial | MACs kept | weights kept | sparsity | precision | val {name} | drop | bytes "
         "| b64 ms |",
@@ -313,7 +320,29 @@ def plan_cut(plan: dict[str, Any]) -> str:
         macs = plan.get("macs_fraction")
         tail = "" if macs is None else f" ({macs:.0%} of the MACs)"
         return f"keep {plan['latency_keep']:.0%} of the predicted int8 latency{tail}"
-    return f"keep {plan.get('macs_keep') or 1.0:.0%} of the MACs"
+    macs = plan.get("macs_fraction")
+    asked = plan.get("macs_keep") or 1.0
+    if macs is None or round(macs, 2) == round(asked, 2):
+        return f"keep {macs if macs is not None else asked:.0%} of the MACs"
+    return f"keep {macs:.0%} of the MACs (the search's knob asked for {asked:.0%})"
+
+
+def _recovery_lines(summary: dict[str, Any]) -> list[str]:
+    """How the trials recovered, and the measurement behind the choice."""
+    recovery = summary.get("recovery")
+    if not recovery:
+        return []
+    method = {"kd": "distillation from the original (KD)", "ce": "cross-entropy fine-tuning"}
+    line = f"Recovery: {method.get(recovery['method'], recovery['method'])}"
+    val = recovery.get("val")
+    if not val:
+        return ["", line + " (as configured)."]
+    return [
+        "",
+        f"{line}, chosen by measurement: the cut to {recovery['macs_fraction']:.0%} of the MACs "
+        f"recovered for {recovery['epochs']} epoch(s) scored {val['ce']:.4g} with "
+        f"cross-entropy and {val['kd']:.4g} with KD on the validation split.",
+    ]
 
 
 def _removed_note(removed: list[str]) -> str:

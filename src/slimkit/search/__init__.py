@@ -7,7 +7,7 @@ knobs with Optuna, verifies the best candidate, exports it and writes a report.
 
 from ._budget import Budget
 from ._compress import compress, run_worker
-from ._config import GOALS, CompressConfig, backends
+from ._config import GOALS, RECOVERY, CompressConfig, backends
 from ._heartbeat import STALE_AFTER_S, StaleTrials
 from ._plan import GroupCurve, Pruner, measure_curves, plan_for_keep
 from ._recipe import Recipe, load_recipe
@@ -17,6 +17,7 @@ from ._study import open_study, trial_records
 
 __all__ = [
     "GOALS",
+    "RECOVERY",
     "STALE_AFTER_S",
     "Budget",
     "CompressConfig",

@@ -1,8 +1,8 @@
 """``compress``: the accuracy-budgeted search over pruning, distillation and quantization.
 
 Stages (each checkpointed in the run directory, so ``resume=True`` continues after the last
-finished one): baseline → sensitivity → plan (:mod:`._stages`) → search (:mod:`._study`) →
-polish (:mod:`._polish`) → verify (:mod:`._verify`) → export (:mod:`._export`) → report
+finished one): baseline → sensitivity → plan (:mod:`._stages`) → recovery (:mod:`._recovery`)
+→ search (:mod:`._study`) → polish (:mod:`._polish`) → verify (:mod:`._verify`) → export (:mod:`._export`) → report
 (:mod:`._summary`, :mod:`slimkit.report`). Resumed with other options, a run redoes only the
 stages those options feed. Only validation data is read until the export stage, which
 measures the test set once. Every verdict on the accuracy budget is :class:`._budget.Budget`'s.
@@ -34,6 +34,7 @@ from ._lock import run_lock
 from ._plan import GroupCurve, Pruner
 from ._polish import polish_stage, with_polished
 from ._record import TrialRecord
+from ._recovery import chosen_recovery, recovery_stage
 from ._run import RunDir, write_json
 from ._stages import attach, plan_stage, sensitivity_stage
 from ._stages import baseline_stage as _baseline  # the name tests patch to stop at the start
@@ -118,6 +119,9 @@ def compress(
         if not run.done("plan"):
             plan_stage(run, ctx.pruner, ctx.curves, splits, cfg, say)
             _read_sensitivity(run, ctx)
+        if not run.done("recovery"):
+            recovery_stage(run, ctx, say)
+        ctx.recovery = chosen_recovery(run) or ctx.recovery
         if not run.done("search"):
             search_stage(run, ctx, storage, say, stale)
         records = _read_records(run)
@@ -153,6 +157,7 @@ def _context(
         device,
         baseline_ms={k: baseline[k] for k in ("latency_ms_b1", "latency_ms_b64")},
         metric=cfg.scorer(),
+        recovery=chosen_recovery(run) or (cfg.recover if cfg.recover != "auto" else "kd"),
     )
     reference = baseline.get("reference")
     # Another host without the baseline's runtime times trials against eager PyTorch instead.
@@ -254,7 +259,7 @@ def run_worker(
     cfg = CompressConfig.from_dict(config["compress"])
     storage = storage or config.get("storage")
     splits = load_data(**config["data"])
-    _wait_for(lambda: _reloaded(run).done("plan"), deadline, poll_s, say, run_dir)
+    _wait_for(lambda: _reloaded(run).done("recovery"), deadline, poll_s, say, run_dir)
     model = load(run.output("baseline")["artifact"], trust_code=trust_code)
     ctx = _context(run, model, splits, cfg, resolve_device(device))
     study = open_study(run, storage)

@@ -35,7 +35,7 @@ def backends() -> tuple[str, ...]:
 
 
 GOALS = ("latency", "size", "macs")
-RECOVERY = ("kd", "ce")
+RECOVERY = ("auto", "kd", "ce")
 COSTS = ("macs", "params", "latency")
 #: Integer fields and their minimum (None: any integer); ``_OPTIONAL`` ones may be None too.
 _INTS = {
@@ -85,7 +85,9 @@ class CompressConfig:
         time_budget_s: stop starting new trials after this many seconds of search.
         seed: seeds the sampler and every trial's training, so a run is repeatable.
         importance: the structured pruning criterion (see ``StructuredConfig``).
-        recover: ``kd`` (distil from the original model) or ``ce`` (plain fine-tuning).
+        recover: how trials recover a pruned model: ``kd`` (distil from the original),
+            ``ce`` (plain fine-tuning), or ``auto``: recover one pruned candidate both ways
+            first and use KD only if it scores better (the recovery stage).
         recover_epochs: epochs of recovery after structured pruning in each trial.
         recover_lr: peak learning rate of the recovery.
         sensitivity_ratios: pruning ratios probed per channel group in the sensitivity stage.
@@ -147,7 +149,7 @@ class CompressConfig:
     time_budget_s: float | None = None
     seed: int = 0
     importance: str = "l2"
-    recover: str = "kd"
+    recover: str = "auto"
     recover_epochs: int = 2
     recover_lr: float = 1e-3
     sensitivity_ratios: tuple[float, ...] = (0.3, 0.6)
@@ -315,6 +317,7 @@ class CompressConfig:
 _STAGE_KEYS = {
     "baseline": ("latency_threads", "metric", "lower_is_better"),
     "sensitivity": ("importance", "sensitivity_ratios", "sensitivity_images", "seed"),
+    "recovery": ("recover", "recover_epochs", "recover_lr"),
     "plan": (
         "max_drop",
         "goal",
@@ -350,6 +353,7 @@ def stage_inputs(config: dict[str, Any], stage: str) -> Any:
         ("baseline", {"data": config.get("data")}),
         ("sensitivity", {"channel_multiple": cfg.channel_multiple, "int8": cfg.int8}),
         ("plan", {}),
+        ("recovery", {}),
         (
             "study",
             {**{k: v for k, v in full.items() if k not in later}, "storage": config.get("storage")},

@@ -9,6 +9,7 @@ or one it needs that is missing, is an error (:meth:`TrialRecord.read_list` name
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
@@ -91,12 +92,21 @@ class Deployment:
         runtime: the runtime that ran it.
         ms_b64: milliseconds at batch 64, timed interleaved with the other deployments.
         drop: its validation drop.
+        ms_b1: milliseconds at batch 1, timed the same way (None in records that predate it).
     """
 
     precision: str
     runtime: str
     ms_b64: float
     drop: float
+    ms_b1: float | None = None
+
+    @property
+    def speed_cost(self) -> float:
+        """What the fastest deployment minimises: the geometric mean of its batch-1 and
+        batch-64 times (batch 64 alone where batch 1 was not timed), so that a runtime fast
+        at one batch size and slow at the other does not win."""
+        return self.ms_b64 if self.ms_b1 is None else math.sqrt(self.ms_b1 * self.ms_b64)
 
     @property
     def label(self) -> str:

@@ -14,7 +14,17 @@ from ..errors import SlimkitError
 from ._guards import RunInput
 from ._layout import LAYOUT, check_layout
 
-STAGES = ("baseline", "sensitivity", "plan", "search", "polish", "verify", "export", "report")
+STAGES = (
+    "baseline",
+    "sensitivity",
+    "plan",
+    "recovery",
+    "search",
+    "polish",
+    "verify",
+    "export",
+    "report",
+)
 
 #: What a stage's output depends on: ``inputs(config, stage)`` for a run's saved config.
 StageInputs = Callable[[dict[str, Any], str], Any]

@@ -17,7 +17,8 @@ from ._verify import Check
 
 def summary(run: RunDir, cfg: CompressConfig) -> dict[str, Any]:
     """The summary of a run whose export stage is done: ``baseline`` and ``result`` (the
-    keys of ``slimkit profile --json``), ``budget``, ``goal``, ``plan``, ``deployment``,
+    keys of ``slimkit profile --json``), ``budget``, ``goal``, ``plan``, ``recovery`` (how the
+    trials recovered, and what the recovery stage measured), ``deployment``,
     ``plain``, ``ratios``, ``stages``, ``files`` and ``config``."""
     export = run.output("export")
     chosen = chosen_record(run)
@@ -28,6 +29,7 @@ def summary(run: RunDir, cfg: CompressConfig) -> dict[str, Any]:
         "budget": _budget(run, cfg, baseline, result),
         "goal": cfg.goal,
         "plan": _plan(chosen),
+        "recovery": run.output("recovery") if run.done("recovery") else None,
         "deployment": _deployment(chosen, result),
         "plain": export["plain"],
         "ratios": {
@@ -87,14 +89,21 @@ def _plan(chosen: TrialRecord) -> dict[str, Any]:
 
 
 def _deployment(chosen: TrialRecord, result: dict[str, Any]) -> dict[str, Any]:
-    """Which runtime and precision won, and by how much over each alternative (batch 64)."""
+    """Which runtime and precision won, and by how much over each alternative (batch 64, and
+    batch 1 where timed)."""
     measured = chosen.deployments or []
     won = next((m for m in measured if m.label == chosen.precision), None)
     return {
         "runtime": result["backend"],
         "precision": chosen.precision,
         "alternatives": [
-            {**m.to_dict(), "slower_than_chosen": m.ms_b64 / won.ms_b64}
+            {
+                **m.to_dict(),
+                "slower_than_chosen": m.ms_b64 / won.ms_b64,
+                "slower_than_chosen_b1": (
+                    m.ms_b1 / won.ms_b1 if m.ms_b1 is not None and won.ms_b1 else None
+                ),
+            }
             for m in measured
             if m != won
         ]

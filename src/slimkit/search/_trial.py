@@ -48,6 +48,8 @@ class Context:
     #: the steadier yardstick for trial latencies (see :func:`deployed_latency`).
     reference: nn.Module | None = None
     reference_ms: dict[str, float] = field(default_factory=dict)
+    #: ``kd`` or ``ce``: how trials recover (``cfg.recover``, or the recovery stage's choice).
+    recovery: str = "kd"
 
 
 def recover(model: nn.Module, ctx: Context, epochs: int, seed: int, desc: str = "recover") -> None:
@@ -55,7 +57,7 @@ def recover(model: nn.Module, ctx: Context, epochs: int, seed: int, desc: str = 
     if epochs <= 0:
         return
     train_cfg = TrainConfig(epochs=epochs, lr=ctx.cfg.recover_lr, seed=seed)
-    if ctx.cfg.recover == "kd":
+    if ctx.recovery == "kd":
         from ..distill import DistillConfig, distill
 
         distill(
@@ -299,9 +301,11 @@ def _fastest_deployment(
 
     Which wins depends on the CPU (VNNI, AMX or neither), the model and the runtime: on an
     AVX2 CPU ONNX Runtime's fp32 kernels can outrun its int8 ones on a small CNN, and
-    OpenVINO's int8 path differs from ONNX Runtime's. Every pair is timed side by side at
-    batch 64 and scored on validation; the fastest within the budget is kept (the one that
-    loses least when none holds). The record's ``deployments`` keep every measurement.
+    OpenVINO's int8 path differs from ONNX Runtime's, and a runtime's fixed cost per call
+    can make it the fastest at batch 64 and the slowest at batch 1. Every pair is timed side
+    by side at batch 1 and at batch 64 and scored on validation; the fastest within the budget
+    by :attr:`Deployment.speed_cost` is kept (the one that loses least when none holds). The
+    record's ``deployments`` keep every measurement.
     """
     from ..quantize import export_fp32, onnx_path
 
@@ -317,18 +321,24 @@ def _fastest_deployment(
         load_runtime(runtime, graph, ctx.cfg.latency_threads) for _, runtime, graph in options
     ]
     with fixed_threads(ctx.cfg.latency_threads):
-        times = interleaved_latency(runners, ctx.splits.example_input(64))
+        times_b1 = interleaved_latency(runners, ctx.splits.example_input(1))
+        times_b64 = interleaved_latency(runners, ctx.splits.example_input(64))
     measured = [
         Deployment(
             precision=precision,
             runtime=runtime,
-            ms_b64=ms,
+            ms_b64=b64,
             drop=ctx.metric.drop(ctx.baseline_val, ctx.metric(runner, ctx.splits.val)),
+            ms_b1=b1,
         )
-        for (precision, runtime, _), runner, ms in zip(options, runners, times, strict=True)
+        for (precision, runtime, _), runner, b1, b64 in zip(
+            options, runners, times_b1, times_b64, strict=True
+        )
     ]
     within = [m for m in measured if ctx.cfg.budget.holds(m.drop)]
-    best = min(within, key=lambda m: m.ms_b64) if within else min(measured, key=lambda m: m.drop)
+    best = (
+        min(within, key=lambda m: m.speed_cost) if within else min(measured, key=lambda m: m.drop)
+    )
     runner = runners[measured.index(best)]
     if best.precision != "fp32":
         fp32_path.unlink()
