@@ -378,7 +378,7 @@ def trace(model: nn.Module, example_inputs: Any, *, strict: bool = True) -> Trac
     Raises:
         UnsupportedOpError: if the model cannot run under tracing.
     """
-    from . import _modules, _rules  # noqa: F401  (registers the rules and handlers)
+    from . import _modules, _rule_table  # noqa: F401  (registers the rules and handlers)
 
     ctx = TraceContext(model)
     was_training = model.training

@@ -6,11 +6,10 @@ from ._hf import (
     SentenceEncoder,
     check_hf_dir,
     cls_pooling,
-    layer_widths,
     load_hf,
     mean_pooling,
-    save_hf,
 )
+from ._hf_save import layer_widths, save_hf
 from ._registry import MODELS, arch_of, create_model, model_names
 from ._resnet_cifar import CifarResNet
 from ._seed_cnn import SeedCNN
