@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import types
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Self, TypeVar, Union, get_args, get_origin, get_type_hints
 
 C = TypeVar("C")
 
@@ -47,7 +47,7 @@ class ConfigBase:
         return to_plain(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Rebuild a config from :meth:`to_dict` output (the tag may be left out).
 
         Raises:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from .._config import ConfigBase
 from ._config import TrainConfig
@@ -37,7 +37,7 @@ class TrainRecipe(ConfigBase):
             raise ValueError("TrainRecipe.train must be a slimkit.TrainConfig")
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "recipe") -> TrainRecipe:
+    def from_dict(cls, data: Mapping[str, Any], source: str = "recipe") -> Self:
         """The recipe ``data`` describes; errors name ``source`` (the file).
 
         Raises:
@@ -47,10 +47,9 @@ class TrainRecipe(ConfigBase):
         if "train" in values and values["train"] is None:  # ``train:`` left empty in YAML
             del values["train"]
         try:
-            recipe: TrainRecipe = super().from_dict(values)
+            return super().from_dict(values)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{source}: {err}") from None
-        return recipe
 
 
 def load_train_recipe(path: str | Path) -> TrainRecipe:
