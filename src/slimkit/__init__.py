@@ -11,6 +11,7 @@ import sys as _sys
 if "torch" not in _sys.modules:
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from ._config import ConfigBase
 from ._version import __version__
 from .data import Splits, load_data
 from .distill import (
@@ -54,6 +55,7 @@ __all__ = [
     "ArtifactError",
     "AttentionTransfer",
     "CompressConfig",
+    "ConfigBase",
     "DataError",
     "DecoupledKD",
     "DistillConfig",

@@ -37,6 +37,12 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = entry
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` and return its entry (a plugin unloading, a test cleaning up)."""
+        if name not in self._entries:
+            raise KeyError(self.unknown_message(name))
+        return self._entries.pop(name)
+
     def get(self, name: str) -> T:
         """Return the entry for ``name``; ``KeyError`` lists the known names and a close match."""
         try:

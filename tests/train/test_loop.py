@@ -169,7 +169,7 @@ def test_config_from_dict_names_the_valid_keys() -> None:
     cfg = TrainConfig(epochs=3, augment="crop-flip")
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(
-        ValueError, match=r"unknown TrainConfig keys \['epoch'\]; valid keys: .*'epochs'"
+        ValueError, match=r"unknown keys \['epoch'\] for TrainConfig; valid: .*'epochs'"
     ):
         TrainConfig.from_dict({"epoch": 3})
 

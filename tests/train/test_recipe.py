@@ -33,11 +33,20 @@ def test_recipe_round_trips() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("model: seed-cnn\nout: m.safetensors\nepochs: 3\n", r"unknown keys \['epochs'\]; valid"),
-        ("model: seed-cnn\nout: m.safetensors\ntrain: {epoch: 3}\n", r"unknown TrainConfig keys"),
+        (
+            "model: seed-cnn\nout: m.safetensors\nepochs: 3\n",
+            r"unknown keys \['epochs'\] for TrainRecipe; valid",
+        ),
+        (
+            "model: seed-cnn\nout: m.safetensors\ntrain: {epoch: 3}\n",
+            r"unknown keys \['epoch'\] for TrainConfig",
+        ),
         ("model: seed-cnn\nout: m.safetensors\ntrain: {augment: blur}\n", r"augment must be one"),
-        ("model: seed-cnn\ntrain: {epochs: 3}\n", r"the recipe needs \['out'\]"),
-        ("model: seed-cnn\nout: m.safetensors\ntrain: 3\n", r"'train' is a mapping"),
+        ("model: seed-cnn\ntrain: {epochs: 3}\n", r"r.yaml: TrainRecipe needs \['out'\]"),
+        (
+            "model: seed-cnn\nout: m.safetensors\ntrain: 3\n",
+            r"TrainRecipe.train is a mapping of TrainConfig fields",
+        ),
         ("- seed-cnn\n", r"a training recipe is a mapping"),
     ],
 )

@@ -42,7 +42,7 @@ from ._compress import COMPRESS_COMMANDS, check_threads
 from ._distill import cmd_distill, cmd_slim
 from ._guards import refuse_quantized
 from ._output import log, print_json, profile_table
-from ._parser import MODEL_SOURCES
+from ._parser import MODEL_SOURCES, field_default
 from ._quantize import cmd_quantize
 
 
@@ -181,7 +181,7 @@ def _unstructured_config(args: argparse.Namespace, sparsity: float) -> Unstructu
     schedule = AGP(steps=args.agp_steps) if args.schedule == "agp" else OneShot()
     return UnstructuredConfig(
         sparsity=sparsity,
-        importance=args.importance or "magnitude",
+        importance=args.importance or field_default(UnstructuredConfig, "importance"),
         scope=PerLayer() if args.scope == "layer" else Global(),
         exclude=tuple(args.exclude),
         schedule=schedule,
@@ -202,7 +202,7 @@ def _structured_config(args: argparse.Namespace) -> StructuredConfig:
         ratio=args.ratio,
         target_macs=args.target_macs,
         target_latency=args.target_latency,
-        importance=args.importance or "l2",
+        importance=args.importance or field_default(StructuredConfig, "importance"),
         scope=Global() if args.scope == "global" else PerLayer(),
         round_to=args.round_to,
         ignore=tuple(args.ignore),

@@ -7,6 +7,7 @@ With ``--sensitivity`` it ranks the layers by the accuracy lost when each alone 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import inspect
 import sys
@@ -48,7 +49,7 @@ def quantize_parser(
     p.add_argument("artifact", metavar="ARTIFACT", help="the trained float artifact to quantize")
     p.add_argument(
         "--scheme",
-        choices=list(SCHEMES),
+        choices=SCHEMES.names(),  # read now: schemes registered by plugins are choices too
         help="one of %(choices)s; required unless --sensitivity (which defaults to int8-static)",
     )
     p.add_argument(
@@ -134,21 +135,19 @@ def _static_options(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace, scheme: str) -> Any:
-    static = {
+    """The scheme's config from the flags its config type has fields for (a plugin's
+    scheme with an ``exclude`` field gets ``--exclude``); other fields keep their defaults."""
+    flags = {
         "observer": args.observer,
         "per_channel": not args.per_tensor,
         "exclude": list(args.exclude),
         "calib_batches": args.calib_batches,
         "reduce_range": args.reduce_range,
+        "group_size": args.group_size,
+        "finetune": {"epochs": args.qat_epochs, "lr": args.qat_lr},
     }
-    options: dict[str, dict[str, Any]] = {
-        "int8-static": static,
-        "qat": {**static, "finetune": {"epochs": args.qat_epochs, "lr": args.qat_lr}},
-        "int8-dynamic": {"exclude": list(args.exclude)},
-        "int8-weight-only": {"exclude": list(args.exclude)},
-        "int4-weight-only": {"exclude": list(args.exclude), "group_size": args.group_size},
-    }
-    return config_from_dict({"scheme": scheme, **options.get(scheme, {})})
+    fields = {f.name for f in dataclasses.fields(SCHEMES.get(scheme).config_type)}
+    return config_from_dict({"scheme": scheme, **{k: v for k, v in flags.items() if k in fields}})
 
 
 def _splits(args: argparse.Namespace) -> Any:

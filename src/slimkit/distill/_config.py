@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
+from .._config import ConfigBase
 from ..runtime import RUNTIMES
 from ..train import TrainConfig
 from ._losses import LOGIT_LOSSES
@@ -40,7 +39,7 @@ def _hint_layers(value: object) -> HintLayers:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DistillConfig:
+class DistillConfig(ConfigBase):
     """How to distil a teacher into a student.
 
     The loss is ``alpha · T² · KL(teacher ‖ student at temperature T) + (1 - alpha) · CE``
@@ -125,40 +124,3 @@ class DistillConfig:
     def uses_features(self) -> bool:
         """Whether a feature loss (hints or attention) is active."""
         return bool(self.hint_layers) and (self.hint_weight > 0 or self.attention_weight > 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        hints = self.hint_layers
-        return {
-            "temperature": self.temperature,
-            "alpha": self.alpha,
-            "logit_loss": self.logit_loss,
-            "beta": self.beta,
-            "hint_layers": hints if isinstance(hints, str) else [list(p) for p in hints],
-            "hint_weight": self.hint_weight,
-            "attention_weight": self.attention_weight,
-            "train": self.train.to_dict(),
-            "cache_teacher": self.cache_teacher,
-            "teacher_runtime": self.teacher_runtime,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DistillConfig:
-        """Rebuild a config from :meth:`to_dict` output.
-
-        Raises:
-            ValueError: if a key is unknown (the message lists the valid ones) or a value is bad.
-        """
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ValueError(f"unknown keys {unknown} for DistillConfig; valid: {sorted(valid)}")
-        data = dict(data)
-        if "train" in data and isinstance(data["train"], dict):
-            train_valid = {f.name for f in dataclasses.fields(TrainConfig)}
-            bad = sorted(set(data["train"]) - train_valid)
-            if bad:
-                raise ValueError(
-                    f"unknown keys {bad} for TrainConfig; valid: {sorted(train_valid)}"
-                )
-            data["train"] = TrainConfig(**data["train"])
-        return cls(**data)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..data import Splits
+from ..importance import GroupImportance
 from ..prune import StructuredConfig, prune
 
 INITS = ("warm", "scratch")
@@ -33,7 +34,7 @@ def slim(
     example_inputs: Any,
     data: Splits | None = None,
     init: str = "warm",
-    importance: str = "l2",
+    importance: str | GroupImportance = "l2",
     round_to: int = 1,
 ) -> nn.Module:
     """A copy of ``model`` with every prunable channel group narrowed to ``width``.
@@ -54,8 +55,9 @@ def slim(
         example_inputs: a batch to trace the model with, e.g. ``torch.randn(1, 1, 28, 28)``.
         data: training batches for data-driven ``importance`` criteria.
         init: ``warm`` or ``scratch``.
-        importance: the group criterion that picks the channels kept (``l2``, ``l1``,
-            ``bn-scale``, ``taylor``, ``activation``, ``apoz``, ``random``).
+        importance: the group criterion that picks the channels kept: a name in
+            :data:`slimkit.importance.GROUP` (``l2``, ``l1``, ``bn-scale``, ``taylor``,
+            ``activation``, ``apoz``, ``random``) or a criterion object.
         round_to: keep widths multiples of this.
 
     Raises:

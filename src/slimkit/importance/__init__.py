@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from .._registry import Registry
 from ._base import ElementwiseImportance, Scores
 from ._criteria import ActivationImportance, MagnitudeImportance, RandomImportance, TaylorImportance
 from ._group import (
@@ -17,23 +14,7 @@ from ._group import (
     TaylorGroupImportance,
     unit_scores,
 )
-
-#: Element-wise criteria by name, for configs and the CLI.
-ELEMENTWISE: Registry[Callable[[], ElementwiseImportance]] = Registry("importance criterion")
-ELEMENTWISE.register("magnitude", MagnitudeImportance)
-ELEMENTWISE.register("taylor", TaylorImportance)
-ELEMENTWISE.register("activation", ActivationImportance)
-ELEMENTWISE.register("random", RandomImportance)
-
-#: Group criteria by name, for structured pruning: one score per channel, head or conv group.
-GROUP: Registry[Callable[[], GroupImportance]] = Registry("group importance criterion")
-GROUP.register("l1", lambda: MagnitudeGroupImportance(p=1))
-GROUP.register("l2", lambda: MagnitudeGroupImportance(p=2))
-GROUP.register("bn-scale", BNScaleImportance)
-GROUP.register("taylor", TaylorGroupImportance)
-GROUP.register("activation", lambda: ActivationGroupImportance(statistic="mean"))
-GROUP.register("apoz", lambda: ActivationGroupImportance(statistic="apoz"))
-GROUP.register("random", RandomGroupImportance)
+from ._named import ELEMENTWISE, GROUP, check_importance, elementwise_criterion, group_criterion
 
 __all__ = [
     "ELEMENTWISE",
@@ -51,5 +32,8 @@ __all__ = [
     "Scores",
     "TaylorGroupImportance",
     "TaylorImportance",
+    "check_importance",
+    "elementwise_criterion",
+    "group_criterion",
     "unit_scores",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -12,6 +12,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 Scores = dict[str, torch.Tensor]
 
 
+@runtime_checkable
 class ElementwiseImportance(Protocol):
     """Scores every weight of the target layers; low scores are pruned first.
 

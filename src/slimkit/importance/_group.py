@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -25,8 +25,14 @@ if TYPE_CHECKING:
 GroupScores = list[torch.Tensor]  # per group of the graph: one score per unit
 
 
+@runtime_checkable
 class GroupImportance(Protocol):
-    """Scores the units of every group of a dependency graph."""
+    """Scores the units of every group of a dependency graph: one 1-D tensor per group.
+
+    Any object with these members is a group criterion: pass it as
+    ``StructuredConfig(importance=obj)``, or register a factory under a name in
+    :data:`slimkit.importance.GROUP` to use the name (configs, recipes, the CLI).
+    """
 
     @property
     def name(self) -> str: ...

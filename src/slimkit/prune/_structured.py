@@ -22,11 +22,12 @@ import torch
 from torch import nn
 
 from .._checks import check_int, check_number
+from .._config import ConfigBase
 from .._device import resolve_device
 from ..data import Splits, make_loader
 from ..errors import PruningTargetError, UnsupportedOpError
 from ..graph import DependencyGraph, Group, Structure, apply_plan, removable_blocks, remove_blocks
-from ..importance import GROUP, unit_scores
+from ..importance import GROUP, GroupImportance, check_importance, group_criterion, unit_scores
 from ..importance._base import Batch
 from ..measure import count_macs, fixed_threads, interleaved_latency
 from ..train import TrainConfig, train
@@ -41,7 +42,7 @@ MACS_TOLERANCE = 0.05  # channel counts are integers: MACs move in steps of a fe
 
 
 @dataclass(frozen=True, kw_only=True)
-class StructuredConfig:
+class StructuredConfig(ConfigBase):
     """Remove channels, conv groups and attention heads, making the model physically smaller.
 
     Exactly one of ``ratio``, ``target_macs`` and ``target_latency`` is set.
@@ -53,7 +54,11 @@ class StructuredConfig:
             the MACs are within 5% of the target.
         target_latency: fraction of the latency measured on this machine to keep, in (0, 1];
             pruning iterates prune → measure until within ``latency_tolerance`` of it.
-        importance: ``l1``, ``l2``, ``bn-scale``, ``taylor``, ``activation``, ``apoz``, ``random``.
+        importance: a name in :data:`slimkit.importance.GROUP` (``l1``, ``l2``, ``bn-scale``,
+            ``taylor``, ``activation``, ``apoz``, ``random``, and those registered later) or
+            a :class:`~slimkit.importance.GroupImportance` object, like Torch-Pruning's
+            ``importance=``; an object is recorded by class name in :meth:`to_dict`, which
+            :meth:`from_dict` refuses to rebuild.
         scope: :class:`PerLayer` (the same ratio in every group, with overrides by module
             name) or :class:`Global`.
         round_to: keep channel counts multiples of this (e.g. 8 for SIMD).
@@ -69,10 +74,12 @@ class StructuredConfig:
             candidates. The ``target_*`` goals count the model before this removal.
     """
 
+    TAG = ("method", "structured")
+
     ratio: float | None = None
     target_macs: float | None = None
     target_latency: float | None = None
-    importance: str = "l2"
+    importance: str | GroupImportance = "l2"
     scope: Global | PerLayer = field(default_factory=PerLayer)
     round_to: int = 1
     ignore: tuple[str, ...] = ()
@@ -109,10 +116,7 @@ class StructuredConfig:
         self._check_options()
 
     def _check_options(self) -> None:
-        if self.importance not in GROUP:
-            raise ValueError(
-                f"StructuredConfig.importance must be one of {GROUP.names()}, got {self.importance!r}"
-            )
+        check_importance("StructuredConfig", self.importance, GROUP, GroupImportance)
         if not isinstance(self.scope, Global | PerLayer):
             raise ValueError("StructuredConfig.scope must be Global() or PerLayer(...)")
         if not isinstance(self.schedule, OneShot | AGP):
@@ -140,24 +144,6 @@ class StructuredConfig:
             return "macs", self.target_macs
         assert self.target_latency is not None
         return "latency", self.target_latency
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "method": "structured",
-            "ratio": self.ratio,
-            "target_macs": self.target_macs,
-            "target_latency": self.target_latency,
-            "importance": self.importance,
-            "scope": self.scope.to_dict(),
-            "round_to": self.round_to,
-            "ignore": list(self.ignore),
-            "schedule": self.schedule.to_dict(),
-            "max_ratio": self.max_ratio,
-            "calib_batches": self.calib_batches,
-            "latency_tolerance": self.latency_tolerance,
-            "latency_threads": self.latency_threads,
-            "remove_blocks": list(self.remove_blocks),
-        }
 
 
 # -- choosing units ------------------------------------------------------------------------------
@@ -432,7 +418,7 @@ def _prune_step(run: _Run, model: nn.Module, goal: float, previous: float) -> Ca
             f"({blocked_summary(graph)}); ignore fewer layers",
             report=graph.summary(),
         )
-    criterion = GROUP.get(cfg.importance)()
+    criterion = group_criterion(cfg.importance)
     scores = unit_scores(graph, criterion(graph, model, run.calib))
     kind, _ = cfg.goal
     if kind == "ratio":
@@ -498,10 +484,10 @@ def prune_structured(
         UnsupportedOpError: if the model cannot be traced.
     """
     device = resolve_device(device)
-    criterion = GROUP.get(cfg.importance)()
+    criterion = group_criterion(cfg.importance)
     calib = _calibration(cfg, data, calib_data)
     if criterion.needs_data and calib is None:
-        raise ValueError(f"importance {cfg.importance!r} needs data= or calib_data= batches")
+        raise ValueError(f"importance {criterion.name!r} needs data= or calib_data= batches")
     if finetune is not None and finetune.epochs and data is None:
         raise ValueError("fine-tuning needs data=Splits(...)")
     work = copy.deepcopy(model).to(device)

@@ -11,7 +11,7 @@ from torch import nn
 
 from .._device import resolve_device
 from ..data import Splits, make_loader
-from ..importance import ELEMENTWISE
+from ..importance import elementwise_criterion
 from ..importance._base import weight_of
 from ..train import TrainConfig, train
 from ..train._loop import LossFn
@@ -58,7 +58,7 @@ def prune_step(
     Weights that are already zero stay pruned: they are ranked below every live weight.
     """
     targets = prunable_layers(model, cfg.exclude)
-    criterion = ELEMENTWISE.get(cfg.importance)()
+    criterion = elementwise_criterion(cfg.importance)
     with torch.enable_grad():
         scores = criterion(model, targets, calib)
     for name, module in targets.items():
@@ -100,9 +100,9 @@ def prune_unstructured(
     if not inplace:
         model = copy.deepcopy(model)
     model.to(device)
-    criterion = ELEMENTWISE.get(cfg.importance)()
+    criterion = elementwise_criterion(cfg.importance)
     if (criterion.needs_data or (finetune and finetune.epochs)) and data is None:
-        raise ValueError(f"importance {cfg.importance!r} and fine-tuning need data=Splits(...)")
+        raise ValueError(f"importance {criterion.name!r} and fine-tuning need data=Splits(...)")
     calib = _calibration(cfg, data) if criterion.needs_data else None
     if isinstance(cfg.schedule, AGP):
         steps = cfg.schedule.sparsities(cfg.sparsity)

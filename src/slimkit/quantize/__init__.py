@@ -7,7 +7,6 @@ kernels) is the default deployment backend, PyTorch's own int8 kernels (PT2E thr
 
 from ._api import (
     QUANT_ATTR,
-    SchemeHandler,
     quantization_report,
     quantization_spec,
     quantize,
@@ -15,7 +14,6 @@ from ._api import (
     restore_structure,
 )
 from ._config import (
-    SCHEMES,
     Bf16Config,
     Fp16Config,
     Int4WeightOnlyConfig,
@@ -24,6 +22,7 @@ from ._config import (
     Int8WeightOnlyConfig,
     QATConfig,
     config_from_dict,
+    config_to_dict,
 )
 from ._deploy import example_input, onnx_path, profile_deployed, write_deployment
 from ._fold import conv_bn_pairs, fold_batchnorm
@@ -39,6 +38,7 @@ from ._onnx import (
     optimized_op_types,
 )
 from ._qmath import sqnr
+from ._scheme import SCHEMES, Scheme, register_scheme, scheme_of
 from ._sensitivity import LayerSensitivity, quantizable_layers, sensitivity
 from ._torch import TorchInt8Module, require_torchao, to_qdq_graph
 
@@ -65,9 +65,10 @@ __all__ = [
     "QATConfig",
     "QuantReport",
     "QuantWeight",
-    "SchemeHandler",
+    "Scheme",
     "TorchInt8Module",
     "config_from_dict",
+    "config_to_dict",
     "conv_bn_pairs",
     "example_input",
     "export_fp32",
@@ -82,8 +83,10 @@ __all__ = [
     "quantization_spec",
     "quantize",
     "register_quantize_handler",
+    "register_scheme",
     "require_torchao",
     "restore_structure",
+    "scheme_of",
     "sensitivity",
     "sqnr",
     "to_qdq_graph",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,11 +21,12 @@ from ._config import (
     Int8WeightOnlyConfig,
     QATConfig,
     config_from_dict,
-    scheme_of,
+    config_to_dict,
 )
 from ._export import require
 from ._graph import RESTORED_REPORT_ATTR, QuantReport, act_quants
 from ._ort_int8 import ENGINE, quantize_ort_qat, quantize_ort_static, restore_ort_static
+from ._scheme import QuantizeHandler, RestoreHandler, Scheme, register_scheme, scheme_for
 from ._static import quantize_qat, quantize_static, restore_static
 from ._torch import require_torchao
 from ._weight_only import (
@@ -48,62 +47,60 @@ TORCH_INT8_SCHEMES = ("int8-static", "qat")
 #: Attributes a quantized model inherits from its float model (architecture, pruned widths).
 _INHERITED = (ARCH_ATTR, STRUCTURE_ATTR)
 
-QuantizeHandler = Callable[..., tuple[nn.Module, QuantReport]]
-RestoreHandler = Callable[[nn.Module, Any], nn.Module]
-
 #: The int8 schemes for ONNX Runtime, by their handler: PyTorch's exporter, then ONNX
-#: Runtime's quantizer (the handlers of :data:`_HANDLERS` are the torch backend's).
+#: Runtime's quantizer (the handlers :data:`SCHEMES` holds are the torch backend's).
 ORT_INT8_SCHEMES: dict[str, QuantizeHandler] = {
     "int8-static": quantize_ort_static,
     "qat": quantize_ort_qat,
 }
 
-
-@dataclass(frozen=True)
-class SchemeHandler:
-    """How a config type is applied to a model, and how its structure is rebuilt on load."""
-
-    apply: QuantizeHandler
-    restore: RestoreHandler
-    #: Report keys that ``restore`` recomputes (set as ``RESTORED_REPORT_ATTR``): artifacts
-    #: leave them out, which keeps small models' headers small.
-    rebuilt_report_keys: tuple[str, ...] = ()
-
-
+#: Report keys that :func:`restore_static` recomputes.
 _GRAPH_REPORT_KEYS = ("quantized", "folded")
 
-_HANDLERS: dict[type, SchemeHandler] = {
-    Int8StaticConfig: SchemeHandler(quantize_static, restore_static, _GRAPH_REPORT_KEYS),
-    QATConfig: SchemeHandler(quantize_qat, restore_static, _GRAPH_REPORT_KEYS),
-    Int8DynamicConfig: SchemeHandler(quantize_dynamic, RESTORERS[Int8DynamicConfig]),
-    Int8WeightOnlyConfig: SchemeHandler(quantize_weight_only, RESTORERS[Int8WeightOnlyConfig]),
-    Int4WeightOnlyConfig: SchemeHandler(quantize_int4, RESTORERS[Int4WeightOnlyConfig]),
-    Fp16Config: SchemeHandler(quantize_fp16, RESTORERS[Fp16Config]),
-    Bf16Config: SchemeHandler(quantize_bf16, RESTORERS[Bf16Config]),
-}
+register_scheme(
+    "int8-static",
+    Int8StaticConfig,
+    quantize_static,
+    restore_static,
+    rebuilt_report_keys=_GRAPH_REPORT_KEYS,
+)
+register_scheme(
+    "qat", QATConfig, quantize_qat, restore_static, rebuilt_report_keys=_GRAPH_REPORT_KEYS
+)
+register_scheme("int8-dynamic", Int8DynamicConfig, quantize_dynamic, RESTORERS[Int8DynamicConfig])
+register_scheme(
+    "int8-weight-only",
+    Int8WeightOnlyConfig,
+    quantize_weight_only,
+    RESTORERS[Int8WeightOnlyConfig],
+)
+register_scheme(
+    "int4-weight-only", Int4WeightOnlyConfig, quantize_int4, RESTORERS[Int4WeightOnlyConfig]
+)
+register_scheme("fp16", Fp16Config, quantize_fp16, RESTORERS[Fp16Config])
+register_scheme("bf16", Bf16Config, quantize_bf16, RESTORERS[Bf16Config])
 
 
 def register_quantize_handler(
     config_type: type, apply: QuantizeHandler, restore: RestoreHandler
-) -> None:
-    """Make :func:`quantize` accept ``config_type``.
+) -> Scheme:
+    """:func:`register_scheme` under the name ``config_type`` declares: its ``TAG``
+    (``("scheme", name)``), else the ``scheme`` key of its default instance's ``to_dict()``.
 
-    Args:
-        config_type: a frozen config dataclass with ``to_dict()`` returning a ``scheme`` key.
-        apply: ``apply(model, cfg, *, calib_data, data, device, progress)`` returning the
-            quantized model and a :class:`QuantReport`; it must not modify ``model``.
-        restore: ``restore(fresh_float_model, cfg)`` returning the quantized module structure,
-            whose state dict an artifact then fills.
+    Raises:
+        ValueError: if neither names the scheme; call :func:`register_scheme` with a name.
     """
-    _HANDLERS[config_type] = SchemeHandler(apply, restore)
-
-
-def _handler(cfg: Any) -> SchemeHandler:
-    handler = _HANDLERS.get(type(cfg))
-    if handler is None:
-        known = ", ".join(t.__name__ for t in _HANDLERS)
-        raise TypeError(f"quantize() takes one of {known}, got {type(cfg).__name__}")
-    return handler
+    tag = getattr(config_type, "TAG", None)
+    name = tag[1] if tag is not None else None
+    if name is None:
+        try:
+            name = config_type().to_dict()["scheme"]
+        except (TypeError, KeyError, AttributeError, ValueError):
+            raise ValueError(
+                f"{config_type.__name__} does not name its scheme: use "
+                "register_scheme(name, config_type, apply, restore)"
+            ) from None
+    return register_scheme(str(name), config_type, apply, restore)
 
 
 def quantize(
@@ -146,27 +143,28 @@ def quantize(
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    handler = _handler(cfg)
-    if backend == "onnxruntime" and scheme_of(cfg) not in ONNX_SCHEMES:
+    scheme = scheme_for(cfg)
+    name = scheme.name
+    if backend == "onnxruntime" and name not in ONNX_SCHEMES:
         raise ValueError(
-            f"scheme {scheme_of(cfg)} has no onnxruntime deployment in slimkit (those are "
+            f"scheme {name} has no onnxruntime deployment in slimkit (those are "
             f"{', '.join(ONNX_SCHEMES)}); use backend='torch'"
         )
     # A missing backend fails here, before calibrating or fine-tuning, not at save time.
     if backend == "onnxruntime":
         require("onnx")
-    elif scheme_of(cfg) in TORCH_INT8_SCHEMES:
+    elif name in TORCH_INT8_SCHEMES:
         require_torchao()
-    apply = handler.apply
-    if backend == "onnxruntime" and scheme_of(cfg) in ORT_INT8_SCHEMES:
-        apply = ORT_INT8_SCHEMES[scheme_of(cfg)]
+    apply = scheme.apply
+    if backend == "onnxruntime" and name in ORT_INT8_SCHEMES:
+        apply = ORT_INT8_SCHEMES[name]
     quantized, report = apply(
         model, cfg, calib_data=calib_data, data=data, device=device, progress=progress
     )
     _inherit(model, quantized)
     section = {
-        "scheme": scheme_of(cfg),
-        "config": cfg.to_dict(),
+        "scheme": name,
+        "config": config_to_dict(cfg),
         "backend": backend,
         "input_shape": input_shape(calib_data if calib_data is not None else data),
         "report": report.to_dict(),
@@ -213,7 +211,7 @@ def quantization_spec(model: nn.Module) -> dict[str, Any]:
     section = dict(getattr(model, QUANT_ATTR))
     if section.get("engine") == ENGINE:
         return section
-    rebuilt = _handler(config_from_dict(section["config"])).rebuilt_report_keys
+    rebuilt = scheme_for(config_from_dict(section["config"])).rebuilt_report_keys
     report = section.get("report", {})
     section["report"] = {k: v for k, v in report.items() if k not in rebuilt}
     section["activations"] = {
@@ -252,7 +250,7 @@ def restore_structure(model: nn.Module, section: dict[str, Any]) -> nn.Module:
         _inherit(model, ort_model)
         setattr(ort_model, QUANT_ATTR, section)
         return ort_model
-    restored = _handler(cfg).restore(model, cfg)
+    restored = scheme_for(cfg).restore(model, cfg)
     _restore_activations(restored, section.get("activations", {}))
     _inherit(model, restored)
     section = dict(section)

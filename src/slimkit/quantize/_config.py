@@ -1,12 +1,18 @@
-"""Quantization schemes as frozen, keyword-only value objects that round-trip to plain dicts."""
+"""Quantization schemes as frozen, keyword-only value objects that round-trip to plain dicts.
+
+Each config's dict starts with its ``scheme`` (its :attr:`~slimkit.ConfigBase.TAG`); the
+registry :data:`~slimkit.quantize.SCHEMES` maps the name back to the config type.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._config import ConfigBase, from_plain, to_plain
 from ..train import TrainConfig
+from ._scheme import SCHEMES, scheme_of
 
 OBSERVERS = ("minmax", "percentile", "mse")
 BACKENDS = ("onnxruntime", "torch")
@@ -26,7 +32,7 @@ def _check_positive(owner: str, name: str, value: int) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Int8StaticConfig:
+class Int8StaticConfig(ConfigBase):
     """Int8 post-training quantization of weights and activations, calibrated on data.
 
     Weights are symmetric int8 (per output channel by default); activations are per-tensor
@@ -44,6 +50,8 @@ class Int8StaticConfig:
             layers whose calibration inputs often use the upper half of the uint8 range: there
             x86 AVX2 u8s8 kernels (no VNNI) add two 8-bit products in int16 and can saturate.
     """
+
+    TAG = ("scheme", "int8-static")
 
     observer: str = "minmax"
     per_channel: bool = True
@@ -67,9 +75,6 @@ class Int8StaticConfig:
         if not 50.0 < self.percentile <= 100.0:
             raise ValueError(f"{name}.percentile must be in (50, 100], got {self.percentile}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"scheme": "int8-static", **_plain(self)}
-
 
 @dataclass(frozen=True, kw_only=True)
 class QATConfig(Int8StaticConfig):
@@ -82,6 +87,8 @@ class QATConfig(Int8StaticConfig):
         finetune: the fine-tuning run (a few epochs at a low learning rate).
     """
 
+    TAG = ("scheme", "qat")
+
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=1e-4))
 
     def __post_init__(self) -> None:
@@ -89,52 +96,49 @@ class QATConfig(Int8StaticConfig):
         if not isinstance(self.finetune, TrainConfig):
             raise ValueError("QATConfig.finetune must be a slimkit.TrainConfig")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"scheme": "qat", **_plain(self), "finetune": self.finetune.to_dict()}
-
 
 @dataclass(frozen=True, kw_only=True)
-class Int8DynamicConfig:
+class Int8DynamicConfig(ConfigBase):
     """Int8 weights with activations quantized on the fly per batch (Linear layers).
 
     Attributes:
         exclude: module names or patterns of Linear layers kept in float.
     """
 
+    TAG = ("scheme", "int8-dynamic")
+
     exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_exclude(type(self).__name__, self.exclude)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"scheme": "int8-dynamic", **_plain(self)}
-
 
 @dataclass(frozen=True, kw_only=True)
-class Int8WeightOnlyConfig:
+class Int8WeightOnlyConfig(ConfigBase):
     """Int8 per-channel weights for storage; compute stays in float.
 
     Attributes:
         exclude: module names or patterns of Conv/Linear layers kept in float.
     """
 
+    TAG = ("scheme", "int8-weight-only")
+
     exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_exclude(type(self).__name__, self.exclude)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"scheme": "int8-weight-only", **_plain(self)}
-
 
 @dataclass(frozen=True, kw_only=True)
-class Int4WeightOnlyConfig:
+class Int4WeightOnlyConfig(ConfigBase):
     """Int4 weights of Linear layers with one scale per group of input features.
 
     Attributes:
         group_size: input features sharing a scale (a power of two, e.g. 32 or 128).
         exclude: module names or patterns of Linear layers kept in float.
     """
+
+    TAG = ("scheme", "int4-weight-only")
 
     group_size: int = 32
     exclude: tuple[str, ...] = ()
@@ -148,24 +152,19 @@ class Int4WeightOnlyConfig:
             )
         _check_exclude(name, self.exclude)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"scheme": "int4-weight-only", **_plain(self)}
-
 
 @dataclass(frozen=True, kw_only=True)
-class Fp16Config:
+class Fp16Config(ConfigBase):
     """Half-precision storage and compute (inputs are cast in, outputs cast back to float32)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"scheme": "fp16"}
+    TAG = ("scheme", "fp16")
 
 
 @dataclass(frozen=True, kw_only=True)
-class Bf16Config:
+class Bf16Config(ConfigBase):
     """bfloat16 storage and compute (inputs are cast in, outputs cast back to float32)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"scheme": "bf16"}
+    TAG = ("scheme", "bf16")
 
 
 QuantConfig = (
@@ -178,47 +177,23 @@ QuantConfig = (
     | Bf16Config
 )
 
-SCHEMES: dict[str, type] = {
-    "int8-static": Int8StaticConfig,
-    "qat": QATConfig,
-    "int8-dynamic": Int8DynamicConfig,
-    "int8-weight-only": Int8WeightOnlyConfig,
-    "int4-weight-only": Int4WeightOnlyConfig,
-    "fp16": Fp16Config,
-    "bf16": Bf16Config,
-}
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """The dict of a config of any registered scheme: ``scheme`` first, then its fields."""
+    written = cfg.to_dict() if isinstance(cfg, ConfigBase) else to_plain(cfg)
+    fields = {k: v for k, v in written.items() if k != "scheme"}
+    return {"scheme": scheme_of(cfg), **fields}
 
 
-def _plain(cfg: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        out[f.name] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
-def config_from_dict(data: dict[str, Any]) -> Any:
-    """Rebuild a config from :meth:`to_dict` output.
+def config_from_dict(data: Mapping[str, Any]) -> Any:
+    """Rebuild a config of any registered scheme from its dict (:func:`config_to_dict`).
 
     Raises:
         ValueError: if the scheme or a key is unknown; the message lists the valid ones.
     """
-    data = dict(data)
-    scheme = data.pop("scheme", None)
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown quantization scheme {scheme!r}; known: {', '.join(SCHEMES)}")
-    cls = SCHEMES[scheme]
-    valid = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - valid)
-    if unknown:
-        raise ValueError(f"unknown keys {unknown} for {cls.__name__}; valid: {sorted(valid)}")
-    if "exclude" in data:
-        data["exclude"] = tuple(data["exclude"])
-    if "finetune" in data:
-        data["finetune"] = TrainConfig(**data["finetune"])
-    return cls(**data)
-
-
-def scheme_of(cfg: Any) -> str:
-    """The scheme name of a config (``int8-static``, ``qat``, ...)."""
-    return str(cfg.to_dict()["scheme"])
+    values = dict(data)
+    name = values.pop("scheme", None)
+    if not isinstance(name, str) or name not in SCHEMES:
+        raise ValueError(SCHEMES.unknown_message(str(name)))
+    cls = SCHEMES.get(name).config_type
+    return cls.from_dict(values) if issubclass(cls, ConfigBase) else from_plain(cls, values)

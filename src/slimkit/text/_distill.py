@@ -10,13 +10,14 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._config import ConfigBase
 from ..models import SentenceEncoder
 from ._prune import TextBatch
 
@@ -86,7 +87,7 @@ def hidden_state_loss(
 
 
 @dataclass(frozen=True, kw_only=True)
-class EmbeddingDistillConfig:
+class EmbeddingDistillConfig(ConfigBase):
     """How a pruned sentence encoder is trained back towards the original.
 
     The loss is :class:`EmbeddingKDLoss` (``cosine_weight``, ``mse_weight``) plus
@@ -108,6 +109,8 @@ class EmbeddingDistillConfig:
             reach only a fraction of its rows.
         seed: shuffling seed.
     """
+
+    TAG = ("method", "embedding-kd")
 
     epochs: int = 1
     batch_size: int = 32
@@ -138,25 +141,6 @@ class EmbeddingDistillConfig:
                 )
         if self.cosine_weight + self.mse_weight + self.hidden_weight == 0:
             raise ValueError("EmbeddingDistillConfig: at least one loss weight must be > 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"method": "embedding-kd", **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EmbeddingDistillConfig:
-        """Rebuild a config from :meth:`to_dict` output (``method`` may be left out).
-
-        Raises:
-            ValueError: for an unknown key (the message lists the valid ones) or a bad value.
-        """
-        values = {k: v for k, v in data.items() if k != "method"}
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - valid)
-        if unknown:
-            raise ValueError(
-                f"unknown keys {unknown} for EmbeddingDistillConfig; valid: {sorted(valid)}"
-            )
-        return cls(**values)
 
 
 def _silence_dropout(model: nn.Module) -> list[tuple[nn.Dropout, float]]:

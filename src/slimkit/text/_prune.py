@@ -10,7 +10,6 @@ checked against the plan before it is returned.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import fnmatch
 import math
 import time
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._config import ConfigBase
 from ..errors import PruningTargetError, UnsupportedOpError
 from ..graph import DependencyGraph, Group, apply_plan
 from ..models import SentenceEncoder, layer_widths
@@ -34,7 +34,7 @@ HEADS, FFN = "heads", "ffn"
 
 
 @dataclass(frozen=True, kw_only=True)
-class EncoderPruneConfig:
+class EncoderPruneConfig(ConfigBase):
     """Remove whole attention heads and FFN neurons from a transformer sentence encoder.
 
     Attributes:
@@ -53,6 +53,8 @@ class EncoderPruneConfig:
         calib_texts: sentences read by data-driven criteria.
         max_length: token limit of the calibration sentences.
     """
+
+    TAG = ("method", "encoder-heads-ffn")
 
     heads: float = 0.5
     ffn: float = 0.5
@@ -89,41 +91,6 @@ class EncoderPruneConfig:
             raise ValueError(f"EncoderPruneConfig.calib_texts must be >= 1, got {self.calib_texts}")
         if self.max_length < 2:
             raise ValueError(f"EncoderPruneConfig.max_length must be >= 2, got {self.max_length}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "method": "encoder-heads-ffn",
-            "heads": self.heads,
-            "ffn": self.ffn,
-            "importance": self.importance,
-            "scope": self.scope.to_dict(),
-            "round_to": self.round_to,
-            "max_ratio": self.max_ratio,
-            "calib_texts": self.calib_texts,
-            "max_length": self.max_length,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EncoderPruneConfig:
-        """Rebuild a config from :meth:`to_dict` output (``method`` may be left out).
-
-        Raises:
-            ValueError: for an unknown key (the message lists the valid ones) or a bad value.
-        """
-        values = {k: v for k, v in data.items() if k != "method"}
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - valid)
-        if unknown:
-            raise ValueError(
-                f"unknown keys {unknown} for EncoderPruneConfig; valid: {sorted(valid)}"
-            )
-        scope = values.get("scope")
-        if isinstance(scope, dict):
-            kind = scope.get("type")
-            if kind not in ("global", "per-layer"):
-                raise ValueError(f"scope type must be 'global' or 'per-layer', got {kind!r}")
-            values["scope"] = Global() if kind == "global" else PerLayer(scope.get("overrides", {}))
-        return cls(**values)
 
 
 def text_batches(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
+from .._config import ConfigBase
 from ._augment import AUGMENTS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -12,7 +12,7 @@ SCHEDULES = ("cosine", "constant")
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig:
+class TrainConfig(ConfigBase):
     """How to train or fine-tune a model.
 
     Attributes:
@@ -67,19 +67,3 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.augment must be one of {AUGMENTS.names()}, got {self.augment!r}"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """The config ``values`` describe (as written by :meth:`to_dict` or a recipe).
-
-        Raises:
-            ValueError: for an unknown key (the message lists the valid ones) or a bad value.
-        """
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys {unknown}; valid keys: {known}")
-        return cls(**values)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
+from .._config import ConfigBase
 from ._config import TrainConfig
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainRecipe:
+class TrainRecipe(ConfigBase):
     """What ``slimkit train --recipe FILE`` trains, and how.
 
     Attributes:
@@ -25,41 +27,29 @@ class TrainRecipe:
     data: str = "fashion-mnist"
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        for name in ("model", "out", "data"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(
+                    f"TrainRecipe.{name} must be a string, got {getattr(self, name)!r}"
+                )
+        if not isinstance(self.train, TrainConfig):
+            raise ValueError("TrainRecipe.train must be a slimkit.TrainConfig")
+
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "recipe") -> TrainRecipe:
-        """The recipe ``values`` describe.
+    def from_dict(cls, data: Mapping[str, Any], source: str = "recipe") -> Self:
+        """The recipe ``data`` describes; errors name ``source`` (the file).
 
         Raises:
             ValueError: for an unknown or missing key, or a bad training value.
         """
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"{source}: unknown keys {unknown}; valid keys: {known}")
-        missing = [key for key in ("model", "out") if key not in values]
-        if missing:
-            raise ValueError(f"{source}: the recipe needs {missing}")
-        section = values.get("train") or {}
-        if not isinstance(section, dict):
-            raise ValueError(f"{source}: 'train' is a mapping of TrainConfig fields")
+        values = dict(data)
+        if "train" in values and values["train"] is None:  # ``train:`` left empty in YAML
+            del values["train"]
         try:
-            cfg = TrainConfig.from_dict(section)
+            return super().from_dict(values)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{source}: {err}") from None
-        return cls(
-            model=str(values["model"]),
-            out=str(values["out"]),
-            data=str(values.get("data", "fashion-mnist")),
-            train=cfg,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "out": self.out,
-            "data": self.data,
-            "train": self.train.to_dict(),
-        }
 
 
 def load_train_recipe(path: str | Path) -> TrainRecipe:
