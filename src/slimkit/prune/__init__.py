@@ -3,7 +3,8 @@
 from ._api import prune, register_prune_handler
 from ._budget import BudgetSearch, Trial, check_budget, search_sparsity
 from ._config import AGP, Global, OneShot, PerLayer, UnstructuredConfig
-from ._structured import StructuredConfig, prune_structured, select_units
+from ._select import select_units
+from ._structured import StructuredConfig, prune_structured
 from ._targets import Masks, prunable_layers, sparsity_of
 from ._unstructured import prune_step, prune_unstructured, weight_sparsity
 

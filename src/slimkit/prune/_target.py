@@ -17,9 +17,11 @@ from torch import nn
 
 from ..errors import PruningTargetError
 from ..graph import DependencyGraph
+from ._select import group_drops, prune_verified
 
 if TYPE_CHECKING:
-    from ._structured import Candidate, StructuredConfig
+    from ._select import Candidate
+    from ._structured import StructuredConfig
 
 Metric = Callable[[nn.Module], float]
 BISECTIONS = 10
@@ -61,8 +63,6 @@ class _Search:
         self.evaluated: list[tuple[float, Candidate]] = []
 
     def at(self, ratio: float, fixed: Mapping[int, int] | None = None) -> Candidate:
-        from ._structured import prune_verified
-
         candidate = prune_verified(
             self.graph, self.model, self.scores, self.cfg, ratio, stagger=True, fixed=fixed
         )
@@ -109,7 +109,6 @@ def _fill_the_gap(search: _Search) -> None:
     Only for a per-group ratio (a global ranking has no shared ratio to split).
     """
     from ._config import Global
-    from ._structured import group_drops
 
     if isinstance(search.cfg.scope, Global):
         return

@@ -37,7 +37,7 @@ from ..graph import DependencyGraph, removable_blocks, remove_blocks
 from ..importance import GROUP, unit_scores
 from ..measure import Metric, count_macs, count_params, layer_macs
 from ..prune import PerLayer, StructuredConfig
-from ..prune._structured import prune_verified
+from ..prune._select import prune_verified
 
 MAX_RATIO = 0.9
 # A tiny slope added to every curve: with it, λ = 0 prunes nothing and larger λ prunes more,
