@@ -11,6 +11,7 @@ import sys as _sys
 if "torch" not in _sys.modules:
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from . import report as _report  # noqa: F401  (registers the compress report writer)
 from ._config import ConfigBase
 from ._version import __version__
 from .data import Splits, load_data

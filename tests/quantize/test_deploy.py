@@ -14,7 +14,8 @@ import slimkit
 from slimkit import ArtifactError
 from slimkit.cli._main import main
 from slimkit.export import _artifact
-from slimkit.quantize import Int8WeightOnlyConfig, profile_deployed, quantize
+from slimkit.quantize import Int8WeightOnlyConfig, quantize
+from slimkit.runtime import profile_deployed
 from slimkit.testing import random_splits, seeded_model
 
 

@@ -124,7 +124,7 @@ def test_polish_recovers_the_chosen_plan_longer_and_verify_prefers_it(
     )
     summary = compress(trained, small_splits, cfg, tmp_path / "run", log=None)
 
-    assert [s["name"] for s in summary["stages"]][3:5] == ["search", "polish"]
+    assert [s["name"] for s in summary["stages"]][3:6] == ["recovery", "search", "polish"]
     polished = json.loads((tmp_path / "run" / "polished.json").read_text())
     assert len(polished) == 1 and polished[0]["recover_epochs"] == 2
     trials = {t["number"]: t for t in json.loads((tmp_path / "run" / "trials.json").read_text())}

@@ -33,7 +33,7 @@ from ..prune import (
     search_sparsity,
     weight_sparsity,
 )
-from ..quantize import profile_deployed
+from ..runtime import profile_deployed
 from ..train import TrainConfig, TrainRecipe, load_train_recipe, train
 from ..train._distributed import init_from_env
 from ..train._distributed import rank as dist_rank

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .. import export
+from .._attrs import PRUNE_REPORT_ATTR
 from .._device import resolve_device
 from .._io import check_writable, refuse_overwrite
 from ..data import Splits, load_data
@@ -376,7 +377,7 @@ def cmd_slim(args: argparse.Namespace) -> int:
         },
         "distill": cfg.to_dict(),
         "data": splits.describe(),
-        "report": getattr(student, "slimkit_prune_report", {}),
+        "report": getattr(student, PRUNE_REPORT_ATTR, {}),
     }
     out = export.save(student.cpu(), args.out, provenance=provenance, metrics=metrics)
     return _report(args, out, metrics)

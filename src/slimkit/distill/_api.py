@@ -13,11 +13,11 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from .._attrs import ARCH_ATTR
 from .._device import resolve_device
 from ..data import Splits
 from ..data._splits import as_tensors
 from ..errors import ModelError
-from ..models._registry import ARCH_ATTR
 from ..train import train
 from ..train._loop import LossFn
 from ._config import DistillConfig

@@ -35,12 +35,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .._attrs import ARCH_ATTR, SPEC_ATTR, STRUCTURE_ATTR
 from .._io import atomic_path, sha256_file
 from .._version import __version__
 from ..errors import ArtifactError, ModelError
 from ..models import create_model
-from ..models._registry import ARCH_ATTR, arch_record
+from ..models._registry import arch_record
 from ..models._sources import check_trusted
+from ._sections import SECTIONS, carried
 from ._sparse import decode_sparse, encode_sparse, inflate
 from ._spec import (
     ONNX_HASH_KEY,
@@ -65,9 +67,6 @@ PACKED_TENSOR = "slimkit::packed"
 #: The outer spec of a packed artifact holds the real one zlib-coded, in base64, under this key.
 ZLIB_SPEC_KEY = "spec_zlib"
 METADATA_KEY = "slimkit"
-SPEC_ATTR = "slimkit_spec"
-QUANT_ATTR = "slimkit_quantization"
-STRUCTURE_ATTR = "slimkit_structure"
 
 
 def _crc(tensor: torch.Tensor) -> int:
@@ -132,13 +131,9 @@ def save(
     """
     stored, layout = _encode_state(model.state_dict(), sparse)
     previous = getattr(model, SPEC_ATTR, {})
-    quantization = getattr(model, QUANT_ATTR, None)
-    if quantization is not None:
-        from ..quantize import quantization_spec  # quantize imports export: import late
-
-        quantization = quantization_spec(model)
+    sections = carried(model)
     structure = getattr(model, STRUCTURE_ATTR, None)
-    plain = quantization is None and not structure
+    plain = not sections and not structure
     version = FLOAT_FORMAT_VERSION if plain else COMPACT_FROM_VERSION
     if version >= COMPACT_FROM_VERSION and any(e["encoding"] != "dense" for e in layout.values()):
         version = PACKED_VERSION
@@ -156,16 +151,16 @@ def save(
     }
     if structure:
         spec["structure"] = structure
-    if quantization is not None:
-        spec["quantization"] = quantization
+    for section in sections:
+        spec[section.key] = section.describe(model)
     if version == PACKED_VERSION:
         stored, spec["packed"] = _pack(stored)
-    if quantization is not None:
+    for section in sections:
+        if section.deploy is None:
+            continue
         # The graph first, then the artifact with the graph's hash: killed in between, the
         # old artifact's hash no longer matches and the stale pair is refused, not measured.
-        from ..quantize import write_deployment  # quantize imports export: import late
-
-        graph = write_deployment(model, Path(path))
+        graph = section.deploy(model, Path(path))
         if graph is not None:
             spec[ONNX_HASH_KEY] = sha256_file(graph)
     with atomic_path(path) as tmp:
@@ -436,11 +431,10 @@ def _restore(path: Path, model: nn.Module, spec: dict[str, Any]) -> nn.Module:
             check_resized(path, spec["structure"], _tensors(model))
             model = resize_pruned(model, spec["structure"])
             setattr(model, STRUCTURE_ATTR, spec["structure"])
-        if "quantization" in spec:
-            from ..quantize import restore_structure  # quantize imports export: import late
-
-            model = restore_structure(model, spec["quantization"])
-    except ArtifactError as err:  # raised by quantize, which does not know the file
+        for key in SECTIONS.names():
+            if key in spec:
+                model = SECTIONS.get(key).restore(model, spec[key])
+    except ArtifactError as err:  # raised by a section's owner, which does not know the file
         if str(path) in str(err):
             raise
         raise ArtifactError(f"{path}: {err}") from None

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from .._attrs import ARCH_ATTR
 from .._registry import Registry
 from ..errors import ModelError
 from ._resnet_cifar import resnet20, resnet56
@@ -25,7 +26,6 @@ MODELS.register("resnet20", resnet20)
 MODELS.register("resnet56", resnet56)
 
 TORCHVISION_PREFIX = "torchvision:"
-ARCH_ATTR = "slimkit_arch"
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:

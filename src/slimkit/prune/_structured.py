@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._attrs import PRUNE_REPORT_ATTR as REPORT_ATTR
+from .._attrs import STRUCTURE_ATTR
 from .._checks import check_int, check_number
 from .._config import ConfigBase
 from .._device import resolve_device
@@ -33,8 +35,6 @@ from ._config import AGP, Global, OneShot, PerLayer
 from ._select import Candidate, prune_verified
 from ._target import Metric, blocked_summary, search_target
 
-STRUCTURE_ATTR = "slimkit_structure"
-REPORT_ATTR = "slimkit_prune_report"
 MACS_TOLERANCE = 0.05  # channel counts are integers: MACs move in steps of a few percent
 
 

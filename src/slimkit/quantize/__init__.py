@@ -5,8 +5,8 @@ kernels) is the default deployment backend, PyTorch's own int8 kernels (PT2E thr
 :class:`TorchInt8Module`) the other. :func:`sensitivity` ranks layers for mixed precision.
 """
 
+from .._attrs import QUANT_ATTR
 from ._api import (
-    QUANT_ATTR,
     quantization_report,
     quantization_spec,
     quantize,
@@ -24,7 +24,7 @@ from ._config import (
     config_from_dict,
     config_to_dict,
 )
-from ._deploy import example_input, onnx_path, profile_deployed, write_deployment
+from ._deploy import deployed_graph, example_input, onnx_path, write_deployment
 from ._fold import conv_bn_pairs, fold_batchnorm
 from ._graph import QuantReport
 from ._modules import ActQuant, DynamicQuantLinear, Int4Linear, QuantWeight
@@ -70,6 +70,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "conv_bn_pairs",
+    "deployed_graph",
     "example_input",
     "export_fp32",
     "export_onnx",
@@ -77,7 +78,6 @@ __all__ = [
     "make_observer",
     "onnx_path",
     "optimized_op_types",
-    "profile_deployed",
     "quantizable_layers",
     "quantization_report",
     "quantization_spec",

@@ -7,10 +7,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._attrs import ARCH_ATTR, QUANT_ATTR, STRUCTURE_ATTR
 from ..data import Splits
 from ..errors import ArtifactError
-from ..export._artifact import STRUCTURE_ATTR
-from ..models._registry import ARCH_ATTR
 from ._config import (
     BACKENDS,
     Bf16Config,
@@ -39,7 +38,6 @@ from ._weight_only import (
 )
 
 #: Attribute of a quantized model holding its spec section (scheme, config, backend, report).
-QUANT_ATTR = "slimkit_quantization"
 #: Schemes whose ONNX graph runs int8 kernels (static, QAT) or stores int8 weights (weight-only).
 ONNX_SCHEMES = ("int8-static", "qat", "int8-weight-only")
 #: Schemes that the torch backend runs on PyTorch's int8 kernels (PT2E, through torchao).

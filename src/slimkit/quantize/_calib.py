@@ -10,9 +10,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from .._attrs import ARCH_ATTR
 from ..data import Splits, make_loader
 from ..errors import DataError
-from ..models._registry import ARCH_ATTR
 
 CALIB_SEED = 1234
 

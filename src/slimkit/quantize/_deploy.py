@@ -8,19 +8,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data import Splits
+from .._attrs import ARCH_ATTR, QUANT_ATTR
 from ..errors import ArtifactError
-from ..export import check_graph, read_spec
-from ..measure import (
-    Profile,
-    count_macs,
-    count_nonzero_params,
-    count_params,
-    evaluate_accuracy,
-    measure_latency,
-)
-from ..models._registry import ARCH_ATTR
-from ._api import ONNX_SCHEMES, QUANT_ATTR
+from ..export import SpecSection, check_graph, read_spec, register_spec_section
+from ._api import ONNX_SCHEMES, quantization_spec, restore_structure
 from ._onnx import export_onnx
 
 
@@ -65,42 +56,12 @@ def deployed_graph(artifact: str | os.PathLike[str]) -> Path:
     return path
 
 
-def profile_deployed(
-    model: nn.Module,
-    splits: Splits,
-    *,
-    artifact: str | os.PathLike[str],
-    threads: int | None = None,
-    accuracy: bool = True,
-    latency_repeats: int = 10,
-    runtime: str = "onnxruntime",
-) -> Profile:
-    """Measure the ONNX graph deployed beside ``artifact``, with the keys of a float profile.
-
-    Accuracy and latency are ``runtime``'s (a name in :data:`slimkit.runtime.RUNTIMES`);
-    ``bytes`` is the ``.onnx`` file's size; parameter and MAC counts are those of the
-    (equivalent) PyTorch model.
-
-    Raises:
-        ArtifactError: if there is no ``.onnx`` file beside ``artifact``, or it is not the
-            one ``artifact`` was saved with.
-    """
-    from ..runtime import RUNTIMES
-
-    path = deployed_graph(artifact)
-    threads = threads or torch.get_num_threads()
-    runner = RUNTIMES.get(runtime).load(path, threads)
-    example = splits.example_input(64)
-    return Profile(
-        test_accuracy=evaluate_accuracy(runner, splits.test) if accuracy else None,
-        val_accuracy=evaluate_accuracy(runner, splits.val) if accuracy else None,
-        params=count_params(model),
-        nonzero_params=count_nonzero_params(model),
-        macs=count_macs(model, example[:1]),
-        bytes=path.stat().st_size,
-        latency_ms_b1=measure_latency(runner, example[:1], repeats=latency_repeats),
-        latency_ms_b64=measure_latency(runner, example, repeats=latency_repeats),
-        threads=threads,
-        device="cpu",
-        backend=runtime,
+register_spec_section(
+    SpecSection(
+        key="quantization",
+        attr=QUANT_ATTR,
+        describe=quantization_spec,
+        restore=restore_structure,
+        deploy=write_deployment,
     )
+)

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from .._attrs import ARCH_ATTR
 from ..data import Splits
 from ..errors import DataError
-from ..models._registry import ARCH_ATTR
 from ..train import train
 from ._calib import calibration_batches, run_batches
 from ._config import Int8StaticConfig, QATConfig

@@ -7,6 +7,7 @@ Example:
 
 from . import _onnxruntime, _openvino  # noqa: F401  (registration)
 from ._base import RUNTIMES, Runtime, available_runtimes, register_runtime
+from ._deployed import profile_deployed
 from ._openvino import OpenVinoModule
 from ._profile import layer_times
 
@@ -16,5 +17,6 @@ __all__ = [
     "Runtime",
     "available_runtimes",
     "layer_times",
+    "profile_deployed",
     "register_runtime",
 ]

@@ -6,7 +6,7 @@ knobs with Optuna, verifies the best candidate, exports it and writes a report.
 """
 
 from ._budget import Budget
-from ._compress import compress, run_worker
+from ._compress import compress, register_report_writer, run_worker
 from ._config import GOALS, RECOVERY, CompressConfig, backends
 from ._heartbeat import STALE_AFTER_S, StaleTrials
 from ._plan import GroupCurve, Pruner, measure_curves, plan_for_keep
@@ -33,6 +33,7 @@ __all__ = [
     "measure_curves",
     "open_study",
     "plan_for_keep",
+    "register_report_writer",
     "run_worker",
     "trial_records",
 ]

@@ -188,13 +188,26 @@ def _read_sensitivity(run: RunDir, ctx: Context) -> None:
     ][:2]
 
 
-def _report_stage(run: RunDir, cfg: CompressConfig) -> None:
-    """``summary.json``, then ``report.html`` and ``report.md`` from the run directory."""
-    from ..report import write_report
+#: What writes the report from a finished run directory (``run_dir -> {kind: path}``):
+#: :mod:`slimkit.report` registers its HTML and Markdown writer here when imported, so that
+#: the search does not depend on the package that reads its output.
+REPORT_WRITERS: list[Callable[[Path], dict[str, str]]] = []
 
+
+def register_report_writer(writer: Callable[[Path], dict[str, str]]) -> None:
+    """Have every compress run call ``writer(run_dir)`` once its summary is written."""
+    if writer not in REPORT_WRITERS:
+        REPORT_WRITERS.append(writer)
+
+
+def _report_stage(run: RunDir, cfg: CompressConfig) -> None:
+    """``summary.json``, then the registered reports (``report.html``, ``report.md``)."""
     with run.stage("report", {}) as out:
         write_json(run.path / "summary.json", run_summary(run, cfg))
-        out.update(files=write_report(run.path))
+        files: dict[str, str] = {}
+        for writer in REPORT_WRITERS:
+            files.update(writer(run.path))
+        out.update(files=files)
 
 
 def _read_records(run: RunDir, stage: str = "search") -> list[TrialRecord]:

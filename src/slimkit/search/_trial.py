@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._attrs import ARCH_ATTR
 from ..data import Splits
 from ..errors import UnsupportedOpError
 from ..export import load, save
@@ -21,7 +22,6 @@ from ..measure import (
     fixed_threads,
     interleaved_latency,
 )
-from ..models._registry import ARCH_ATTR
 from ..prune import Global, UnstructuredConfig, prune
 from ..train import TrainConfig, train
 from ._config import CompressConfig

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._attrs import PRUNE_REPORT_ATTR
 from ..graph import DependencyGraph, apply_plan
 
 # Smallest input each torchvision family accepts (ViTs get image_size = two patches instead).
@@ -94,7 +95,7 @@ def check_structured(
         with torch.no_grad():
             same_shape = pruned(example).shape == model(example).shape
         result["macs_after"] = count_macs(pruned, example)
-        report: dict[str, Any] = getattr(pruned, "slimkit_prune_report", {})
+        report: dict[str, Any] = getattr(pruned, PRUNE_REPORT_ATTR, {})
         result["left_unpruned"] = len(report["left_unpruned"])
         result["unsupported_ops"] = report["unsupported_ops"]
         if not same_shape:

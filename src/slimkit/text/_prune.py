@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._attrs import PRUNE_REPORT_ATTR as REPORT_ATTR
 from .._config import ConfigBase
 from ..errors import PruningTargetError, UnsupportedOpError
 from ..graph import DependencyGraph, Group, apply_plan
@@ -29,7 +30,6 @@ from ..models import SentenceEncoder, layer_widths
 from ..prune import Global, PerLayer
 from ._importance import TEXT_IMPORTANCE, TextBatch
 
-REPORT_ATTR = "slimkit_prune_report"
 HEADS, FFN = "heads", "ffn"
 
 
