@@ -114,11 +114,22 @@ def test_target_macs_is_met_within_five_percent(scope) -> None:
     assert abs(fraction - 0.5) <= 0.05 * 0.5
 
 
-def test_target_latency_is_met_within_ten_percent() -> None:
+def test_target_latency_is_met_within_ten_percent(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stand-in clock (latency proportional to MACs, plus 3% noise each way in turn): the
+    # search's logic for a measured target is tested, not this machine's timer.
+    from slimkit.prune import _structured
+
+    calls = iter(range(1000))
+
+    def clock(model: nn.Module, reference: nn.Module, x: torch.Tensor, threads: object) -> float:
+        noise = 1.03 if next(calls) % 2 else 0.97
+        return noise * slimkit.count_macs(model, x) / slimkit.count_macs(reference, x)
+
+    monkeypatch.setattr(_structured, "_latency_ratio", clock)
     model = slimkit.create_model("resnet20")
     pruned = slimkit.prune(model, StructuredConfig(target_latency=0.5), example_inputs=X28)
     fraction = pruned.slimkit_prune_report["steps"][0]["fraction"]
-    assert abs(fraction - 0.5) <= 0.1 * 0.5  # as measured during the search, on this machine
+    assert abs(fraction - 0.5) <= 0.1 * 0.5  # as measured during the search
 
 
 def test_agp_schedule_fine_tunes_between_steps() -> None:

@@ -283,6 +283,7 @@ def test_a_worker_refuses_a_model_factory_the_run_directory_names(
     state["stages"] = {
         "baseline": {"seconds": 0, "output": {"artifact": str(artifact)}},
         "plan": {"seconds": 0, "output": {}},
+        "recovery": {"seconds": 0, "output": {"method": "ce"}},
     }
     (run / "state.json").write_text(json.dumps(state))
     line = _error(capsys, ["worker", run, "--data", f"{hooks}:ten", *LIMITS])
