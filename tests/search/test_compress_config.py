@@ -13,7 +13,11 @@ from slimkit.search import CompressConfig
         ({"backend": "tflite"}, "backend"),
         ({"recover": "mse"}, "recover"),
         # an unknown criterion failed as a KeyError after the baseline stage
-        ({"importance": "tayler"}, r"importance must be one of \(.*'taylor'.*\), got 'tayler'"),
+        (
+            {"importance": "tayler"},
+            r"importance must be one of \[.*'taylor'.*\] \(or a GroupImportance object\), got 'tayler'",
+        ),
+        ({"importance": 3}, "importance must be a name in"),
         ({"trials": 0}, "trials"),
         ({"time_budget_s": 0}, "time_budget_s"),
         ({"min_macs_keep": 0.0}, "min_macs_keep"),
@@ -51,7 +55,9 @@ def test_bad_values_name_the_field(kwargs: dict, message: str) -> None:
 def test_round_trip_and_unknown_keys() -> None:
     cfg = CompressConfig(goal="size", sensitivity_ratios=(0.2, 0.4, 0.8))
     assert CompressConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match=r"valid keys: .*max_drop"):
+    with pytest.raises(
+        ValueError, match=r"unknown keys \['max_dorp'\] for CompressConfig; valid: \[.*'max_drop'"
+    ):
         CompressConfig.from_dict({"max_dorp": 1.0})
 
 
@@ -115,3 +121,31 @@ def test_cli_depth_and_channel_floor_options() -> None:
     assert parsed("--goal", "size", "--structure-cost", "macs").keep_param == "macs_keep"
     with pytest.raises(ValueError, match="min_channels must be >= 1"):
         CompressConfig(min_channels=0)
+
+
+def test_dict_layout_is_what_run_directories_store() -> None:
+    # state.json holds this dict and resume compares it: its layout must not change
+    def top1(model: object, dataset: object) -> float:
+        return 0.0
+
+    data = CompressConfig(metric=top1, lower_is_better=True).to_dict()
+    assert list(data) == list(CompressConfig.__dataclass_fields__)
+    assert data["sensitivity_ratios"] == [0.3, 0.6] and data["importance"] == "l2"
+    assert isinstance(data["metric"], str) and data["metric"].endswith("top1")
+    assert "method" not in data and "class" not in data
+
+
+def test_a_criterion_object_is_a_valid_importance() -> None:
+    from slimkit.importance import MagnitudeGroupImportance
+    from slimkit.search._config import stage_inputs
+
+    criterion = MagnitudeGroupImportance(p=1)
+    cfg = CompressConfig(importance=criterion)
+    record = cfg.to_dict()["importance"]
+    assert record["class"].endswith("MagnitudeGroupImportance")
+    with pytest.raises(ValueError, match="cannot rebuild"):
+        CompressConfig.from_dict(cfg.to_dict())
+    # a run directory compares it by its record; the other knobs still resume as before
+    saved = {"compress": cfg.to_dict(), "data": {"name": "fashion-mnist"}}
+    assert stage_inputs(saved, "sensitivity")["importance"] == record
+    assert stage_inputs(saved, "baseline") == stage_inputs(_saved(), "baseline")

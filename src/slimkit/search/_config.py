@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from .._checks import check_bool, check_int, check_number, check_str
-from ..importance import GROUP
+from .._config import ConfigBase
+from ..importance import GROUP, GroupImportance, check_importance
 from ..runtime import RUNTIMES, available_runtimes
 from ._budget import Budget
 
@@ -63,11 +64,11 @@ _NUMBERS = {
 _POSITIVE = ("recover_lr", "time_budget_s")
 _OPTIONAL = ("latency_threads", "round_to", "min_channels", "time_budget_s")
 _BOOLS = ("quantize", "remove_blocks", "lower_is_better")
-_STRINGS = ("goal", "backend", "importance", "recover")
+_STRINGS = ("goal", "backend", "recover")
 
 
 @dataclass(frozen=True, kw_only=True)
-class CompressConfig:
+class CompressConfig(ConfigBase):
     """What ``compress`` must achieve, and how hard it may search.
 
     Args:
@@ -84,7 +85,10 @@ class CompressConfig:
             quantized and validated).
         time_budget_s: stop starting new trials after this many seconds of search.
         seed: seeds the sampler and every trial's training, so a run is repeatable.
-        importance: the structured pruning criterion (see ``StructuredConfig``).
+        importance: the structured pruning criterion: a name in
+            :data:`slimkit.importance.GROUP` or a :class:`~slimkit.importance.GroupImportance`
+            object (see ``StructuredConfig``). An object is recorded by class name in
+            :meth:`to_dict`: a run resumed or joined by a worker needs a registered name.
         recover: how trials recover a pruned model: ``kd`` (distil from the original),
             ``ce`` (plain fine-tuning), or ``auto``: recover one pruned candidate both ways
             first and use KD only if it scores better (the recovery stage).
@@ -148,7 +152,7 @@ class CompressConfig:
     trials: int = 8
     time_budget_s: float | None = None
     seed: int = 0
-    importance: str = "l2"
+    importance: str | GroupImportance = "l2"
     recover: str = "auto"
     recover_epochs: int = 2
     recover_lr: float = 1e-3
@@ -172,6 +176,7 @@ class CompressConfig:
 
     def __post_init__(self) -> None:
         self._check_kinds()
+        check_importance("CompressConfig", self.importance, GROUP, GroupImportance)
         named = isinstance(self.metric, str) and ":" in self.metric.strip(":")
         if self.metric is not None and not callable(self.metric) and not named:
             raise ValueError(
@@ -186,7 +191,6 @@ class CompressConfig:
             ("goal", self.goal, GOALS),
             ("backend", self.backend, backends()),
             ("recover", self.recover, RECOVERY),
-            ("importance", self.importance, tuple(GROUP.names())),
         ):
             if value not in allowed:
                 raise ValueError(f"CompressConfig.{name} must be one of {allowed}, got {value!r}")
@@ -293,24 +297,11 @@ class CompressConfig:
         return Metric(resolve_metric(self.metric), lower_is_better=self.lower_is_better)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["sensitivity_ratios"] = list(self.sensitivity_ratios)
+        """The config as a JSON-ready dict; a callable ``metric`` is written by its name."""
+        data = super().to_dict()
         if self.metric is not None and not isinstance(self.metric, str):
             data["metric"] = self.scorer().name
         return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CompressConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown CompressConfig keys {unknown}; valid keys: {', '.join(sorted(known))}"
-            )
-        values = dict(data)
-        if isinstance(values.get("sensitivity_ratios"), list | tuple):
-            values["sensitivity_ratios"] = tuple(values["sensitivity_ratios"])
-        return cls(**values)
 
 
 #: The knobs each stage reads, beyond those of the stages before it (see :func:`stage_inputs`).
@@ -343,8 +334,14 @@ def stage_inputs(config: dict[str, Any], stage: str) -> Any:
     also be ``"study"``: what the search's trials are built from (its inputs without
     :data:`SEARCH_EXTENT`).
     """
-    cfg = CompressConfig.from_dict(config["compress"])
+    saved = dict(config["compress"])
+    criterion = saved.get("importance")
+    if isinstance(criterion, dict):  # a criterion object's class record: no knob derives from it
+        saved["importance"] = CompressConfig.__dataclass_fields__["importance"].default
+    cfg = CompressConfig.from_dict(saved)
     full = cfg.to_dict()
+    if isinstance(criterion, dict):
+        full["importance"] = criterion
     full["round_to"] = cfg.channel_multiple  # None means the goal's default multiple
     full["min_channels"] = cfg.channel_floor
     full["structure_cost"] = cfg.cost

@@ -34,7 +34,7 @@ from torch import nn
 from ..data import Splits, make_loader
 from ..data._splits import take
 from ..graph import DependencyGraph, removable_blocks, remove_blocks
-from ..importance import GROUP, unit_scores
+from ..importance import GroupImportance, group_criterion, unit_scores
 from ..measure import Metric, count_macs, count_params, layer_macs
 from ..prune import PerLayer, StructuredConfig
 from ..prune._select import prune_verified
@@ -137,7 +137,7 @@ class Pruner:
     example: torch.Tensor
     graph: DependencyGraph
     scores: dict[int, float]
-    importance: str
+    importance: str | GroupImportance
     round_to: int
     #: No channel group is planned below this many channels (see ``CompressConfig``).
     min_channels: int = 1
@@ -164,14 +164,14 @@ class Pruner:
         cls,
         model: nn.Module,
         splits: Splits,
-        importance: str,
+        importance: str | GroupImportance,
         round_to: int = 1,
         min_channels: int = 1,
     ) -> Pruner:
         model = copy.deepcopy(model).cpu().eval()
         example = splits.example_input(1)
         graph = DependencyGraph.build(model, example)
-        criterion = GROUP.get(importance)()
+        criterion = group_criterion(importance)
         calib = None
         if criterion.needs_data:
             loader = make_loader(splits.train, batch_size=64, shuffle=True, seed=1234)
