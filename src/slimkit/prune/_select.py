@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,14 +32,43 @@ def _matches(name: str, pattern: str) -> bool:
     return name == pattern or fnmatch.fnmatchcase(name, pattern)
 
 
-def _group_ratio(
-    graph: DependencyGraph, group: Group, cfg: StructuredConfig, ratio: float
-) -> float:
-    if isinstance(cfg.scope, PerLayer):
-        for pattern, value in cfg.scope.overrides.items():
+def scope_ratio(group: Group, scope: Global | PerLayer, default: float) -> float:
+    """The ratio of ``group``: the first :class:`PerLayer` override matching one of its source
+    modules (by name or ``fnmatch`` pattern), else ``default``."""
+    if isinstance(scope, PerLayer):
+        for pattern, value in scope.overrides.items():
             if any(_matches(m, pattern) for m in group.sources):
                 return value
-    return ratio
+    return default
+
+
+def round_count(count: int, step: int, total: int) -> int:
+    """``count`` rounded to the nearest multiple of ``step``, at least ``step`` and at most the
+    largest multiple of ``step`` within ``total`` (``total >= step``)."""
+    return min(max(step, round(count / step) * step), total // step * step)
+
+
+def lowest_units(units: Sequence[int], scores: Sequence[float], drop: int) -> list[int]:
+    """The ``drop`` lowest-scored ``units`` (``scores[i]`` scores ``units[i]``); equal scores
+    give up the lower label first."""
+    order = sorted(range(len(units)), key=lambda i: (scores[i], units[i]))
+    return [units[i] for i in order[: max(drop, 0)]]
+
+
+def spend_budget(ranked: Iterable[int], budget: int, caps: Mapping[int, int]) -> dict[int, int]:
+    """How many units each group (by index) loses to a global ranking.
+
+    ``ranked`` names each unit's group, least important unit first; a group gives up its
+    units in that order until ``budget`` units are gone, and never more than ``caps[group]``.
+    """
+    counts: dict[int, int] = dict.fromkeys(caps, 0)
+    for index in ranked:
+        if budget == 0:
+            break
+        if counts[index] < caps[index]:
+            counts[index] += 1
+            budget -= 1
+    return counts
 
 
 def _rounded_keep(group: Group, keep: int, round_to: int) -> tuple[int, str | None]:
@@ -53,8 +82,7 @@ def _rounded_keep(group: Group, keep: int, round_to: int) -> tuple[int, str | No
             f"group {group.index} ({', '.join(group.modules[:2])}) has {total * group.unit_size} "
             f"channels, fewer than round_to={round_to}: left unpruned"
         )
-    kept_total = min(max(step, round((keep + blocked) / step) * step), total // step * step)
-    return max(kept_total - blocked, 0), None
+    return max(round_count(keep + blocked, step, total) - blocked, 0), None
 
 
 def _global_removals(
@@ -67,16 +95,8 @@ def _global_removals(
         scale = values.mean() if len(values) and values.mean() > 0 else 1.0
         ranked.extend((v / scale, group.index) for v in values)
     ranked.sort()
-    budget = round(ratio * len(ranked))
     caps = {g.index: math.floor(cfg.max_ratio * len(g.units)) for g in graph.groups}
-    counts: dict[int, int] = dict.fromkeys(caps, 0)
-    for _, index in ranked:
-        if budget == 0:
-            break
-        if counts[index] < caps[index]:
-            counts[index] += 1
-            budget -= 1
-    return counts
+    return spend_budget((index for _, index in ranked), round(ratio * len(ranked)), caps)
 
 
 def group_drops(
@@ -99,7 +119,7 @@ def group_drops(
     for group in graph.groups:
         n = len(group.units)
         phase = (group.index * 0.6180339887) % 1.0 if stagger else 0.0
-        share = min(_group_ratio(graph, group, cfg, ratio), cfg.max_ratio)
+        share = min(scope_ratio(group, cfg.scope, ratio), cfg.max_ratio)
         drops[group.index] = min(
             math.floor(share * n + phase * (share > 0)), math.floor(cfg.max_ratio * n)
         )
@@ -131,8 +151,8 @@ def select_units(
         keep, note = _rounded_keep(group, keep, cfg.round_to)
         if note:
             notes.append(note)
-        order = sorted(group.units.tolist(), key=lambda u: (scores.get(u, 0.0), u))
-        removed.extend(order[: n - keep])
+        units = group.units.tolist()
+        removed.extend(lowest_units(units, [scores.get(u, 0.0) for u in units], n - keep))
     return removed, notes
 
 

@@ -10,7 +10,6 @@ checked against the plan before it is returned.
 from __future__ import annotations
 
 import copy
-import fnmatch
 import math
 import time
 import warnings
@@ -18,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -28,6 +26,7 @@ from ..errors import PruningTargetError, UnsupportedOpError
 from ..graph import DependencyGraph, Group, apply_plan
 from ..models import SentenceEncoder, layer_widths
 from ..prune import Global, PerLayer
+from ..prune._select import lowest_units, round_count, scope_ratio, spend_budget
 from ._importance import TEXT_IMPORTANCE, TextBatch
 
 HEADS, FFN = "heads", "ffn"
@@ -109,18 +108,10 @@ def _kind(group: Group) -> str:
     return HEADS if group.unit_size > 1 else FFN
 
 
-def _override(group: Group, scope: Global | PerLayer, default: float) -> float:
-    if isinstance(scope, PerLayer):
-        for pattern, value in scope.overrides.items():
-            if any(m == pattern or fnmatch.fnmatchcase(m, pattern) for m in group.sources):
-                return value
-    return default
-
-
 def _round_keep(keep: int, total: int, round_to: int) -> int:
     if round_to == 1 or total < round_to:
         return keep
-    return min(max(round_to, round(keep / round_to) * round_to), total // round_to * round_to)
+    return round_count(keep, round_to, total)
 
 
 def _keep_counts(
@@ -131,7 +122,7 @@ def _keep_counts(
     groups = [g for g in graph.groups if g.prunable]
     if isinstance(cfg.scope, PerLayer):
         for g in groups:
-            ratio = _override(g, cfg.scope, getattr(cfg, _kind(g)))
+            ratio = scope_ratio(g, cfg.scope, getattr(cfg, _kind(g)))
             keep[g.index] = max(len(g.units) - round(ratio * len(g.units)), 1)
     else:
         for kind in (HEADS, FFN):
@@ -141,14 +132,9 @@ def _keep_counts(
             floor = {
                 g.index: max(1, math.ceil((1 - cfg.max_ratio) * len(g.units))) for g in members
             }
-            counts = {g.index: len(g.units) for g in members}
-            for _, index in ranked:
-                if budget == 0:
-                    break
-                if counts[index] > floor[index]:
-                    counts[index] -= 1
-                    budget -= 1
-            keep.update(counts)
+            caps = {g.index: len(g.units) - floor[g.index] for g in members}
+            lost = spend_budget((index for _, index in ranked), budget, caps)
+            keep.update({g.index: len(g.units) - lost[g.index] for g in members})
     for g in groups:
         if _kind(g) == FFN:
             keep[g.index] = _round_keep(keep[g.index], len(g.units), cfg.round_to)
@@ -162,9 +148,8 @@ def select_removed(
     removed: list[int] = []
     for index, count in _keep_counts(graph, scores, cfg).items():
         group = graph.groups[index]
-        order = np.argsort(scores[index].numpy(), kind="stable")
         drop = len(group.units) - count
-        removed.extend(group.units[order[:drop]].tolist())
+        removed.extend(lowest_units(group.units.tolist(), scores[index].tolist(), drop))
     return removed
 
 
