@@ -10,6 +10,7 @@ import base64
 import html
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -115,10 +116,8 @@ def _trials_plot(trials: list[TrialRecord], summary: dict[str, Any]) -> str:
     if points:
         front = _pareto(points, lower)
         ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
-    ax.scatter(
-        [base[key]], [base["val_accuracy"]], marker="*", s=160, c="tab:blue", label="original"
-    )
     result = summary["result"]
+    _original_mark(ax, [p[0] for p in points] + [float(result[key])], base, key, summary["goal"])
     ax.scatter(
         [result[key]],
         [result["val_accuracy"]],
@@ -130,11 +129,99 @@ def _trials_plot(trials: list[TrialRecord], summary: dict[str, Any]) -> str:
     )
     bound = f"{'+' if lower else '−'}{budget.max_drop} {'pts' if name == 'top-1' else ''}".strip()
     ax.axhline(floor, color="tab:red", lw=1, ls=":", label=f"budget ({bound})")
-    ax.set_xscale("log")
     ax.set_xlabel(label)
     ax.set_ylabel("validation top-1 (%)" if name == "top-1" else f"validation {name}")
     ax.legend(fontsize=8)
     ax.set_title("every trial: " + ("accuracy" if name == "top-1" else name) + " vs goal")
+    return _png(fig)
+
+
+GOAL_UNIT = {"latency": "ms", "size": "bytes", "macs": "MACs"}
+
+
+def _trial_limits(xs: list[float]) -> tuple[float, float] | None:
+    """The log x-axis limits the trials (and the chosen result) span, padded by a quarter;
+    None without a positive value to span."""
+    positive = [x for x in xs if x > 0]
+    if not positive:
+        return None
+    return min(positive) / 1.25, max(positive) * 1.25
+
+
+def _plain_log_ticks(ax: Any, low: float, high: float) -> None:
+    """Plain numbers on the log x-axis ("0.8", not "8×10⁻¹"); the minor ticks are labelled
+    too while the axis spans less than about a decade and a half."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    narrow = low > 0 and high / low < 30
+    ax.xaxis.set_minor_formatter(plain if narrow else NullFormatter())
+
+
+def _original_mark(ax: Any, xs: list[float], base: dict[str, Any], key: str, goal: str) -> None:
+    """Mark the original on the trials' log axis without letting it set the axis.
+
+    The original's eager time (or size) can lie decades away from the trials; plotted as a
+    point it would squeeze them into a corner. The axis spans the trials; the original is a
+    star when it falls inside, else a line at its score ending in an arrow at the axis edge
+    that gives its value.
+    """
+    ax.set_xscale("log")
+    x, y = float(base[key]), float(base["val_accuracy"])
+    limits = _trial_limits(xs)
+    if limits is None or limits[0] <= x <= limits[1]:
+        _plain_log_ticks(ax, min(limits[0], x) if limits else x, max(limits[1], x) if limits else x)
+        ax.scatter([x], [y], marker="*", s=160, c="tab:blue", label="original", zorder=3)
+        return
+    _plain_log_ticks(ax, *limits)
+    ax.set_xlim(*limits)
+    right = x > limits[1]
+    ax.axhline(y, color="tab:blue", lw=1, ls="-.", label="original (off the axis)")
+    value = f"{x:.3g} {GOAL_UNIT.get(goal, '')}".strip()
+    ax.annotate(
+        f"original: {value} →" if right else f"← original: {value}",
+        xy=(1.0 if right else 0.0, y),
+        xycoords=("axes fraction", "data"),
+        # Right: in the margin beside the axis, clear of the trials; left: inside, clear of
+        # the tick labels.
+        xytext=(4 if right else 6, 0 if right else 6),
+        textcoords="offset points",
+        ha="left",
+        va="center" if right else "bottom",
+        annotation_clip=False,
+        fontsize=8,
+        color="tab:blue",
+    )
+
+
+def _quantization_plot(layers: list[dict[str, Any]]) -> str:
+    """Each layer quantized to int8 alone: its validation drop, the worst at the top."""
+    plt = _pyplot()
+    ranked = sorted(layers, key=lambda r: -float(r["accuracy_drop"]))
+    fig, ax = plt.subplots(figsize=(6.4, max(2.4, 0.26 * len(ranked) + 1.2)))
+    drops = [float(r["accuracy_drop"]) for r in ranked]
+    colors = ["tab:red" if d > 0 else "tab:gray" for d in drops]
+    ax.barh([str(r["layer"]) for r in ranked], drops, color=colors)
+    ax.invert_yaxis()
+    ax.axvline(0, color="k", lw=0.8)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_xlabel("validation drop (points; negative: a gain)")
+    ax.set_title(f"int8 sensitivity: each of {len(ranked)} layers quantized alone")
+    return _png(fig)
+
+
+def _layer_ms_plot(layer_ms: dict[str, float], runtime: str | None) -> str:
+    """The per-layer int8 time the plan measured for the latency cost, in network order."""
+    plt = _pyplot()
+    names, ms = list(layer_ms), [float(v) for v in layer_ms.values()]
+    fig, ax = plt.subplots(figsize=(6.4, max(2.4, 0.26 * len(names) + 1.2)))
+    ax.barh(names, ms, color="tab:purple")
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_xlabel("ms at batch 64")
+    where = f" on {runtime}" if runtime else ""
+    ax.set_title(f"int8 time per layer{where} ({sum(ms):.2f} ms in all)")
     return _png(fig)
 
 
@@ -268,7 +355,9 @@ def _deployment_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _markdown(summary: dict[str, Any], trials: list[TrialRecord]) -> str:
+def _markdown_parts(summary: dict[str, Any], trials: list[TrialRecord]) -> tuple[str, str]:
+    """The report's Markdown in two parts: the outcome and the plan, then the trials and the
+    stages (the HTML report puts its plots between them)."""
     r = summary["ratios"]
     name, _ = _metric(summary)
     budget = (
@@ -276,7 +365,7 @@ def _markdown(summary: dict[str, Any], trials: list[TrialRecord]) -> str:
         if name == "top-1"
         else f"**{summary['budget']['max_drop']}** of validation `{name}`"
     )
-    lines = [
+    intro = [
         "# slimkit compress report",
         "",
         f"Goal: **{summary['goal']}**, budget: {budget}. Validation drop {summary['budget']['val_drop']:+.2f}, test drop "
@@ -294,11 +383,15 @@ def _markdown(summary: dict[str, Any], trials: list[TrialRecord]) -> str:
         f"sparsity {summary['plan']['sparsity']:.0%}, precision {summary['plan']['precision']}."
         + _removed_note(summary["plan"].get("removed_blocks") or []),
         *_recovery_lines(summary),
+    ]
+    lines = [
+        "## Trials",
         "",
         f"| trial | MACs kept | weights kept | sparsity | precision | val {name} | drop | bytes "
         "| b64 ms |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
+    head = "\n".join(intro) + "\n"
     for t in trials:
         lines.append(
             f"| {t.number} | {t.structured.macs_fraction:.0%} | "
@@ -306,9 +399,9 @@ def _markdown(summary: dict[str, Any], trials: list[TrialRecord]) -> str:
             f"{t.precision} | {t.val_accuracy:.4g} | {t.drop:+.4g} | {t.bytes:,} | "
             f"{t.latency_ms_b64:.2f} |"
         )
-    lines += ["", "| stage | seconds |", "|---|---:|"]
+    lines += ["", "## Time per stage", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {s['name']} | {s['seconds']:.1f} |" for s in summary["stages"]]
-    return "\n".join(lines) + "\n"
+    return head, "\n".join(lines) + "\n"
 
 
 def plan_cut(plan: dict[str, Any]) -> str:
@@ -351,25 +444,80 @@ def _removed_note(removed: list[str]) -> str:
     return f" The pruning removes {len(removed)} residual block(s) whole: {', '.join(removed)}."
 
 
-def _html(summary: dict[str, Any], markdown: str, images: dict[str, str]) -> str:
-    table = "".join(
-        f"<tr><td>{html.escape(a)}</td><td>{b}</td><td>{c}</td></tr>" for a, b, c in _table(summary)
+def _inline(text: str) -> str:
+    """Markdown's inline marks the report uses (``**bold**``, ```code```) as HTML."""
+    out = html.escape(text, quote=False)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
+
+
+def _cells(row: str) -> list[str]:
+    return [c.strip() for c in row.strip().strip("|").split("|")]
+
+
+def _html_table(rows: list[str]) -> str:
+    """A Markdown table (header, alignment row, body) as an HTML ``<table>``."""
+    header, rule, body = _cells(rows[0]), _cells(rows[1]), rows[2:]
+    align = ["right" if r.endswith(":") else "left" for r in rule]
+    head = "".join(
+        f'<th class="{a}">{_inline(c)}</th>' for c, a in zip(header, align, strict=False)
     )
+    trs = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="{a}">{_inline(c)}</td>' for c, a in zip(_cells(row), align, strict=False)
+        )
+        + "</tr>"
+        for row in body
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>"
+
+
+def _markdown_html(markdown: str) -> str:
+    """The subset of Markdown the report writes (headings, paragraphs, bullets, tables)."""
+    out: list[str] = []
+    blocks: list[list[str]] = [[]]
+    for line in markdown.splitlines():
+        if line.strip():
+            blocks[-1].append(line)
+        elif blocks[-1]:
+            blocks.append([])
+    for block in filter(None, blocks):
+        if block[0].startswith("#"):
+            level = len(block[0]) - len(block[0].lstrip("#"))
+            out.append(f"<h{level}>{_inline(block[0][level:].strip())}</h{level}>")
+            block = block[1:]
+        if not block:
+            continue
+        if block[0].startswith("|"):
+            out.append(_html_table(block))
+            continue
+        text = [line for line in block if not line.startswith("- ")]
+        items = [line[2:] for line in block if line.startswith("- ")]
+        if text:
+            out.append(f"<p>{_inline(' '.join(text))}</p>")
+        if items:
+            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
+    return "\n".join(out)
+
+
+def _html(head: str, tail: str, images: dict[str, str]) -> str:
     figures = "".join(
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
-        f"<figcaption>{html.escape(name)}</figcaption></figure>"
+        f"<figcaption>{html.escape(name)}</figcaption></figure>\n"
         for name, data in images.items()
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>slimkit compress report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
-td:first-child{{text-align:left}}figure{{margin:1.5em 0}}img{{max-width:100%}}
-pre{{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}}</style></head><body>
-<h1>slimkit compress report</h1>
-<table><tr><th></th><th>original</th><th>compressed</th></tr>{table}</table>
-{figures}
-<h2>Details</h2><pre>{html.escape(markdown)}</pre>
+table{{border-collapse:collapse;margin:1em 0;font-size:14px}}
+td,th{{border:1px solid #ccc;padding:4px 8px}}th{{background:#f3f3f3}}
+.right{{text-align:right;font-variant-numeric:tabular-nums}}.left{{text-align:left}}
+figure{{margin:1.5em 0}}img{{max-width:100%}}figcaption{{color:#555;font-size:13px}}
+code{{background:#f3f3f3;padding:0 3px}}</style></head><body>
+{_markdown_html(head)}
+<h2>Plots</h2>
+{figures}{_markdown_html(tail)}
 </body></html>
 """
 
@@ -378,21 +526,29 @@ def write_report(run_dir: str | Path) -> dict[str, str]:
     """Write ``report.html`` and ``report.md`` for a finished compress run; returns their paths."""
     run_dir = Path(run_dir)
     state, trials, summary = _load(run_dir)
-    curves = state["stages"].get("sensitivity", {}).get("output", {}).get("curves", [])
     summary = {**summary, "stages": summary.get("stages", [])}
+    sensitivity = state["stages"].get("sensitivity", {}).get("output", {})
+    curves = sensitivity.get("curves", [])
+    plan = state["stages"].get("plan", {}).get("output", {})
     images = {
         "accuracy vs goal, every trial": _trials_plot(trials, summary),
         "sensitivity curves": _sensitivity_plot(curves),
-        "per-layer width, sparsity and precision": _widths_plot(curves, summary),
-        "time per stage": _stages_plot(summary["stages"] or [{"name": "-", "seconds": 0}]),
     }
-    blocks = state["stages"].get("plan", {}).get("output", {}).get("block_curves", [])
-    if blocks:
-        images["residual blocks removed alone"] = _blocks_plot(blocks, summary)
-    markdown = _markdown(summary, trials)
+    if sensitivity.get("quantization"):  # runs without quantization measure none
+        images["int8 sensitivity per layer"] = _quantization_plot(sensitivity["quantization"])
+    if plan.get("layer_ms"):  # measured for the latency cost only
+        images["int8 time per layer"] = _layer_ms_plot(
+            plan["layer_ms"], plan.get("layer_ms_runtime")
+        )
+    images["per-layer width, sparsity and precision"] = _widths_plot(curves, summary)
+    if plan.get("block_curves"):
+        images["residual blocks removed alone"] = _blocks_plot(plan["block_curves"], summary)
+    images["time per stage"] = _stages_plot(summary["stages"] or [{"name": "-", "seconds": 0}])
+    head, tail = _markdown_parts(summary, trials)
+    markdown = head + "\n" + tail
     paths = {"html": run_dir / "report.html", "markdown": run_dir / "report.md"}
     with atomic_path(paths["markdown"]) as tmp:
         tmp.write_text(markdown)
     with atomic_path(paths["html"]) as tmp:
-        tmp.write_text(_html(summary, markdown, images))
+        tmp.write_text(_html(head, tail, images))
     return {k: str(v) for k, v in paths.items()}
