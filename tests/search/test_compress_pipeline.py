@@ -54,7 +54,7 @@ def test_budget_is_honoured_and_the_run_is_complete(
     assert evaluate_accuracy(reloaded, small_splits.val) == summary["result"]["val_accuracy"]
     assert load(files["artifact"]) is not None
     html = Path(files["report"]).read_text()
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 5  # with the int8 sensitivity
     trials = json.loads((tmp_path / "run" / "trials.json").read_text())
     assert len(trials) == 2
 
