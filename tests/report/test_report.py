@@ -9,7 +9,7 @@ import pytest
 
 from slimkit import SlimkitError
 from slimkit.report import write_report
-from slimkit.report._report import _pareto
+from slimkit.report._plots import _pareto
 from slimkit.search import TrialRecord
 from slimkit.search._record import Structure
 
@@ -28,7 +28,7 @@ def test_unfinished_run_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_width_chart_shows_removed_blocks_and_the_kept_widths() -> None:
-    from slimkit.report._report import _kept_widths
+    from slimkit.report._plots import _kept_widths
 
     curves = [
         {"key": "layer1.0.conv1", "channels": 16},
@@ -56,7 +56,7 @@ def test_trials_chart_labels_its_axis_with_the_goal_and_numbers_the_points(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The legend loop once overwrote the axis label: the x-axis read "trials over budget".
-    from slimkit.report import _report
+    from slimkit.report import _plots as _report
 
     figures: list[object] = []
     monkeypatch.setattr(_report, "_png", lambda fig: figures.append(fig) or "")
@@ -98,7 +98,7 @@ def _summary(original_ms: float = 4.0) -> dict[str, Any]:
 
 
 def _trials_axes(monkeypatch: pytest.MonkeyPatch, original_ms: float) -> Any:
-    from slimkit.report import _report
+    from slimkit.report import _plots as _report
 
     figures: list[Any] = []
     monkeypatch.setattr(_report, "_png", lambda fig: figures.append(fig) or "")
@@ -182,7 +182,7 @@ def test_the_html_report_has_real_tables_and_a_plot_for_each_measurement_the_run
 def test_the_int8_sensitivity_chart_ranks_layers_by_drop_and_names_the_runtime_of_the_times(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from slimkit.report import _report
+    from slimkit.report import _plots as _report
 
     figures: list[Any] = []
     monkeypatch.setattr(_report, "_png", lambda fig: figures.append(fig) or "")
