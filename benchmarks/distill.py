@@ -218,7 +218,7 @@ def run_pair(name: str, args: argparse.Namespace, splits: Splits, results_path: 
             f"{json.dumps(saved)}\n  now:   {json.dumps(settings)}\n"
             "use another --workdir, or delete that pair's entries to redo it"
         )
-    results[f"{name}/command"] = shlex.join(["python", *sys.argv])
+    save_results(results_path, {f"{name}/command": shlex.join(["python", *sys.argv])})
     teacher = slimkit.load(settings["teacher"]).eval()
     if f"{name}/teacher" not in results:
         results[f"{name}/teacher"] = describe_model(teacher, splits)
