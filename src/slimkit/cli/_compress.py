@@ -25,7 +25,7 @@ from ..search import (
     run_worker,
 )
 from ._guards import refuse_quantized
-from ._output import log, print_json, profile_table
+from ._output import add_output_flags, log, print_json, profile_table
 from ._parser import field_default
 
 AddCommon = Callable[[argparse.ArgumentParser], None]
@@ -246,28 +246,11 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
         help="recipe values to replace, e.g. compress.trials=4 (default: none)",
     )
     run.add_argument("--resume", action="store_true", help="continue the recipe's run directory")
-    _add_output_flags(run)
+    add_output_flags(run)
 
     r = sub.add_parser("report", help="regenerate RUN_DIR/report.html and report.md")
     r.add_argument("run_dir", metavar="RUN_DIR", help="the run directory of a compress run")
-    _add_output_flags(r)
-
-
-def _add_output_flags(parser: argparse.ArgumentParser) -> None:
-    """``--json``, ``--quiet`` and ``--debug`` for the commands whose recipe or run directory
-    names the device and the data."""
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help='print one JSON result on stdout; a failure prints {"error": {"type", "message", '
-        '"exit_code"}} there instead',
-    )
-    parser.add_argument(
-        "--quiet",
-        action="store_true",
-        help="no progress messages on stderr; the result is still printed",
-    )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    add_output_flags(r)
 
 
 def _metric_arg(spec: str | None) -> Any:

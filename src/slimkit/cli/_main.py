@@ -27,6 +27,7 @@ from ._output import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    add_output_flags,
     print_error_json,
 )
 from ._parser import SlimkitParser, field_default, model_sources
@@ -47,18 +48,7 @@ def _add_common(
         default="auto",
         help=f"where to compute: {', '.join(DEVICE_CHOICES)} or cuda:N (default %(default)s)",
     )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help='print one JSON result on stdout; a failure prints {"error": {"type", "message", '
-        '"exit_code"}} there instead',
-    )
-    parser.add_argument(
-        "--quiet",
-        action="store_true",
-        help="no progress bars or progress messages on stderr; the result is still printed",
-    )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    add_output_flags(parser)
     parser.add_argument(
         "--trust-model-code",
         action="store_true",

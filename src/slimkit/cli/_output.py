@@ -44,6 +44,22 @@ def profile_table(names: Sequence[str], profiles: Sequence[dict[str, Any]]) -> s
     return "\n".join(lines)
 
 
+def add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """``--json``, ``--quiet`` and ``--debug``: every command takes them."""
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON result on stdout; a failure prints {"error": {"type", "message", '
+        '"exit_code"}} there instead',
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars or progress messages on stderr; the result is still printed",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
 def log(args: argparse.Namespace, message: str) -> None:
     """A progress message: on stderr, so that ``--json`` output on stdout stays parseable, and
     not at all under ``--quiet``."""

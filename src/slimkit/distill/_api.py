@@ -100,12 +100,6 @@ class _Student(nn.Module):
         return self.student(x)
 
 
-def _example_batch(data: Splits) -> torch.Tensor:
-    """Two training inputs, read one by one (a loader would materialise the whole split)."""
-    count = min(2, len(data.train))  # type: ignore[arg-type]
-    return torch.stack([torch.as_tensor(data.train[i][0]) for i in range(count)])
-
-
 @torch.no_grad()
 def _check_outputs(student: nn.Module, teacher: nn.Module, example: torch.Tensor) -> None:
     was_training = student.training
@@ -199,7 +193,7 @@ class _Objective:
 def _objective(
     student: nn.Module, teacher: nn.Module, data: Splits, cfg: DistillConfig
 ) -> tuple[_Objective, list[tuple[str, str]]]:
-    example = _example_batch(data).to(_device_of(teacher) or "cpu")
+    example = _first_batch(data, 2).to(_device_of(teacher) or "cpu")
     _check_outputs(student, teacher, example)
     layers = cfg.hint_layers if cfg.uses_features else ()
     pairs, s_shapes, t_shapes = resolve_pairs(layers, student, teacher, example)
