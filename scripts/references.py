@@ -98,6 +98,12 @@ def _cpu(ref: Reference) -> str:
     return f"{ref.cpu}{threads}"
 
 
+def _model(recipe: TrainRecipe) -> str:
+    """The model column: its name, and the arguments that shape it."""
+    args = ", ".join(f"{key}={value}" for key, value in recipe.model_args.items())
+    return f"{recipe.model} ({args})" if args else recipe.model
+
+
 def render(refs: list[Reference], recipes_dir: str = "recipes/references") -> str:
     """The markdown page: one row per recipe, built or not."""
     lines = [
@@ -109,7 +115,7 @@ def render(refs: list[Reference], recipes_dir: str = "recipes/references") -> st
         command = f"`slimkit train --recipe {recipes_dir}/{ref.name}.yaml --resume`"
         epochs = "not built" if ref.sha256 is None else str(ref.epochs)
         lines.append(
-            f"| {ref.recipe.model} | {_percent(ref.test_top1)} | {_percent(ref.val_top1)} | "
+            f"| {_model(ref.recipe)} | {_percent(ref.test_top1)} | {_percent(ref.val_top1)} | "
             f"{epochs} | {_duration(ref.wall_time_s)} | {command} | {_cpu(ref)} |"
         )
     lines += ["", "Training configs (`train:` in each recipe):", ""]

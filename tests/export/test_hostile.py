@@ -219,6 +219,8 @@ def _edit(spec: dict[str, Any], keys: tuple[Any, ...], value: Any) -> None:
         (("arch", "kwargs"), [1, 2], "the architecture kwargs [1, 2] are not a mapping"),
         (("arch", "name"), 7, "the architecture name 7 is not a string"),
         (("arch", "kwargs", "num_classes"), -3, "its architecture 'seed-cnn' with"),
+        (("arch", "kwargs", "model_args"), [4], "model_args is a mapping of argument names"),
+        (("arch", "kwargs", "model_args"), {"w": {"x": 1}}, "model_args 'w' is a dict"),
         (("checksums",), "none", "'checksums' is missing or is not"),
         (("checksums", "fc1.bias"), "0", "'checksums' is missing or is not"),
         (("tensors", "fc1.weight", "shape"), [-128, 1568], "shape [-128, 1568], not a list"),

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from slimkit import ModelError, create_model
-from slimkit.models import arch_of, model_names, torchvision_classifiers
+from slimkit.models import arch_of, check_model_args, model_names, torchvision_classifiers
 
 
 def _logits(model: nn.Module, batch: int = 2) -> torch.Tensor:
@@ -71,3 +71,45 @@ def test_unknown_torchvision_name_is_a_model_error() -> None:
 def test_bad_factory_arguments_are_a_model_error() -> None:
     with pytest.raises(ModelError, match="cannot build model 'seed-cnn'"):
         create_model("seed-cnn", width=3)
+
+
+def test_model_args_reach_torchvision_and_are_recorded_as_json() -> None:
+    half = create_model("torchvision:mobilenet_v2", model_args={"width_mult": 0.5})
+    full = create_model("torchvision:mobilenet_v2")
+    assert sum(p.numel() for p in half.parameters()) < sum(p.numel() for p in full.parameters())
+    assert half.slimkit_arch == {
+        "name": "torchvision:mobilenet_v2",
+        "kwargs": {"model_args": {"width_mult": 0.5}},
+    }
+    assert full.slimkit_arch == {"name": "torchvision:mobilenet_v2", "kwargs": {}}
+    sized = create_model("seed-cnn", model_args=None, num_classes=4)
+    assert sized.slimkit_arch == {"name": "seed-cnn", "kwargs": {"num_classes": 4}}
+
+
+def test_model_args_tuples_are_recorded_as_the_lists_json_gives_back() -> None:
+    assert check_model_args({"depths": (2, (1, 1)), "act": "gelu"}) == {
+        "depths": [2, [1, 1]],
+        "act": "gelu",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "model_args", "error", "match"),
+    [
+        ("seed-cnn", {"width": 3}, ModelError, r"model 'seed-cnn' rejected model_args 'width'=3"),
+        (
+            "torchvision:mobilenet_v2",
+            {"widthmult": 0.5},
+            ModelError,
+            r"torchvision model 'mobilenet_v2' rejected model_args 'widthmult'=0.5: TypeError",
+        ),
+        ("torchvision:resnet18", {"weights": "DEFAULT"}, ValueError, r"cannot set 'weights'"),
+        ("resnet20", {"in_channels": 3}, ValueError, r"cannot set 'in_channels': pass it to"),
+        ("resnet20", [("depth", 3)], ValueError, r"model_args is a mapping of argument names"),
+    ],
+)
+def test_bad_model_args_name_the_key(
+    name: str, model_args: object, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        create_model(name, model_args=model_args)  # type: ignore[arg-type]

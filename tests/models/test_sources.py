@@ -38,6 +38,10 @@ USER_MODULE = textwrap.dedent(
 
     def make_net(num_classes: int = 10) -> nn.Module:
         return UserNet(num_classes)
+
+
+    def make_sized(num_classes: int = 10, width: int = 16) -> nn.Module:
+        return UserNet(num_classes, width)
     """
 )
 
@@ -50,6 +54,7 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     yield name
     sys.modules.pop(name, None)
     _TRUSTED.discard(f"{name}:make_net")
+    _TRUSTED.discard(f"{name}:make_sized")
 
 
 def _run(code: str, module_dir: Path) -> dict:
@@ -147,3 +152,91 @@ def test_a_timm_model_builds_for_small_grayscale_images() -> None:
         assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     with pytest.raises(ModelError, match="unknown timm model"):
         slimkit.create_model("timm:no_such_net")
+
+
+def test_model_args_reach_a_user_factory_and_its_artifact(user_module: str, tmp_path: Path) -> None:
+    name = f"{user_module}:make_sized"
+    model = slimkit.create_model(name, num_classes=7, model_args={"width": 8}).eval()
+    assert model.features[0].out_channels == 8
+    assert model.slimkit_arch["kwargs"] == {"num_classes": 7, "model_args": {"width": 8}}
+    loaded = slimkit.load(slimkit.save(model, tmp_path / "net.safetensors"))
+    assert loaded.features[0].out_channels == 8
+    with pytest.raises(ModelError, match=r"make_sized rejected model_args 'depth'=2: TypeError"):
+        slimkit.create_model(name, model_args={"depth": 2})
+
+
+#: A ViT for 28-32 px images: 4 px patches, narrow and short (the pruning tests' size).
+VIT = "timm:vit_tiny_patch16_224"
+VIT_ARGS = {"patch_size": 4, "depth": 2, "embed_dim": 48, "num_heads": 3}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("timm") is None, reason="timm is not installed")
+def test_model_args_shape_a_timm_model_and_are_recorded() -> None:
+    model = slimkit.create_model(VIT, model_args=VIT_ARGS).eval()
+    vit = model.model
+    assert vit.patch_embed.proj.kernel_size == (4, 4) and vit.patch_embed.num_patches == 64
+    assert len(vit.blocks) == 2 and vit.embed_dim == 48 and vit.blocks[0].attn.num_heads == 3
+    assert model.slimkit_arch == {"name": VIT, "kwargs": {"model_args": VIT_ARGS}}
+    with torch.no_grad():
+        assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("timm") is None, reason="timm is not installed")
+@pytest.mark.parametrize(
+    ("model_args", "error", "match"),
+    [
+        (
+            {"patch_sise": 4},
+            ModelError,
+            r"^timm model 'vit_tiny_patch16_224' rejected model_args 'patch_sise'=4: TypeError: "
+            r"VisionTransformer.__init__\(\) got an unexpected keyword argument 'patch_sise'$",
+        ),
+        (
+            {"embed_dim": 96, "num_heads": 5},
+            ModelError,
+            r"rejected model_args 'num_heads'=5: AssertionError: dim should be divisible by",
+        ),
+        ({"pretrained": True}, ValueError, r"cannot set 'pretrained': slimkit builds timm"),
+        ({"checkpoint_path": "w.pth"}, ValueError, r"cannot set 'checkpoint_path'"),
+        ({"img_size": 64}, ValueError, r"cannot set 'img_size': slimkit sets it to max"),
+        ({"in_chans": 3}, ValueError, r"cannot set 'in_chans': .* in_channels="),
+        ({"num_classes": 3}, ValueError, r"cannot set 'num_classes': pass it to create_model"),
+        ({"depth": float("nan")}, ValueError, r"model_args 'depth' is nan, which JSON cannot"),
+        ({"act": {"name": "gelu"}}, ValueError, r"model_args 'act' is a dict; model_args values"),
+        ({"patch-size": 4}, ValueError, r"model_args key 'patch-size' is not a Python argument"),
+    ],
+)
+def test_bad_timm_model_args_are_one_line_errors_naming_the_key(
+    model_args: dict, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match) as info:
+        slimkit.create_model(VIT, model_args=model_args)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("timm") is None, reason="timm is not installed")
+def test_a_timm_model_with_model_args_reloads_in_a_new_process_also_pruned(
+    tmp_path: Path,
+) -> None:
+    torch.manual_seed(0)
+    model = slimkit.create_model(VIT, model_args=VIT_ARGS).eval()
+    x = torch.randn(8, 1, 28, 28)
+    pruned = slimkit.prune(
+        model, slimkit.StructuredConfig(target_macs=0.5), example_inputs=x[:1], progress=False
+    )
+    assert pruned.model.blocks[0].mlp.fc1.out_features < 192
+    assert slimkit.count_macs(pruned, x[:1]) <= 0.55 * slimkit.count_macs(model, x[:1])
+    paths = [
+        slimkit.save(m, tmp_path / f"{n}.safetensors") for n, m in (("p4", model), ("half", pruned))
+    ]
+    torch.save(x, tmp_path / "x.pt")
+    code = f"""
+        import json, slimkit, torch
+        x = torch.load({str(tmp_path / "x.pt")!r}, weights_only=True)
+        out = [slimkit.load(p)(x).tolist() for p in {[str(p) for p in paths]!r}]
+        print(json.dumps({{"out": out}}))
+    """
+    result = _run(code, tmp_path)
+    with torch.no_grad():
+        for got, expected in zip(result["out"], (model(x), pruned(x)), strict=True):
+            assert torch.equal(torch.tensor(got), expected)

@@ -42,5 +42,12 @@ def test_built_and_missing_references_are_listed(tmp_path: Path) -> None:
         "`slimkit train --recipe recipes/references/built.yaml --resume` | Some CPU, 1 thread |"
     ) in page
     assert "| seed-cnn-slim | — | — | not built | — |" in page
+    shaped = recipes / "shaped.yaml"
+    shaped.write_text(
+        "model: timm:vit_tiny_patch16_224\nmodel_args: {patch_size: 4, depth: 6}\n"
+        "out: refs/shaped.safetensors\n"
+    )
+    page = references.render([references.reference(shaped, root=tmp_path)])
+    assert "| timm:vit_tiny_patch16_224 (patch_size=4, depth=6) | — |" in page
     digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
     assert references.checksums(refs) == f"{digest}  refs/built.safetensors\n"

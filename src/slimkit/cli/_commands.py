@@ -42,7 +42,7 @@ from ._compress import COMPRESS_COMMANDS, check_threads
 from ._distill import cmd_distill, cmd_slim
 from ._guards import refuse_quantized
 from ._output import log, print_json, profile_table
-from ._parser import MODEL_SOURCES, field_default
+from ._parser import MODEL_SOURCES, field_default, model_args_of, refuse_model_args
 from ._quantize import cmd_quantize
 
 
@@ -84,6 +84,7 @@ def _train_recipe(args: argparse.Namespace) -> TrainRecipe:
             raise ValueError(f"train needs --{flag}, or a --recipe that names it")
     return TrainRecipe(
         model=str(model),
+        model_args={**(base.model_args if base else {}), **model_args_of(args)},
         out=str(out),
         data=args.data or (base.data if base else "fashion-mnist"),
         train=dataclasses.replace(base.train if base else CLI_TRAIN, **flags),
@@ -96,6 +97,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     splits = _data(args, recipe.data)
     model = create_model(
         recipe.model,
+        model_args=recipe.model_args,
         in_channels=splits.input_shape[0],
         num_classes=splits.num_classes,
         image_size=splits.input_shape[-1],
@@ -291,7 +293,9 @@ def cmd_prune_structured(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
+    model_args = model_args_of(args)
     if Path(args.model).is_file():
+        refuse_model_args(model_args, "MODEL")
         model = export.load(args.model)
         kwargs = arch_of(model).get("kwargs", {})
     else:
@@ -300,7 +304,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
             "num_classes": args.num_classes,
             "image_size": args.image_size,
         }
-        model = create_model(args.model, **kwargs)
+        model = create_model(args.model, model_args=model_args, **kwargs)
     size = kwargs.get("image_size", args.image_size)
     example = torch.randn(1, kwargs.get("in_channels", args.in_channels), size, size)
     graph = DependencyGraph.build(model, example)

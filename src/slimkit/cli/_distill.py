@@ -28,7 +28,7 @@ from ..train import AUGMENTS, TrainConfig
 from ..train._config import OPTIMIZERS
 from ._guards import refuse_quantized
 from ._output import print_json
-from ._parser import model_sources
+from ._parser import add_model_args, model_args_of, model_sources, refuse_model_args
 
 AddCommon = Callable[[argparse.ArgumentParser], None]
 
@@ -142,6 +142,7 @@ def distill_parser(sub: argparse._SubParsersAction, add_common: AddCommon) -> No
         required=True,
         help=f"an artifact to start from, or a model to build: {model_sources()}",
     )
+    add_model_args(p, "none; an artifact has its own")
     p.add_argument("--out", required=True, help="artifact to write (.safetensors)")
     p.add_argument(
         "--resume",
@@ -257,6 +258,7 @@ def _student(args: argparse.Namespace, splits: Splits) -> tuple[nn.Module, dict[
     torch.manual_seed(args.seed)
     student = create_model(
         args.student,
+        model_args=model_args_of(args),
         in_channels=splits.input_shape[0],
         num_classes=splits.num_classes,
         image_size=splits.input_shape[-1],
@@ -306,6 +308,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     refuse_overwrite(inputs, Path(args.out), "distilled student")
     check_writable(args.out)
     if Path(args.student).is_file():
+        refuse_model_args(model_args_of(args), "--student")
         refuse_quantized(args.student, "distill --student")
     splits = _data(args)
     teacher = export.load(teacher_path)

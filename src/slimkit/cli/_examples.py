@@ -15,6 +15,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "train": (
         "slimkit train --model seed-cnn --data fashion-mnist --epochs 12 --out seed-cnn.safetensors",
         "slimkit train --recipe recipes/references/seed-cnn.yaml --resume",
+        "slimkit train --model timm:vit_tiny_patch16_224 --model-arg patch_size=4 "
+        "--model-arg depth=6 --model-arg embed_dim=96 --model-arg num_heads=3 --epochs 2 "
+        "--out vit.safetensors",
     ),
     "profile": (
         "slimkit profile references/seed-cnn.safetensors references/seed-cnn-slim.safetensors "

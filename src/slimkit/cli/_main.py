@@ -30,7 +30,7 @@ from ._output import (
     add_output_flags,
     print_error_json,
 )
-from ._parser import SlimkitParser, field_default, model_sources
+from ._parser import SlimkitParser, add_model_args, field_default, model_sources
 from ._quantize import quantize_parser
 
 __all__ = ["EXIT_BUDGET", "EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
@@ -91,14 +91,15 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         "--recipe",
         default=None,
         metavar="FILE",
-        help="a training recipe (YAML: model, out, data, train: TrainConfig fields); flags "
-        f"given as well override it {_NONE}",
+        help="a training recipe (YAML: model, model_args, out, data, train: TrainConfig "
+        f"fields); flags given as well override it {_NONE}",
     )
     p.add_argument(
         "--model",
         default=None,
         help=f"{model_sources()}; required unless --recipe names it",
     )
+    add_model_args(p, "none, or the recipe's model_args, which these extend")
     cli, recipe = CLI_TRAIN, "or the recipe's"
     p.add_argument(
         "--epochs",
@@ -356,6 +357,7 @@ def _graph_parser(sub: argparse._SubParsersAction) -> None:
         help="print at most N groups (default: all of them)",
     )
     p.add_argument("--members", action="store_true", help="list every tensor each group touches")
+    add_model_args(p, "none; an artifact has its own")
     _add_common(p, data=False)
 
 

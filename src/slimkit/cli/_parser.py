@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -80,3 +81,49 @@ def model_sources() -> str:
     """Every way to name a model to build, for help texts."""
     names = [*model_names(), *MODEL_SOURCES]
     return f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def model_arg(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` as ``--model-arg`` takes it: VALUE read as JSON when it parses (``4``,
+    ``true``, ``[2, 2]``), else kept as the string (``gelu``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def add_model_args(parser: argparse.ArgumentParser, default: str = "none") -> None:
+    """``--model-arg KEY=VALUE`` (repeatable): ``create_model``'s ``model_args``."""
+    parser.add_argument(
+        "--model-arg",
+        dest="model_args",
+        action="append",
+        type=model_arg,
+        default=None,
+        metavar="KEY=VALUE",
+        help="an architecture argument for the constructor of a model built by name "
+        "(timm.create_model, torchvision's get_model, your factory); VALUE is read as JSON "
+        "when it parses, else as a string; repeat for more, e.g. --model-arg patch_size=4 "
+        f"--model-arg depth=6 (default: {default})",
+    )
+
+
+def model_args_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--model-arg`` pairs given, as a mapping (a key given twice: the last one)."""
+    return dict(args.model_args or [])
+
+
+def refuse_model_args(model_args: dict[str, Any], flag: str) -> None:
+    """``--model-arg`` shapes a model built by name; an artifact already records its own.
+
+    Raises:
+        ValueError: if any were given.
+    """
+    if model_args:
+        raise ValueError(
+            f"--model-arg applies to a model built by name, but {flag} names an artifact, "
+            "which records its own model arguments; drop --model-arg"
+        )

@@ -1,6 +1,7 @@
 """Model zoo: registered factories, the architecture spec artifacts store, and Hugging Face
 transformer directories loaded as sentence encoders."""
 
+from ._args import check_model_args
 from ._hf import (
     POOLINGS,
     SentenceEncoder,
@@ -24,6 +25,7 @@ __all__ = [
     "SentenceEncoder",
     "arch_of",
     "check_hf_dir",
+    "check_model_args",
     "cls_pooling",
     "create_model",
     "layer_widths",

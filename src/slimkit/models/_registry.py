@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
@@ -10,6 +10,7 @@ from torch import nn
 from .._attrs import ARCH_ATTR
 from .._registry import Registry
 from ..errors import ModelError
+from ._args import check_model_args, rejected
 from ._resnet_cifar import resnet20, resnet56
 from ._seed_cnn import seed_cnn, seed_cnn_slim
 from ._sources import TIMM_PREFIX, is_user_factory, timm_model, user_model
@@ -28,7 +29,9 @@ MODELS.register("resnet56", resnet56)
 TORCHVISION_PREFIX = "torchvision:"
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(
+    name: str, *, model_args: Mapping[str, Any] | None = None, **kwargs: Any
+) -> nn.Module:
     """Create a registered model with random weights.
 
     The returned module remembers how it was built (``model.slimkit_arch``) so that
@@ -37,36 +40,56 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     Args:
         name: a registered name (``seed-cnn``, ``resnet20``, ...), ``torchvision:<name>``,
             ``timm:<name>`` (``pip install 'slimkit[timm]'``) or ``package.module:function``, a
-            factory of the user's (given those of the kwargs its signature names).
+            factory of yours (given those of the kwargs its signature names).
+        model_args: architecture arguments passed as they are to the constructor ``name``
+            names: ``timm.create_model``, ``torchvision.models.get_model``, your factory or
+            the registered one. Values are JSON scalars or lists of them; they are recorded
+            with the model, so that its artifacts rebuild the same architecture.
         **kwargs: ``in_channels``, ``num_classes``, ``image_size``.
 
     Example:
         >>> import slimkit
         >>> model = slimkit.create_model("seed-cnn", num_classes=10)
+        >>> vit = slimkit.create_model(
+        ...     "timm:vit_tiny_patch16_224",
+        ...     model_args={"patch_size": 4, "depth": 6, "embed_dim": 96, "num_heads": 3},
+        ... )
 
     Raises:
-        ModelError: if the name is unknown.
+        ModelError: if the name is unknown, or its constructor refuses ``model_args`` (the
+            message names the argument and what the constructor said).
+        ValueError: if ``model_args`` holds a value JSON cannot, or sets an argument slimkit
+            sets itself (``num_classes``, timm's ``pretrained``, ...).
     """
+    args = check_model_args(model_args)
     if name.startswith(TORCHVISION_PREFIX):
-        model = torchvision_model(name[len(TORCHVISION_PREFIX) :], **kwargs)
+        model = torchvision_model(name[len(TORCHVISION_PREFIX) :], model_args=args, **kwargs)
     elif name.startswith(TIMM_PREFIX):
-        model = timm_model(name[len(TIMM_PREFIX) :], **kwargs)
+        model = timm_model(name[len(TIMM_PREFIX) :], model_args=args, **kwargs)
     elif is_user_factory(name):
-        model = user_model(name, **kwargs)
+        model = user_model(name, model_args=args, **kwargs)
     else:
-        try:
-            factory = MODELS.get(name)
-        except KeyError as err:
-            raise ModelError(
-                f"{err.args[0]}, torchvision:<name>, timm:<name>, or package.module:function "
-                "for a factory of yours"
-            ) from None
-        try:
-            model = factory(**kwargs)
-        except TypeError as err:
-            raise ModelError(f"cannot build model {name!r} with {kwargs}: {err}") from None
-    setattr(model, ARCH_ATTR, {"name": name, "kwargs": dict(kwargs)})
+        model = _registered(name, args, kwargs)
+    # model_args joins the record only when given: older artifacts' records stay as they were.
+    recorded = {**kwargs, "model_args": args} if args else dict(kwargs)
+    setattr(model, ARCH_ATTR, {"name": name, "kwargs": recorded})
     return model
+
+
+def _registered(name: str, args: dict[str, Any], kwargs: dict[str, Any]) -> nn.Module:
+    try:
+        factory = MODELS.get(name)
+    except KeyError as err:
+        raise ModelError(
+            f"{err.args[0]}, torchvision:<name>, timm:<name>, or package.module:function "
+            "for a factory of yours"
+        ) from None
+    try:
+        return factory(**kwargs, **args)
+    except TypeError as err:
+        if args:
+            raise rejected(f"model {name!r}", args, err) from None
+        raise ModelError(f"cannot build model {name!r} with {kwargs}: {err}") from None
 
 
 def arch_of(model: nn.Module) -> dict[str, Any]:

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -103,7 +104,7 @@ class ConstantClassifier(nn.Module):
         return logits
 
 
-def seeded_model(name: str, *, seed: int = 0, **kwargs: object) -> nn.Module:
+def seeded_model(name: str, *, seed: int = 0, **kwargs: Any) -> nn.Module:
     """:func:`slimkit.create_model` with a fixed seed, leaving the global RNG as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -1,4 +1,5 @@
-"""Training recipes: a YAML file naming the model, the data, the output and a TrainConfig."""
+"""Training recipes: a YAML file naming the model (and its arguments), the data, the output and
+a TrainConfig."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from .._config import ConfigBase
+from ..models import check_model_args
 from ._config import TrainConfig
 
 
@@ -17,6 +19,8 @@ class TrainRecipe(ConfigBase):
 
     Attributes:
         model: a registered model name (``resnet20``, ``torchvision:mobilenet_v3_small``, ...).
+        model_args: architecture arguments for the model's constructor, as
+            :func:`slimkit.create_model` takes them (``{patch_size: 4, depth: 6}``).
         out: the artifact to write (``.safetensors``).
         data: the dataset, as ``--data`` takes it.
         train: the training config; its keys are :class:`TrainConfig`'s fields.
@@ -24,6 +28,7 @@ class TrainRecipe(ConfigBase):
 
     model: str
     out: str
+    model_args: Mapping[str, Any] = field(default_factory=dict)
     data: str = "fashion-mnist"
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -35,6 +40,8 @@ class TrainRecipe(ConfigBase):
                 )
         if not isinstance(self.train, TrainConfig):
             raise ValueError("TrainRecipe.train must be a slimkit.TrainConfig")
+        args = check_model_args(self.model_args, where="TrainRecipe.model_args")
+        object.__setattr__(self, "model_args", args)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "recipe") -> Self:
@@ -44,8 +51,9 @@ class TrainRecipe(ConfigBase):
             ValueError: for an unknown or missing key, or a bad training value.
         """
         values = dict(data)
-        if "train" in values and values["train"] is None:  # ``train:`` left empty in YAML
-            del values["train"]
+        for key in ("train", "model_args"):
+            if key in values and values[key] is None:  # ``train:`` left empty in YAML
+                del values[key]
         try:
             return super().from_dict(values)
         except (TypeError, ValueError) as err:
@@ -67,5 +75,7 @@ def load_train_recipe(path: str | Path) -> TrainRecipe:
 
     tree = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(tree, dict):
-        raise ValueError(f"{path}: a training recipe is a mapping of model, out, data, train")
+        raise ValueError(
+            f"{path}: a training recipe is a mapping of model, model_args, out, data, train"
+        )
     return TrainRecipe.from_dict(tree, source=str(path))
