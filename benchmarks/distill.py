@@ -110,6 +110,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--epochs", type=int, default=None, help="override every pair's epochs")
     p.add_argument("--teacher", default=TEACHER)
+    p.add_argument(
+        "--target-macs", type=float, default=None, help="override the pruned pairs' MACs fraction"
+    )
     p.add_argument("--limit-train", type=int, default=None, help="train on the first N images")
     p.add_argument("--limit-eval", type=int, default=None, help="validate/test on N images")
     p.add_argument("--threads", type=int, default=1)
@@ -137,7 +140,7 @@ def pair_settings(name: str, args: argparse.Namespace, splits: Splits) -> dict[s
     }
     if pair.target_macs is not None:
         settings["student_sha256"] = sha256(Path(pair.student))
-        settings["target_macs"] = pair.target_macs
+        settings["target_macs"] = args.target_macs or pair.target_macs
     return settings
 
 
@@ -147,10 +150,11 @@ def make_student(name: str, settings: dict[str, Any], work: Path, seed: int) -> 
     if pair.target_macs is None:
         torch.manual_seed(seed)
         return slimkit.create_model(pair.student)
-    path = work / f"{name}-pruned.safetensors"
+    target = settings["target_macs"]
+    path = work / f"{name}-pruned-{target:g}.safetensors"
     if not path.exists():
         original = slimkit.load(pair.student)
-        cfg = slimkit.StructuredConfig(target_macs=pair.target_macs, importance="l2")
+        cfg = slimkit.StructuredConfig(target_macs=target, importance="l2")
         example = torch.zeros(1, 1, 28, 28)
         slimkit.save(slimkit.prune(original, cfg, example_inputs=example, progress=False), path)
     return slimkit.load(path)
