@@ -46,6 +46,10 @@ from quantize import _interleaved, _peer_ort
 from structured import torch_pruning_at, torch_pruning_ratio
 
 GOALS = ("latency", "size")
+#: The knobs of CompressConfig that are training schedules (``recover_train``, ``qat_train``).
+SCHEDULES = tuple(
+    name for name, value in vars(CompressConfig()).items() if isinstance(value, slimkit.TrainConfig)
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -69,7 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="GOAL:KEY=VALUE",
-        help="a CompressConfig knob for one goal only, e.g. size:round_to=8 (repeatable)",
+        help="a CompressConfig knob for one goal only, e.g. size:round_to=8, or a setting of "
+        "one of its training schedules, e.g. latency:recover_train.epochs=4 (repeatable)",
     )
     p.add_argument("--workdir", default="runs/bench-compress")
     p.add_argument("--out", default="docs/benchmarks/compress.md")
@@ -85,14 +90,14 @@ def run_compress(
         max_drop=args.max_drop,
         goal=goal,
         trials=args.trials,
-        recover_epochs=args.recover_epochs,
+        recover_train=slimkit.TrainConfig(epochs=args.recover_epochs),
         polish_epochs=args.polish_epochs,
         polish_trials=args.polish_trials,
         margin_se=args.margin_se,
         round_to=args.round_to,
         latency_threads=args.threads,
     )
-    cfg = dataclasses.replace(cfg, **args.goal_options.get(goal, {}))
+    cfg = with_options(cfg, args.goal_options.get(goal, {}))
     data_args = {"name": "fashion-mnist", "limit_train": args.limit_train}
     run_dir = Path(args.workdir) / f"{tag}-{goal}"
     return compress(model, splits, cfg, run_dir, resume=True, data_args=data_args)
@@ -100,16 +105,24 @@ def run_compress(
 
 def goal_options(specs: list[str]) -> dict[str, dict[str, Any]]:
     """``["size:round_to=8", ...]`` as ``{"size": {"round_to": 8}}`` (values parsed as Python
-    literals, else kept as strings; unknown goals or knobs are errors)."""
+    literals, else kept as strings; unknown goals or knobs are errors). A key may name a
+    setting of a training schedule: ``recover_train.epochs``."""
     options: dict[str, dict[str, Any]] = {}
     fields = set(CompressConfig.__dataclass_fields__)
+    schedule_fields = set(slimkit.TrainConfig.__dataclass_fields__)
     for spec in specs:
         goal, _, assignment = spec.partition(":")
         key, _, value = assignment.partition("=")
-        if goal not in GOALS or key not in fields or not value:
+        knob, _, setting = key.partition(".")
+        if (
+            goal not in GOALS
+            or knob not in fields
+            or not value
+            or (setting and (knob not in SCHEDULES or setting not in schedule_fields))
+        ):
             raise SystemExit(
                 f"--goal-option {spec!r}: expected GOAL:KEY=VALUE with GOAL in {GOALS} "
-                "and KEY a CompressConfig field"
+                f"and KEY a CompressConfig field, or SCHEDULE.SETTING with SCHEDULE in {SCHEDULES}"
             )
         try:
             parsed = ast.literal_eval(value)
@@ -117,6 +130,17 @@ def goal_options(specs: list[str]) -> dict[str, dict[str, Any]]:
             parsed = value  # a bare word: the shell ate the quotes of structure_cost='latency'
         options.setdefault(goal, {})[key] = parsed
     return options
+
+
+def with_options(cfg: CompressConfig, options: dict[str, Any]) -> CompressConfig:
+    """``cfg`` with :func:`goal_options`' knobs, ``recover_train.epochs`` set in its schedule."""
+    changes = {k: v for k, v in options.items() if "." not in k}
+    for key, value in options.items():
+        if "." in key:
+            knob, _, setting = key.partition(".")
+            schedule = changes.get(knob, getattr(cfg, knob))
+            changes[knob] = dataclasses.replace(schedule, **{setting: value})
+    return dataclasses.replace(cfg, **changes)
 
 
 def torch_pruning_peer(
@@ -236,14 +260,15 @@ def render(
         blocks = (
             f"{len(removed)} residual block(s) removed ({', '.join(removed)}), " if removed else ""
         )
+        epochs = resolved.recover_train.epochs
         polish = (
-            f", then the best plans recovered again for {c['recover_epochs'] + c['polish_epochs']}"
-            f" epochs (up to {c['polish_trials']})"
-            if c.get("polish_epochs")
+            f", then the best plans recovered again for {epochs + resolved.polish_epochs}"
+            f" epochs (up to {resolved.polish_trials})"
+            if resolved.polish_epochs
             else ""
         )
         lines.append(
-            f"- `--goal {goal}` ({c['trials']} trials of {c['recover_epochs']} recovery "
+            f"- `--goal {goal}` ({resolved.trials} trials of {epochs} recovery "
             f"epoch(s){polish}; channels in multiples of {resolved.channel_multiple}, at least "
             f"{resolved.channel_floor} per group) chose: {blocks}{plan_cut(plan)} (per-group "
             "ratios "

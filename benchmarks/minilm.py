@@ -27,7 +27,7 @@ import re
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,7 @@ def compress(
     from slimkit.models import load_hf, save_hf
     from slimkit.prune import Global, PerLayer
     from slimkit.text import (
+        EMBEDDING_TRAIN,
         EmbeddingDistillConfig,
         EncoderPruneConfig,
         compress_encoder,
@@ -155,10 +156,11 @@ def compress(
     if args.minutes:
         epochs = fit_epochs(args, teacher, load_hf(pruned_dir), texts, recipe["steps"])
         print(f"[{name}] {epochs} epoch(s) fit in {args.minutes} min", flush=True)
+    schedule = replace(
+        EMBEDDING_TRAIN, epochs=epochs, batch_size=args.batch_size, lr=args.lr or recipe["lr"]
+    )
     distill_cfg = EmbeddingDistillConfig(
-        epochs=epochs,
-        batch_size=args.batch_size,
-        lr=args.lr or recipe["lr"],
+        train=schedule,
         max_length=args.max_length,
         hidden_weight=args.hidden_weight,
         freeze_embeddings=args.freeze_embeddings,
@@ -190,10 +192,17 @@ def fit_epochs(
     """
     import math
 
-    from slimkit.text import EmbeddingDistillConfig, distill_encoder, distill_report
+    from slimkit.text import (
+        EMBEDDING_TRAIN,
+        EmbeddingDistillConfig,
+        distill_encoder,
+        distill_report,
+    )
 
     probe_cfg = EmbeddingDistillConfig(
-        batch_size=args.batch_size, lr=1e-5, max_length=args.max_length, hidden_weight=1.0
+        train=replace(EMBEDDING_TRAIN, batch_size=args.batch_size, lr=1e-5),
+        max_length=args.max_length,
+        hidden_weight=1.0,
     )
     probe = texts[: 40 * args.batch_size]
     warm_up = probe[: 2 * args.batch_size]

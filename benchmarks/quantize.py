@@ -260,7 +260,7 @@ def _schemes(args: argparse.Namespace, model: nn.Module) -> dict[str, Any]:
         "slimkit int8-static percentile (ort)": Int8StaticConfig(observer="percentile"),
         "slimkit int8-static mse (ort)": Int8StaticConfig(observer="mse"),
         f"slimkit int8-static minmax, {stem} float (ort)": Int8StaticConfig(exclude=(stem,)),
-        "slimkit qat (ort)": QATConfig(observer="percentile", finetune=finetune),
+        "slimkit qat (ort)": QATConfig(observer="percentile", train=finetune),
         "slimkit int8-weight-only (ort)": Int8WeightOnlyConfig(),
     }
 

@@ -98,7 +98,7 @@ def slimkit_prune(
     finetune: slimkit.TrainConfig,
 ) -> torch.nn.Module:
     cfg = slimkit.UnstructuredConfig(sparsity=sparsity, importance=criterion)
-    return slimkit.prune(model, cfg, data=splits, finetune=finetune, progress=False)
+    return slimkit.prune(model, cfg, data=splits, train=finetune, progress=False)
 
 
 def dense_bytes(model: torch.nn.Module, path: Path) -> int:

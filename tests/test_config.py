@@ -10,7 +10,7 @@ import pytest
 
 import slimkit
 from slimkit import ConfigBase
-from slimkit._config import from_plain, to_plain
+from slimkit._config import from_plain, nest, to_plain
 from slimkit.distill import DistillConfig
 from slimkit.prune import AGP, Global, OneShot, PerLayer, StructuredConfig, UnstructuredConfig
 from slimkit.quantize import Int4WeightOnlyConfig, QATConfig, config_from_dict
@@ -182,6 +182,56 @@ WRITTEN_BEFORE: list[tuple[Any, dict[str, Any]]] = [
             "max_length": 128,
         },
     ),
+]
+
+
+@pytest.mark.parametrize(("cfg", "data"), WRITTEN_BEFORE, ids=lambda v: type(v).__name__)
+def test_configs_write_and_read_the_layout_they_wrote_before(
+    cfg: ConfigBase, data: dict[str, Any]
+) -> None:
+    assert cfg.to_dict() == data
+    assert type(cfg).from_dict(data) == cfg
+
+
+def test_quantization_configs_keep_their_scheme_layout() -> None:
+    qat = QATConfig(exclude=("fc2",), train=TrainConfig(epochs=2, lr=1e-4))
+    written = {
+        "scheme": "qat",
+        "version": 2,
+        "observer": "minmax",
+        "per_channel": True,
+        "exclude": ["fc2"],
+        "calib_batches": 8,
+        "calib_batch_size": 64,
+        "percentile": 99.99,
+        "reduce_range": "auto",
+        "train": {**TrainConfig().to_dict(), "epochs": 2, "lr": 1e-4},
+    }
+    assert qat.to_dict() == written and config_from_dict(written) == qat
+    int4 = {"scheme": "int4-weight-only", "group_size": 64, "exclude": []}
+    assert config_from_dict(int4) == Int4WeightOnlyConfig(group_size=64)
+    with pytest.raises(ValueError, match=r"Int4WeightOnlyConfig has scheme 'int4-weight-only'"):
+        Int4WeightOnlyConfig.from_dict({"scheme": "fp16"})
+
+
+# Dicts of a layout a config has since changed, as artifacts, run directories and reports
+# already hold them: each still loads as the config it described (#20, one spelling of a
+# training schedule), and the config now writes its new layout with its version.
+OLDER_LAYOUTS: list[tuple[Any, dict[str, Any]]] = [
+    (
+        QATConfig(exclude=("fc2",), train=TrainConfig(epochs=2, lr=1e-4)),
+        {
+            "scheme": "qat",
+            "observer": "minmax",
+            "per_channel": True,
+            "exclude": ["fc2"],
+            "calib_batches": 8,
+            "calib_batch_size": 64,
+            "percentile": 99.99,
+            "reduce_range": "auto",
+            "finetune": {**TrainConfig().to_dict(), "epochs": 2, "lr": 1e-4},
+        },
+    ),
     (
         EmbeddingDistillConfig(hidden_weight=1.0),
         {
@@ -200,32 +250,53 @@ WRITTEN_BEFORE: list[tuple[Any, dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.parametrize(("cfg", "data"), WRITTEN_BEFORE, ids=lambda v: type(v).__name__)
-def test_configs_write_and_read_the_layout_they_wrote_before(
-    cfg: ConfigBase, data: dict[str, Any]
+@pytest.mark.parametrize(("cfg", "old"), OLDER_LAYOUTS, ids=lambda v: type(v).__name__)
+def test_configs_read_the_layout_before_their_schedule_was_a_train_config(
+    cfg: ConfigBase, old: dict[str, Any]
 ) -> None:
-    assert cfg.to_dict() == data
-    assert type(cfg).from_dict(data) == cfg
+    assert type(cfg).from_dict(old) == cfg
+    written = cfg.to_dict()
+    assert written["version"] == type(cfg).VERSION == 2
+    assert isinstance(written["train"], dict) and type(cfg).from_dict(written) == cfg
 
 
-def test_quantization_configs_keep_their_scheme_layout() -> None:
-    qat = QATConfig(exclude=("fc2",), finetune=TrainConfig(epochs=2, lr=1e-4))
-    written = {
-        "scheme": "qat",
-        "observer": "minmax",
-        "per_channel": True,
-        "exclude": ["fc2"],
-        "calib_batches": 8,
-        "calib_batch_size": 64,
-        "percentile": 99.99,
-        "reduce_range": "auto",
-        "finetune": {**TrainConfig().to_dict(), "epochs": 2, "lr": 1e-4},
+@dataclass(frozen=True, kw_only=True)
+class Renamed(ConfigBase):
+    """Layout 1 wrote ``epochs`` flat; layout 2 keeps it in ``train``."""
+
+    VERSION = 2
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, lr=0.5))
+    name: str = "r"
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        return nest(cls.__name__, data, "train", {"epochs": "epochs"})
+
+
+def test_versions_are_written_checked_and_upgraded_in_place() -> None:
+    assert list(Renamed().to_dict())[:2] == ["version", "train"]
+    assert Renamed.from_dict({"epochs": 7}) == Renamed(train=TrainConfig(epochs=7, lr=0.5))
+    # A dict of this layout without its version reads too: upgrading moves nothing.
+    assert Renamed.from_dict({"train": {"epochs": 7}}).train.lr == 0.5
+    assert Renamed.upgraded({"epochs": 7, "other": 1}) == {
+        "other": 1,
+        "train": TrainConfig(epochs=7, lr=0.5).to_dict(),
+        "version": 2,
     }
-    assert qat.to_dict() == written and config_from_dict(written) == qat
-    int4 = {"scheme": "int4-weight-only", "group_size": 64, "exclude": []}
-    assert config_from_dict(int4) == Int4WeightOnlyConfig(group_size=64)
-    with pytest.raises(ValueError, match=r"Int4WeightOnlyConfig has scheme 'int4-weight-only'"):
-        Int4WeightOnlyConfig.from_dict({"scheme": "fp16"})
+    with pytest.raises(ValueError, match=r"Renamed of layout 3 was written by a newer slimkit"):
+        Renamed.from_dict({"version": 3})
+    with pytest.raises(ValueError, match=r"Renamed.version must be an integer >= 1, got '2'"):
+        Renamed.from_dict({"version": "2"})
+    with pytest.raises(ValueError, match=r"Outer has no layout 1 to read"):
+        Outer.upgrade({}, 1)
+
+
+def test_a_nested_config_written_in_part_is_completed_from_the_fields_default() -> None:
+    # Not from TrainConfig's own defaults (epochs 10, lr 1e-3): a recipe that changes one
+    # setting of a schedule keeps the others.
+    assert Renamed.from_dict({"train": {"lr": 0.1}}).train == TrainConfig(epochs=5, lr=0.1)
+    qat = QATConfig.from_dict({"train": {"epochs": 3}})
+    assert qat.train == TrainConfig(epochs=3, lr=1e-4)
 
 
 def test_every_public_config_is_on_the_base() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def test_train_and_prune_on_cuda_match_cpu_semantics(
     assert next(model.parameters()).device.type == "cuda"
     cfg = slimkit.UnstructuredConfig(sparsity=0.8, importance="taylor")
     pruned = slimkit.prune(
-        model, cfg, data=fmnist, finetune=slimkit.TrainConfig(epochs=1), device=cuda
+        model, cfg, data=fmnist, train=slimkit.TrainConfig(epochs=1), device=cuda
     )
     weights = [m.weight for m in prunable_layers(pruned).values()]
     zeros = sum(int((w == 0).sum()) for w in weights)
@@ -96,7 +97,7 @@ def test_qat_on_cuda_freezes_to_int8(cuda: torch.device, fmnist: slimkit.Splits)
     slimkit.train(model, fmnist, slimkit.TrainConfig(epochs=2), device=cuda, progress=False)
     model.cpu()
     float_acc = evaluate_accuracy(model, fmnist.test)
-    cfg = QATConfig(calib_batches=2, finetune=slimkit.TrainConfig(epochs=1, lr=1e-4))
+    cfg = QATConfig(calib_batches=2, train=slimkit.TrainConfig(epochs=1, lr=1e-4))
     q = quantize(model, cfg, data=fmnist, device=cuda, progress=False)
     weights = [m for m in q.modules() if isinstance(m, QuantWeight)]
     assert weights and all(m.weight.dtype == torch.int8 for m in weights)
@@ -108,6 +109,7 @@ def test_encoder_prune_and_distill_on_cuda(cuda: torch.device, tmp_path: Path) -
     from slimkit.models import load_hf
     from slimkit.testing import TINY_SENTENCES, tiny_bert_dir
     from slimkit.text import (
+        EMBEDDING_TRAIN,
         EmbeddingDistillConfig,
         EncoderPruneConfig,
         distill_encoder,
@@ -118,7 +120,8 @@ def test_encoder_prune_and_distill_on_cuda(cuda: torch.device, tmp_path: Path) -
     texts = list(TINY_SENTENCES) * 8
     student = prune_encoder(teacher, EncoderPruneConfig(heads=0.5, ffn=0.5), texts)
     assert student.device.type == "cuda"
-    cfg = EmbeddingDistillConfig(epochs=4, lr=1e-3, hidden_weight=1.0)
+    schedule = dataclasses.replace(EMBEDDING_TRAIN, epochs=4, lr=1e-3)
+    cfg = EmbeddingDistillConfig(train=schedule, hidden_weight=1.0)
     distill_encoder(student, teacher, texts, cfg, progress=False)
     losses = student.slimkit_distill_report["epoch_loss"]
     assert student.device.type == "cuda"

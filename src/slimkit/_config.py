@@ -6,6 +6,12 @@ lists, mappings as dicts. A class with a :attr:`ConfigBase.TAG` writes it first
 is nested in a field typed as a union (``scope: Global | PerLayer``). A value that is neither
 plain data nor a config (a criterion object, say) is recorded by its class name, and a dict
 holding such a record cannot be turned back into a config.
+
+A config whose fields are renamed or regrouped bumps its :attr:`ConfigBase.VERSION`, writes it
+after the tag (``"version": 2``; layout 1 writes none) and reads the layouts before it with
+:meth:`ConfigBase.upgrade`, so that the dicts run directories and artifacts already hold keep
+loading. A nested config written in part (a recipe's ``recover_train: {epochs: 4}``) is
+completed from the field's default, not from the nested class's defaults.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ C = TypeVar("C")
 
 #: The key of the record an object that is not a config leaves in a config's dict.
 CLASS_KEY = "class"
+#: The key of a config's layout version in its dict (absent: layout 1).
+VERSION_KEY = "version"
 _PLAIN = (bool, int, float, str)
 _MAPPINGS = (dict, Mapping)
 
@@ -41,6 +49,39 @@ class ConfigBase:
     #: ``(key, value)`` written first by :meth:`to_dict`, checked (when present) by
     #: :meth:`from_dict`; None for a config that needs no tag.
     TAG: ClassVar[tuple[str, str] | None] = None
+    #: The layout of the config's dict: bump it when a field is renamed or regrouped, and
+    #: teach :meth:`upgrade` to read the layout before.
+    VERSION: ClassVar[int] = 1
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        """``data`` of layout ``version`` rewritten in layout ``version + 1``.
+
+        A config of layout 1 has nothing older to read; one that bumps :attr:`VERSION`
+        overrides this. ``data`` may be partial (a recipe's section): rename what it holds.
+
+        Raises:
+            ValueError: for a layout this config cannot read.
+        """
+        raise ValueError(f"{cls.__name__} has no layout {version} to read")
+
+    @classmethod
+    def upgraded(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """``data`` (a whole or partial dict of any layout this config reads) in the layout
+        :meth:`to_dict` writes: version key included, nested configs completed from their
+        field's default; keys that are no field pass through.
+
+        Raises:
+            ValueError: for a version that is not an integer, or newer than :attr:`VERSION`.
+        """
+        values = dict(data)
+        version = _version(cls, values.pop(VERSION_KEY, 1))
+        while version < cls.VERSION:
+            values = cls.upgrade(values, version)
+            version += 1
+        if cls.VERSION > 1:
+            values[VERSION_KEY] = cls.VERSION
+        return _completed_nested(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a JSON-ready dict (see the module docstring for the layout)."""
@@ -57,12 +98,43 @@ class ConfigBase:
         return from_plain(cls, data)
 
 
+def nest(
+    owner: str, data: Mapping[str, Any], section: str, keys: Mapping[str, str]
+) -> dict[str, Any]:
+    """``data`` with its ``keys`` (old key → key in ``section``) moved into the ``section``
+    dict: a step of :meth:`ConfigBase.upgrade` for flat fields regrouped into a nested config.
+
+    Example:
+        >>> nest("Cfg", {"epochs": 3, "tag": 1}, "train", {"epochs": "epochs"})
+        {'tag': 1, 'train': {'epochs': 3}}
+
+    Raises:
+        ValueError: if ``data`` holds both a moved key and ``section``: two spellings of one
+            setting.
+    """
+    values = dict(data)
+    moved = {new: values.pop(old) for old, new in keys.items() if old in values}
+    if not moved:
+        return values
+    if section in values:
+        old = sorted(k for k in keys if k in data)
+        raise ValueError(
+            f"{owner} has both {section} and {old}, which older slimkit versions wrote for "
+            f"it: write {section} alone"
+        )
+    values[section] = moved
+    return values
+
+
 def to_plain(cfg: Any) -> dict[str, Any]:
     """The dict of a config dataclass instance: its tag, then every field."""
     if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
         raise TypeError(f"to_plain() takes a dataclass instance, got {cfg!r}")
     tag = getattr(type(cfg), "TAG", None)
     out: dict[str, Any] = {tag[0]: tag[1]} if tag else {}
+    version = getattr(type(cfg), "VERSION", 1)
+    if version > 1:
+        out[VERSION_KEY] = version
     for f in dataclasses.fields(cfg):
         out[f.name] = plain_value(getattr(cfg, f.name))
     return out
@@ -89,6 +161,19 @@ def object_record(value: Any) -> dict[str, Any]:
     if isinstance(name, str):
         record["name"] = name
     return record
+
+
+def _version(cls: Any, written: Any) -> int:
+    """The layout version ``written`` in a dict of ``cls``, checked against what it reads."""
+    newest = getattr(cls, "VERSION", 1)
+    if isinstance(written, bool) or not isinstance(written, int) or written < 1:
+        raise ValueError(f"{cls.__name__}.{VERSION_KEY} must be an integer >= 1, got {written!r}")
+    if written > newest:
+        raise ValueError(
+            f"{cls.__name__} of layout {written} was written by a newer slimkit; this one reads "
+            f"layouts up to {newest}: upgrade slimkit"
+        )
+    return written
 
 
 def _is_record(value: Any) -> bool:
@@ -130,6 +215,11 @@ def from_plain(cls: type[C], data: Mapping[str, Any]) -> C:
         written = values.pop(tag[0])
         if written != tag[1]:
             raise ValueError(f"{name} has {tag[0]} {tag[1]!r}, not {written!r}")
+    if issubclass(cls, ConfigBase):
+        values = cls.upgraded(values)
+        values.pop(VERSION_KEY, None)
+    else:
+        values = _completed_nested(kind, values)
     valid = sorted(f.name for f in dataclasses.fields(kind) if f.init)
     unknown = sorted(set(values) - set(valid))
     if unknown:
@@ -139,6 +229,40 @@ def from_plain(cls: type[C], data: Mapping[str, Any]) -> C:
         raise ValueError(f"{name} needs {missing}")
     hints = _hints(kind)
     return cls(**{k: _value(hints[k], v, f"{name}.{k}") for k, v in values.items()})
+
+
+def _completed_nested(cls: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with each nested config written in part completed from its field's default
+    (see :func:`_config_defaults`), not from the nested class's own defaults."""
+    for key, default in _config_defaults(cls).items():
+        if key in values:
+            values[key] = _completed(default, values[key])
+    return values
+
+
+@functools.cache
+def _config_defaults(cls: Any) -> dict[str, ConfigBase]:
+    """The default of each field of ``cls`` typed as one config class (not a union)."""
+    if not _config_type(cls):
+        return {}
+    hints, found = _hints(cls), {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            continue
+        if type(default) is hints[f.name] and isinstance(default, ConfigBase):
+            found[f.name] = default
+    return found
+
+
+def _completed(default: ConfigBase | None, value: Any) -> Any:
+    """A nested config's dict with the keys it leaves out taken from the field's default."""
+    if default is None or not isinstance(value, Mapping) or _is_record(value):
+        return value
+    return {**default.to_dict(), **type(default).upgraded(value)}
 
 
 def _config_type(hint: Any) -> bool:

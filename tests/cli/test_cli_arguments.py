@@ -78,7 +78,8 @@ def test_prune_refuses_non_finite_budgets(
     [
         (["--max-drop", "nan"], "CompressConfig.max_drop must be a finite number, got nan"),
         (["--max-drop=-inf"], "CompressConfig.max_drop must be a finite number, got -inf"),
-        (["--recover-lr", "nan"], "CompressConfig.recover_lr must be a finite number"),
+        (["--recover-lr", "nan"], "--recover-lr must be a finite number, got nan"),
+        (["--recover-epochs", "-1"], "--recover-epochs must be >= 0, got -1"),
         (["--margin-se", "inf"], "CompressConfig.margin_se must be a finite number"),
     ],
 )
@@ -98,6 +99,17 @@ def test_a_recipe_with_fractional_trials_is_refused(
     run = tmp_path / "run"
     recipe.write_text(f"model: m.safetensors\nout: {run}\ncompress:\n  trials: 1.5\n")
     _refused(capsys, ["run", recipe], "CompressConfig.trials must be an integer, got 1.5")
+
+
+def test_a_recipe_schedule_is_checked_like_every_knob(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    recipe = tmp_path / "r.yaml"
+    run = tmp_path / "run"
+    recipe.write_text(
+        f"model: m.safetensors\nout: {run}\ncompress:\n  recover_train: {{lr: .nan}}\n"
+    )
+    _refused(capsys, ["run", recipe], "TrainConfig.lr must be a finite number, got nan")
     assert not run.exists()
 
 

@@ -12,7 +12,7 @@ from slimkit.distill import kd_loss
 from slimkit.testing import TinyConvNet, random_splits
 
 SPLITS = random_splits(train=64, val=16, test=16, input_shape=(1, 8, 8))
-FINETUNE = TrainConfig(epochs=1, batch_size=32)
+SCHEDULE = TrainConfig(epochs=1, batch_size=32)
 
 
 class _Spy:
@@ -33,9 +33,7 @@ class _Spy:
 def test_prune_fine_tunes_with_the_given_loss(cfg: object) -> None:
     teacher = TinyConvNet()
     spy = _Spy(teacher)
-    pruned = slimkit.prune(
-        teacher, cfg, data=SPLITS, finetune=FINETUNE, loss_fn=spy, progress=False
-    )
+    pruned = slimkit.prune(teacher, cfg, data=SPLITS, train=SCHEDULE, loss_fn=spy, progress=False)
     assert spy.calls == 2  # one epoch of 64 examples at batch size 32
     assert pruned is not teacher
 
@@ -48,7 +46,7 @@ def test_the_budget_search_fine_tunes_with_the_given_loss() -> None:
         SPLITS,
         UnstructuredConfig(sparsity=0.0),
         max_drop=100.0,
-        finetune=FINETUNE,
+        train=SCHEDULE,
         max_trials=2,
         loss_fn=spy,
         progress=False,

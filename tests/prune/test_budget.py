@@ -9,13 +9,14 @@ import pytest
 from torch import nn
 
 from slimkit import AccuracyBudgetError, PerLayer, TrainConfig, UnstructuredConfig, search_sparsity
+from slimkit.measure import Budget
 from slimkit.prune import _budget
 from slimkit.prune._budget import Trial
 from slimkit.testing import TinyConvNet, random_splits
 
 BASELINE = 90.0
 TEMPLATE = UnstructuredConfig(sparsity=0.0, importance="random", scope=PerLayer())
-FINETUNE = TrainConfig(epochs=3)
+SCHEDULE = TrainConfig(epochs=3)
 
 
 class Candidate(nn.Module):
@@ -37,7 +38,7 @@ class FakePipeline:
         self.candidates: list[Candidate] = []
 
     def prune(self, model: nn.Module, cfg: UnstructuredConfig, **kwargs: object) -> Candidate:
-        assert kwargs["finetune"] is FINETUNE
+        assert kwargs["train"] is SCHEDULE
         self.configs.append(cfg)
         self.starts.append(model)
         self.candidates.append(Candidate(cfg.sparsity))
@@ -66,7 +67,7 @@ def _install(
 
 def _search(original: nn.Module, **kwargs: object) -> _budget.BudgetSearch:
     return search_sparsity(
-        original, random_splits(), TEMPLATE, finetune=FINETUNE, progress=False, **kwargs
+        original, random_splits(), TEMPLATE, train=SCHEDULE, progress=False, **kwargs
     )
 
 
@@ -220,3 +221,26 @@ def test_iterative_search_never_retries_a_failed_sparsity(
     assert tried == [0.5, 0.75, 0.875, 0.9375, 0.9116, 0.9257]
     assert len(set(tried)) == len(tried)
     assert search.best is not None and search.best.sparsity == 0.9116
+
+
+@pytest.mark.parametrize("strategy", ["iterative", "bisect"])
+def test_every_verdict_is_the_budgets_rule_on_the_same_numbers(
+    monkeypatch: pytest.MonkeyPatch, original: nn.Module, strategy: str
+) -> None:
+    """search_sparsity decides nothing itself: each trial asks Budget.holds, the rule
+    compress judges by, and its verdict is that answer on the trial's own drop."""
+    _install(monkeypatch, original, lambda s: 12 * s)  # within 3 points up to s = 0.25
+    asked: list[tuple[Budget, float]] = []
+    holds = Budget.holds
+
+    def spy(self: Budget, drop: float, se: float = 0.0) -> bool:
+        asked.append((self, drop))
+        return holds(self, drop, se)
+
+    monkeypatch.setattr(Budget, "holds", spy)
+    search = _search(original, max_drop=3.0, max_trials=6, strategy=strategy)
+    assert [drop for _, drop in asked] == [t.drop for t in search.trials]
+    assert all(budget == Budget(max_drop=3.0) == search.budget for budget, _ in asked)
+    verdicts = [t.within_budget for t in search.trials]
+    assert verdicts == [holds(Budget(max_drop=3.0), t.drop) for t in search.trials]
+    assert True in verdicts and False in verdicts  # both sides of the boundary were judged

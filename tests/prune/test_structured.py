@@ -139,7 +139,7 @@ def test_agp_schedule_fine_tunes_between_steps() -> None:
         slimkit.create_model("seed-cnn"),
         cfg,
         data=splits,
-        finetune=slimkit.TrainConfig(epochs=2, batch_size=32),
+        train=slimkit.TrainConfig(epochs=2, batch_size=32),
         progress=False,
     )
     assert len(pruned.slimkit_prune_report["steps"]) == 2

@@ -109,7 +109,7 @@ def test_pruned_weights_stay_zero_through_fine_tuning(fmnist: Splits) -> None:
     model = seeded_model("seed-cnn-slim")
     cfg = UnstructuredConfig(sparsity=0.8)
     untuned = prune(model, cfg, progress=False)
-    tuned = prune(model, cfg, data=fmnist, finetune=TrainConfig(epochs=1), progress=False)
+    tuned = prune(model, cfg, data=fmnist, train=TrainConfig(epochs=1), progress=False)
     untuned_layers = prunable_layers(untuned)
     for name, module in prunable_layers(tuned).items():
         pruned_here = untuned_layers[name].weight == 0
@@ -121,7 +121,7 @@ def test_pruned_weights_stay_zero_through_fine_tuning(fmnist: Splits) -> None:
 def test_gradual_pruning_keeps_zeros_through_every_fine_tuning_step(
     fmnist: Splits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_train = _unstructured.train
+    real_train = _unstructured.run_training
     steps: list[float] = []
 
     def checked_train(model: nn.Module, *args: object, **kwargs: object) -> object:
@@ -132,13 +132,13 @@ def test_gradual_pruning_keeps_zeros_through_every_fine_tuning_step(
         steps.append(weight_sparsity(model))
         return result
 
-    monkeypatch.setattr(_unstructured, "train", checked_train)
+    monkeypatch.setattr(_unstructured, "run_training", checked_train)
     cfg = UnstructuredConfig(sparsity=0.8, schedule=AGP(steps=2))
     tuned = prune(
         seeded_model("seed-cnn-slim"),
         cfg,
         data=fmnist,
-        finetune=TrainConfig(epochs=2),
+        train=TrainConfig(epochs=2),
         progress=False,
     )
     assert steps == pytest.approx(AGP(steps=2).sparsities(0.8), abs=1e-4)  # 0.7 then 0.8

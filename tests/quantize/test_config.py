@@ -28,7 +28,7 @@ from slimkit.quantize import (
         (lambda: Int8StaticConfig(calib_batches=0), "calib_batches"),
         (lambda: Int8StaticConfig(reduce_range="yes"), "reduce_range"),
         (lambda: Int4WeightOnlyConfig(group_size=48), "group_size"),
-        (lambda: QATConfig(finetune={"epochs": 1}), "finetune"),
+        (lambda: QATConfig(train={"epochs": 1}), "train"),
     ],
 )
 def test_bad_values_name_the_field(build: object, field: str) -> None:
@@ -47,7 +47,7 @@ def test_configs_are_keyword_only_and_frozen() -> None:
     "cfg",
     [
         Int8StaticConfig(observer="mse", exclude=("fc2",)),
-        QATConfig(finetune=TrainConfig(epochs=2, lr=1e-4)),
+        QATConfig(train=TrainConfig(epochs=2, lr=1e-4)),
         Int4WeightOnlyConfig(group_size=64),
         Bf16Config(),
     ],

@@ -101,7 +101,7 @@ def test_qat_fine_tunes_and_freezes_to_int8(trained: nn.Module, qdata: Splits) -
         qdata.num_classes,
         qdata.input_shape,
     )
-    cfg = QATConfig(calib_batches=2, finetune=TrainConfig(epochs=1, lr=1e-4))
+    cfg = QATConfig(calib_batches=2, train=TrainConfig(epochs=1, lr=1e-4))
     q = quantize(trained, cfg, data=small, progress=False)
     assert quantization_report(q)["quantized"] == ["conv1", "conv2", "fc1", "fc2"]
     assert q.state_dict()["conv1.weight"].dtype == torch.int8

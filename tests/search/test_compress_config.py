@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from slimkit.measure import Budget
 from slimkit.search import CompressConfig
+from slimkit.train import TrainConfig
 
 
 @pytest.mark.parametrize(
@@ -24,15 +26,14 @@ from slimkit.search import CompressConfig
         ({"min_macs_keep": 0.5, "max_macs_keep": 0.4}, "max_macs_keep"),
         ({"max_sparsity": 1.0}, "max_sparsity"),
         ({"sensitivity_ratios": (0.5, 1.0)}, "sensitivity_ratios"),
-        ({"recover_epochs": -1}, "recover_epochs"),
+        ({"recover_train": {"epochs": 2}}, "recover_train must be a slimkit.TrainConfig"),
+        ({"qat_train": TrainConfig(seed=3)}, r"qat_train.seed is not read: .*CompressConfig.seed"),
         ({"structure_cost": "flops"}, "structure_cost"),
         ({"structure_cost": "latency", "backend": "torch"}, "int8 ONNX Runtime"),
         ({"structure_cost": "latency", "quantize": False}, "quantize=True"),
         # NaN passed every `<` check: compress ran a trial, failed in Optuna, saved NaN
         ({"max_drop": float("nan")}, "max_drop must be a finite number, got nan"),
         ({"max_drop": float("inf")}, "max_drop must be a finite number, got inf"),
-        ({"recover_lr": float("nan")}, "recover_lr must be a finite number"),
-        ({"recover_lr": 0.0}, "recover_lr must be > 0"),
         ({"margin_se": float("nan")}, "margin_se must be a finite number"),
         ({"time_budget_s": float("inf")}, "time_budget_s must be a finite number"),
         ({"min_macs_keep": float("nan")}, "min_macs_keep must be a finite number"),
@@ -87,7 +88,8 @@ def test_stage_inputs_decide_what_a_resumed_run_redoes() -> None:
     assert changed(latency, _saved(trials=12)) == ["search", "polish", "verify"]
     assert changed(latency, _saved(polish_epochs=3)) == ["polish", "verify"]
     assert changed(latency, _saved(margin_se=0.0)) == ["verify"]
-    assert changed(latency, _saved(recover_epochs=5))[0] == "search"
+    assert changed(latency, _saved(recover_train=TrainConfig(epochs=5)))[0] == "search"
+    assert changed(latency, _saved(qat_train=TrainConfig(epochs=1, lr=1e-5)))[0] == "search"
     assert changed(latency, _saved(sensitivity_images=500))[0] == "sensitivity"
     other_data = {**latency, "data": {"name": "fashion-mnist", "limit_train": 100}}
     assert changed(latency, other_data)[0] == "baseline"
@@ -124,12 +126,15 @@ def test_cli_depth_and_channel_floor_options() -> None:
 
 
 def test_dict_layout_is_what_run_directories_store() -> None:
-    # state.json holds this dict and resume compares it: its layout must not change
+    # state.json holds this dict and resume compares it: a change of its layout bumps the
+    # version and teaches CompressConfig.upgrade to read the one before
     def top1(model: object, dataset: object) -> float:
         return 0.0
 
     data = CompressConfig(metric=top1, lower_is_better=True).to_dict()
-    assert list(data) == list(CompressConfig.__dataclass_fields__)
+    assert list(data) == ["version", *CompressConfig.__dataclass_fields__]
+    assert data["version"] == CompressConfig.VERSION == 2
+    assert data["recover_train"] == TrainConfig(epochs=2, lr=1e-3).to_dict()
     assert data["sensitivity_ratios"] == [0.3, 0.6] and data["importance"] == "l2"
     assert isinstance(data["metric"], str) and data["metric"].endswith("top1")
     assert "method" not in data and "class" not in data
@@ -149,3 +154,72 @@ def test_a_criterion_object_is_a_valid_importance() -> None:
     saved = {"compress": cfg.to_dict(), "data": {"name": "fashion-mnist"}}
     assert stage_inputs(saved, "sensitivity")["importance"] == record
     assert stage_inputs(saved, "baseline") == stage_inputs(_saved(), "baseline")
+
+
+def test_the_config_builds_the_budget_from_its_knobs() -> None:
+    cfg = CompressConfig(max_drop=0.3, margin_se=2.5)
+    assert cfg.budget == Budget(max_drop=0.3, margin_se=2.5)
+    with pytest.raises(AttributeError):
+        cfg.budget.max_drop = 1.0  # type: ignore[misc]  # frozen
+
+
+# A compress configuration as state.json and summary.json held it before each training
+# schedule was a TrainConfig (runs/demo/seed-cnn, runs/mnv3: `make demo`).
+LAYOUT_1 = {
+    "max_drop": 0.5, "goal": "latency", "backend": "auto", "trials": 6, "time_budget_s": None,
+    "seed": 0, "importance": "l2", "recover": "kd", "recover_epochs": 2, "recover_lr": 0.001,
+    "sensitivity_ratios": [0.3, 0.6], "sensitivity_images": 2000, "min_macs_keep": 0.1,
+    "max_macs_keep": 1.0, "max_sparsity": 0.95, "quantize": True, "qat_epochs": 1,
+    "latency_threads": 1, "round_to": None, "min_channels": None, "polish_epochs": 0,
+    "polish_trials": 2, "margin_se": 1.0, "remove_blocks": True, "structure_cost": None,
+    "metric": None, "lower_is_better": False,
+}  # fmt: skip
+
+
+def test_a_layout_1_config_loads_as_the_schedules_it_ran() -> None:
+    cfg = CompressConfig.from_dict(LAYOUT_1)
+    assert cfg == CompressConfig(trials=6, recover="kd", latency_threads=1)
+    assert cfg.recover_train == TrainConfig(epochs=2, lr=1e-3)
+    assert cfg.qat_train == TrainConfig(epochs=1, lr=1e-4)  # a tenth of the recovery's rate
+    written = cfg.to_dict()
+    assert written["version"] == 2 and "recover_epochs" not in written
+    assert CompressConfig.from_dict(written) == cfg
+    # Another recovery rate in layout 1 ran QAT at a tenth of it.
+    other = CompressConfig.from_dict({**LAYOUT_1, "recover_lr": 0.002, "qat_epochs": 3})
+    assert other.recover_train == TrainConfig(epochs=2, lr=0.002)
+    assert other.qat_train == TrainConfig(epochs=3, lr=0.002 / 10)
+    # A recipe of layout 1 states only some knobs: the rest keep their defaults.
+    assert CompressConfig.from_dict({"recover_epochs": 4}).recover_train == TrainConfig(epochs=4)
+    with pytest.raises(ValueError, match=r"has both recover_train and \['recover_epochs'\]"):
+        CompressConfig.from_dict({"recover_epochs": 4, "recover_train": {"epochs": 4}})
+
+
+def test_a_run_of_layout_1_keeps_every_stage_and_its_study_when_resumed() -> None:
+    from slimkit.search._config import stage_inputs
+
+    old = {"compress": LAYOUT_1, "data": {"name": "fashion-mnist"}, "storage": None}
+    new = {**old, "compress": CompressConfig.from_dict(LAYOUT_1).to_dict()}
+    stages = ("baseline", "sensitivity", "plan", "recovery", "study", "polish", "verify")
+    assert [s for s in stages if stage_inputs(old, s) != stage_inputs(new, s)] == []
+    # The study inputs state.json recorded then read as the ones this layout computes.
+    recorded = {k: v for k, v in stage_inputs(old, "study").items() if k != "version"}
+    del recorded["recover_train"], recorded["qat_train"]
+    recorded.update(recover_epochs=2, recover_lr=0.001, qat_epochs=1)
+    assert CompressConfig.upgraded(recorded) == stage_inputs(new, "study")
+    # A partial schedule in a recipe is completed from the knob's default.
+    partial = CompressConfig.from_dict({"qat_train": {"epochs": 2}})
+    assert partial.qat_train == TrainConfig(epochs=2, lr=1e-4)
+
+
+def test_the_cli_flags_fill_the_schedules() -> None:
+    from slimkit.cli._compress import config_from_args
+    from slimkit.cli._main import build_parser
+
+    def parsed(*extra: str) -> CompressConfig:
+        argv = ["compress", "m.safetensors", "--data", "fashion-mnist", "--out", "r", *extra]
+        return config_from_args(build_parser().parse_args(argv))
+
+    assert parsed() == CompressConfig(latency_threads=None)  # the flags' defaults are the knobs'
+    cfg = parsed("--recover-epochs", "3", "--recover-lr", "0.002", "--qat-epochs", "2")
+    assert cfg.recover_train == TrainConfig(epochs=3, lr=0.002)
+    assert cfg.qat_train == TrainConfig(epochs=2, lr=0.002 / 10)  # QAT at a tenth of the rate

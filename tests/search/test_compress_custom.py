@@ -16,8 +16,14 @@ from slimkit import Splits
 from slimkit.cli._main import main
 from slimkit.models._sources import _TRUSTED
 from slimkit.search import CompressConfig, compress
+from slimkit.train import TrainConfig
 
-FAST = {"trials": 2, "recover": "ce", "recover_epochs": 1, "sensitivity_images": 256}
+FAST = {
+    "trials": 2,
+    "recover": "ce",
+    "recover_train": TrainConfig(epochs=1),
+    "sensitivity_images": 256,
+}
 
 
 class UserNet(nn.Module):

@@ -14,6 +14,7 @@ from torch import nn
 from slimkit import Splits
 from slimkit.importance._group import ActivationGroupImportance, TaylorGroupImportance
 from slimkit.search import CompressConfig, compress
+from slimkit.train import TrainConfig
 
 CRITERIA = {"taylor": TaylorGroupImportance, "activation": ActivationGroupImportance}
 
@@ -37,7 +38,8 @@ def test_a_data_driven_criterion_scores_on_calibration_batches_in_every_trial(
     monkeypatch.setattr(criterion, "__call__", spy)
     cfg = CompressConfig(
         max_drop=100.0, goal="macs", quantize=False, importance=importance, trials=1,
-        recover="ce", recover_epochs=0, sensitivity_images=128, sensitivity_ratios=(0.5,),
+        recover="ce", recover_train=TrainConfig(epochs=0), sensitivity_images=128,
+        sensitivity_ratios=(0.5,),
     )  # fmt: skip
     summary = compress(trained, small_splits, cfg, tmp_path / "run", log=None)
 

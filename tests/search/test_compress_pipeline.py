@@ -12,13 +12,19 @@ from torch import nn
 
 from slimkit import AccuracyBudgetError, Splits, load
 from slimkit.search import CompressConfig, compress
+from slimkit.train import TrainConfig
 
 PROFILE_KEYS = {
     "test_accuracy", "val_accuracy", "params", "nonzero_params", "macs", "bytes",
     "latency_ms_b1", "latency_ms_b64", "threads", "device", "backend",
 }  # fmt: skip
 
-FAST = {"trials": 2, "recover": "ce", "recover_epochs": 1, "sensitivity_images": 256}
+FAST = {
+    "trials": 2,
+    "recover": "ce",
+    "recover_train": TrainConfig(epochs=1),
+    "sensitivity_images": 256,
+}
 
 
 def test_budget_is_honoured_and_the_run_is_complete(
@@ -69,7 +75,7 @@ def test_impossible_budget_raises_with_the_best_plan(
         min_macs_keep=0.1,
         max_macs_keep=0.15,
         trials=2,
-        recover_epochs=0,
+        recover_train=TrainConfig(epochs=0),
         sensitivity_images=256,
     )
     with pytest.raises(AccuracyBudgetError, match=r"within 0\.0 points") as info:
@@ -106,14 +112,14 @@ def test_existing_run_needs_resume_and_resuming_with_other_options_redoes_what_t
 
     # Another recovery schedule: trials would be built differently, so a new study starts
     # (its trials in trials-2/) while the baseline, curves and plan are kept.
-    longer = dataclasses.replace(more, recover_epochs=2, trials=1)
+    longer = dataclasses.replace(more, recover_train=TrainConfig(epochs=2), trials=1)
     compress(trained, small_splits, longer, run, resume=True, log=None)
     state = json.loads((run / "state.json").read_text())
     assert state["stages"]["sensitivity"] == curves
     assert state["study"]["name"] == "compress-2"
     assert [t["number"] for t in json.loads((run / "trials.json").read_text())] == [0]
     assert (run / "trials-2" / "0000").is_dir() and (run / "trials" / "0002").is_dir()
-    assert state["config"]["compress"]["recover_epochs"] == 2
+    assert state["config"]["compress"]["recover_train"]["epochs"] == 2
 
 
 def test_polish_recovers_the_chosen_plan_longer_and_verify_prefers_it(

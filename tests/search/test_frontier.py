@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from slimkit.search import Budget, CompressConfig, TrialRecord
+from slimkit.measure import Budget
+from slimkit.search import CompressConfig, TrialRecord
 from slimkit.search._polish import polish_candidates
 from slimkit.search._record import Structure
 from slimkit.search._study import (

@@ -30,11 +30,13 @@ from slimkit.search import (
 )
 from slimkit.search._heartbeat import beat_interval, heartbeat, pid_space
 from slimkit.testing import seeded_model
+from slimkit.train import TrainConfig
 
 HOST = socket.gethostname()
 DATA = {"name": "fashion-mnist", "limit_train": 256, "limit_eval": 128}
 FAST = CompressConfig(
-    goal="macs", quantize=False, trials=2, max_drop=100.0, recover="ce", recover_epochs=1,
+    goal="macs", quantize=False, trials=2, max_drop=100.0, recover="ce",
+    recover_train=TrainConfig(epochs=1),
     sensitivity_images=32, sensitivity_ratios=(0.5,),
 )  # fmt: skip
 

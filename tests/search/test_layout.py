@@ -139,3 +139,44 @@ def test_trial_records_of_an_older_layout_are_refused_naming_the_file(run: Path)
         f"{trials} was written by an older slimkit (a trial record: TrialRecord has no "
         f"'precision_choice'); {WHAT_TO_DO}"
     )
+
+
+def _layout_1(compress: dict[str, Any]) -> dict[str, Any]:
+    """A compress config (or study inputs) as slimkit wrote it before its training schedules
+    were TrainConfigs: flat recovery and QAT knobs, no version."""
+    old = {k: v for k, v in compress.items() if k not in ("version", "recover_train", "qat_train")}
+    recovery, qat = compress["recover_train"], compress["qat_train"]
+    assert qat["lr"] == recovery["lr"] / 10  # what layout 1 could express
+    return {
+        **old,
+        "recover_epochs": recovery["epochs"],
+        "recover_lr": recovery["lr"],
+        "qat_epochs": qat["epochs"],
+    }
+
+
+def test_a_run_whose_config_has_the_flat_schedule_knobs_resumes_as_it_was(run: Path) -> None:
+    from slimkit.search._config import stage_inputs
+    from slimkit.search._study import choose_study
+
+    def older(state: dict[str, Any]) -> None:
+        state["config"]["compress"] = _layout_1(state["config"]["compress"])
+        state["study"]["inputs"] = _layout_1(state["study"]["inputs"])
+        state["stages"]["baseline"] = {"seconds": 0, "output": {"val_accuracy": 50.0}}
+
+    state = _edit(run, older)
+    assert "recover_epochs" in state["config"]["compress"]
+    config = {**state["config"], "compress": CFG.to_dict()}  # what compress(...) now passes
+    opened = RunDir.create(run, config, resume=True, inputs=stage_inputs)
+    assert opened.redone == [] and opened.done("baseline")  # nothing to redo
+    choose_study(opened, config)
+    assert opened.state["study"]["name"] == "compress"  # its trials stay its trials
+    saved = json.loads((run / "state.json").read_text())
+    assert saved["config"]["compress"] == CFG.to_dict()  # rewritten in this layout
+    # A run of the unstamped form is read the same way (its knobs' names, not their values,
+    # changed), and a worker reads its configuration too.
+    _edit(
+        run,
+        lambda s: (_unstamped(s), s["config"].update(compress=_layout_1(s["config"]["compress"]))),
+    )
+    assert CompressConfig.from_dict(RunDir.open(run).state["config"]["compress"]) == CFG

@@ -47,3 +47,22 @@ def test_overrides_and_errors(tmp_path: Path) -> None:
     missing.write_text("model: m.safetensors\n")
     with pytest.raises(ValueError, match="needs 'out'"):
         load_recipe(missing)
+
+
+def test_a_schedule_setting_is_overridden_alone(tmp_path: Path) -> None:
+    from slimkit.train import TrainConfig
+
+    seed_cnn = next(p for p in RECIPES if p.stem == "seed-cnn")
+    recipe = load_recipe(seed_cnn, ["compress.recover_train.epochs=4"])
+    assert recipe.compress.recover_train == TrainConfig(epochs=4, lr=0.001)
+    assert recipe.compress.qat_train == TrainConfig(epochs=1, lr=1e-4)
+    # A recipe written before the schedules were TrainConfigs still loads, to the same run.
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        "model: m.safetensors\nout: o\ncompress:\n  recover_epochs: 4\n  recover_lr: 0.002\n"
+    )
+    cfg = load_recipe(old).compress
+    assert cfg.recover_train == TrainConfig(epochs=4, lr=0.002)
+    assert cfg.qat_train == TrainConfig(epochs=1, lr=0.0002)
+    with pytest.raises(ValueError, match=r"unknown keys \['epoch'\] for TrainConfig"):
+        load_recipe(seed_cnn, ["compress.recover_train.epoch=4"])

@@ -12,15 +12,21 @@ from torch import nn
 from slimkit import Splits
 from slimkit.measure import Metric
 from slimkit.search import CompressConfig, _recovery, compress
+from slimkit.train import TrainConfig
 
-FAST = {"trials": 1, "recover_epochs": 1, "sensitivity_images": 256, "quantize": False}
+FAST = {
+    "trials": 1,
+    "recover_train": TrainConfig(epochs=1),
+    "sensitivity_images": 256,
+    "quantize": False,
+}
 
 
 class _Ctx:
     """The parts of a trial Context the probe reads."""
 
     def __init__(self, metric: Metric) -> None:
-        self.cfg = CompressConfig(recover_epochs=1)
+        self.cfg = CompressConfig(recover_train=TrainConfig(epochs=1))
         self.metric = metric
         self.splits = type("S", (), {"val": None})()
         self.recovery = "kd"
@@ -81,9 +87,9 @@ def test_auto_recovery_is_measured_reported_and_used(
     used: list[str] = []
     recover = _trial.recover
 
-    def spy(model: nn.Module, ctx: Any, epochs: int, seed: int, desc: str = "recover") -> None:
+    def spy(model: nn.Module, ctx: Any, schedule: TrainConfig, desc: str = "recover") -> None:
         used.append(ctx.recovery)
-        recover(model, ctx, epochs, seed, desc)
+        recover(model, ctx, schedule, desc)
 
     monkeypatch.setattr(_trial, "recover", spy)
     cfg = CompressConfig(max_drop=60.0, goal="macs", recover="auto", latency_threads=1, **FAST)

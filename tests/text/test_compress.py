@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from slimkit.models import SentenceEncoder, layer_widths
 from slimkit.prune import Global, PerLayer
 from slimkit.testing import TINY_SENTENCES
 from slimkit.text import (
+    EMBEDDING_TRAIN,
     EmbeddingDistillConfig,
     EncoderPruneConfig,
     compress_encoder,
@@ -29,7 +32,7 @@ def test_geometric_steps_end_at_the_asked_fractions() -> None:
 def test_two_steps_prune_twice_and_distil_after_each(tiny: SentenceEncoder) -> None:
     texts = list(TINY_SENTENCES)
     prune = EncoderPruneConfig(heads=0.5, ffn=0.75, importance="l2", scope=Global())
-    distill = EmbeddingDistillConfig(epochs=1, batch_size=3, lr=1e-4)
+    distill = EmbeddingDistillConfig(train=dataclasses.replace(EMBEDDING_TRAIN, batch_size=3))
     student = compress_encoder(tiny, prune, distill, texts, steps=2, progress=False)
     report = compress_report(student)
     assert [sum(w["heads"] for w in step["layers"]) for step in report["steps"]] == [6, 4]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import torch.nn.functional as F
 from slimkit.models import SentenceEncoder
 from slimkit.testing import TINY_SENTENCES, tiny_sentence_encoder
 from slimkit.text import (
+    EMBEDDING_TRAIN,
     EmbeddingDistillConfig,
     EmbeddingKDLoss,
     EncoderPruneConfig,
@@ -19,8 +22,13 @@ from slimkit.text import (
     hidden_state_loss,
     prune_encoder,
 )
+from slimkit.train import TrainConfig
 
 TEXTS = list(TINY_SENTENCES)
+
+
+def _schedule(**changes: object) -> TrainConfig:
+    return dataclasses.replace(EMBEDDING_TRAIN, **changes)  # type: ignore[arg-type]
 
 
 def test_embedding_kd_loss_matches_the_formula() -> None:
@@ -74,7 +82,9 @@ def test_distillation_brings_a_student_closer_to_its_teacher(
     other = tiny_sentence_encoder(tmp_path, seed=1)  # different weights: far from the teacher
     student = prune_encoder(other, EncoderPruneConfig(heads=0.5, ffn=0.5, importance="l2"), TEXTS)
     before = _gap(student, tiny)
-    cfg = EmbeddingDistillConfig(epochs=8, batch_size=4, lr=1e-3, hidden_weight=1.0)
+    cfg = EmbeddingDistillConfig(
+        train=_schedule(epochs=8, batch_size=4, lr=1e-3), hidden_weight=1.0
+    )
     distill_encoder(student, tiny, TEXTS, cfg, progress=False)
     report = distill_report(student)
     assert _gap(student, tiny) < 0.5 * before
@@ -90,7 +100,8 @@ def test_frozen_embeddings_stay_put_and_everything_else_trains(
     student = prune_encoder(other, EncoderPruneConfig(heads=0.5, ffn=0.5, importance="l2"), TEXTS)
     before = {k: v.clone() for k, v in student.state_dict().items()}
     table = student.backbone.get_input_embeddings().weight
-    cfg = EmbeddingDistillConfig(epochs=2, batch_size=4, lr=1e-3, freeze_embeddings=True)
+    schedule = _schedule(epochs=2, batch_size=4, lr=1e-3)
+    cfg = EmbeddingDistillConfig(train=schedule, freeze_embeddings=True)
     distill_encoder(student, tiny, TEXTS, cfg, progress=False)
     after = student.state_dict()
     unchanged = {k for k in before if torch.equal(before[k], after[k])}
@@ -102,28 +113,70 @@ def test_frozen_embeddings_stay_put_and_everything_else_trains(
 
 def test_max_seconds_stops_early_and_says_so(tiny: SentenceEncoder) -> None:
     student = prune_encoder(tiny, EncoderPruneConfig(heads=0.5, ffn=0.5, importance="l2"), TEXTS)
-    cfg = EmbeddingDistillConfig(epochs=50, batch_size=4)
+    cfg = EmbeddingDistillConfig(train=_schedule(epochs=50, batch_size=4))
     distill_encoder(student, tiny, TEXTS, cfg, progress=False, max_seconds=0.0)
     report = distill_report(student)
     assert report["stopped_early"] and report["steps"] == 1
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("make", "message"),
     [
-        ({"epochs": 0}, "epochs must be >= 1"),
-        ({"lr": 0.0}, "lr must be > 0"),
-        ({"hidden_weight": -1.0}, "hidden_weight must be >= 0"),
-        ({"cosine_weight": 0.0}, "at least one loss weight"),
+        (lambda: EmbeddingDistillConfig(train=_schedule(epochs=0)), "train.epochs must be >= 1"),
+        (lambda: EmbeddingDistillConfig(train=_schedule(lr=0.0)), "lr must be > 0"),
+        (lambda: EmbeddingDistillConfig(hidden_weight=-1.0), "hidden_weight must be >= 0"),
+        (lambda: EmbeddingDistillConfig(cosine_weight=0.0), "at least one loss weight"),
+        (
+            lambda: EmbeddingDistillConfig(train=_schedule(augment="crop-flip")),
+            "train.augment does not apply to embedding distillation; leave it 'none'",
+        ),
+        (
+            lambda: EmbeddingDistillConfig(train=_schedule(label_smoothing=0.1)),
+            "train.label_smoothing does not apply",
+        ),
+        (lambda: EmbeddingDistillConfig(train={"epochs": 2}), "must be a slimkit.TrainConfig"),
     ],
 )
-def test_config_errors_name_the_field(kwargs: dict[str, float], message: str) -> None:
+def test_config_errors_name_the_field(make: Callable[[], object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        EmbeddingDistillConfig(**kwargs)  # type: ignore[arg-type]
+        make()
+
+
+def test_the_default_schedule_is_the_one_the_trainer_always_ran() -> None:
+    schedule = EmbeddingDistillConfig().train
+    assert schedule == EMBEDDING_TRAIN
+    assert (schedule.epochs, schedule.batch_size, schedule.lr, schedule.seed) == (1, 32, 1e-4, 0)
+    assert (schedule.optimizer, schedule.weight_decay) == ("adamw", 0.01)
+    assert schedule.schedule == "warmup-linear"
 
 
 def test_config_round_trips_through_a_dict() -> None:
-    cfg = EmbeddingDistillConfig(epochs=2, hidden_weight=1.0)
+    cfg = EmbeddingDistillConfig(train=_schedule(epochs=2), hidden_weight=1.0)
     assert EmbeddingDistillConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.to_dict()["version"] == 2
     with pytest.raises(ValueError, match=r"unknown keys \['epoch'\]"):
         EmbeddingDistillConfig.from_dict({"epoch": 2})
+    # A part of the schedule is completed from the default schedule, not TrainConfig's.
+    partial = EmbeddingDistillConfig.from_dict({"train": {"lr": 1e-3}})
+    assert partial.train == _schedule(lr=1e-3)
+
+
+def test_a_layout_1_dict_with_flat_schedule_fields_still_loads() -> None:
+    # As compress_encoder's reports and benchmarks/minilm.py's records hold it.
+    written = {
+        "method": "embedding-kd",
+        "epochs": 11,
+        "batch_size": 64,
+        "lr": 0.0005,
+        "max_length": 128,
+        "cosine_weight": 1.0,
+        "mse_weight": 0.0,
+        "hidden_weight": 1.0,
+        "freeze_embeddings": True,
+        "seed": 3,
+    }
+    cfg = EmbeddingDistillConfig.from_dict(written)
+    assert cfg.train == _schedule(epochs=11, batch_size=64, lr=0.0005, seed=3)
+    assert cfg.freeze_embeddings and cfg.hidden_weight == 1.0
+    with pytest.raises(ValueError, match=r"has both train and \['epochs'\]"):
+        EmbeddingDistillConfig.from_dict({"epochs": 2, "train": {"epochs": 3}})

@@ -12,7 +12,7 @@ from slimkit import Splits, TrainConfig, evaluate_accuracy, train
 from slimkit.data import make_loader
 from slimkit.data._splits import take
 from slimkit.testing import seeded_model
-from slimkit.train._loop import _lr_at
+from slimkit.train import learning_rate
 
 
 @pytest.fixture(scope="module")
@@ -134,10 +134,29 @@ def test_custom_loss_is_used(small: Splits) -> None:
 
 def test_cosine_schedule_decays_to_zero() -> None:
     cfg = TrainConfig(lr=0.1)
-    assert _lr_at(cfg, 0, 100) == pytest.approx(0.1)
-    assert _lr_at(cfg, 50, 100) == pytest.approx(0.05)
-    assert _lr_at(cfg, 100, 100) == pytest.approx(0.0, abs=1e-12)
-    assert _lr_at(TrainConfig(lr=0.1, schedule="constant"), 99, 100) == 0.1
+    assert learning_rate(cfg, 0, 100) == pytest.approx(0.1)
+    assert learning_rate(cfg, 50, 100) == pytest.approx(0.05)
+    assert learning_rate(cfg, 100, 100) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate(TrainConfig(lr=0.1, schedule="constant"), 99, 100) == 0.1
+
+
+def test_warmup_linear_rises_over_five_percent_then_falls_to_zero() -> None:
+    # The schedule slimkit.text's embedding distillation always ran (a LambdaLR factor).
+    cfg = TrainConfig(lr=0.1, schedule="warmup-linear")
+    total, warmup = 200, 10
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    assert [learning_rate(cfg, s, total) for s in range(total)] == [
+        0.1 * factor(s) for s in range(total)
+    ]
+    assert learning_rate(cfg, 0, total) == pytest.approx(0.01)
+    assert learning_rate(cfg, warmup - 1, total) == pytest.approx(0.1)
+    assert learning_rate(cfg, total - 1, total) == pytest.approx(0.1 / (total - warmup))
+    assert learning_rate(cfg, 0, 3) == 0.1  # a short run warms up over one step
 
 
 @pytest.mark.parametrize(
@@ -147,7 +166,15 @@ def test_cosine_schedule_decays_to_zero() -> None:
         ({"lr": 0.0}, "lr must be > 0"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"optimizer": "lion"}, r"optimizer must be one of \('adam', 'adamw', 'sgd'\)"),
-        ({"schedule": "step"}, r"schedule must be one of \('cosine', 'constant'\)"),
+        (
+            {"schedule": "step"},
+            r"schedule must be one of \('cosine', 'constant', 'warmup-linear'\)",
+        ),
+        # kinds and finite values, as a recipe's YAML or a flag gives them
+        ({"lr": float("nan")}, "lr must be a finite number, got nan"),
+        ({"epochs": 1.5}, "epochs must be an integer, got 1.5"),
+        ({"batch_size": True}, "batch_size must be an integer, got True"),
+        ({"seed": "0"}, "seed must be an integer, got '0'"),
         ({"weight_decay": -1e-4}, "weight_decay must be >= 0"),
         ({"label_smoothing": 1.0}, r"label_smoothing must be in \[0, 1\)"),
         ({"augment": "mixup"}, r"augment must be one of \['crop-flip', 'none'\], got 'mixup'"),

@@ -69,7 +69,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 #: ``slimkit train``'s config without a recipe; a recipe replaces it, flags override either.
 CLI_TRAIN = TrainConfig(epochs=12, lr=2e-3)
 #: ``slimkit prune``'s fine-tuning unless ``--finetune-epochs`` / ``--finetune-lr`` say otherwise.
-PRUNE_FINETUNE = TrainConfig(epochs=2, lr=1e-3)
+PRUNE_TRAIN = TrainConfig(epochs=2, lr=1e-3)
 _TRAIN_FLAGS = ("epochs", "lr", "batch_size", "optimizer", "weight_decay", "augment", "seed")
 
 
@@ -213,25 +213,28 @@ def _structured_config(args: argparse.Namespace) -> StructuredConfig:
     )
 
 
-def _finetune(args: argparse.Namespace) -> TrainConfig:
-    """Fine-tuning after pruning, checked with the other arguments before anything is read."""
+def _prune_train(args: argparse.Namespace) -> TrainConfig:
+    """Fine-tuning after pruning (``--finetune-epochs``, ``--finetune-lr``), checked with the
+    other arguments before anything is read."""
     refuse_overwrite([Path(args.artifact)], Path(args.out), "pruned model")
     check_writable(args.out)
     check_number("--finetune-lr", args.finetune_lr, positive=True)
-    finetune = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=args.seed)
+    schedule = dataclasses.replace(
+        PRUNE_TRAIN, epochs=args.finetune_epochs, lr=args.finetune_lr, seed=args.seed
+    )
     refuse_quantized(args.artifact, "prune")  # reads the artifact's spec: after the arguments
-    return finetune
+    return schedule
 
 
 def _prune_inputs(
-    args: argparse.Namespace, finetune: TrainConfig
+    args: argparse.Namespace, schedule: TrainConfig
 ) -> tuple[Path, torch.nn.Module, Splits, torch.device, TrainConfig]:
     """What both pruning methods read: the parent artifact, the data, the device, fine-tuning."""
     source = Path(args.artifact)
     model = export.load(source)
     splits = _data(args)
     check_fits(model, splits, str(source))
-    return source, model, splits, resolve_device(args.device), finetune
+    return source, model, splits, resolve_device(args.device), schedule
 
 
 def _recovery(
@@ -254,13 +257,13 @@ def _recovery(
 
 def cmd_prune_structured(args: argparse.Namespace) -> int:
     cfg = _structured_config(args)  # validate before reading anything
-    source, model, splits, device, finetune = _prune_inputs(args, _finetune(args))
+    source, model, splits, device, schedule = _prune_inputs(args, _prune_train(args))
     loss_fn, recover = _recovery(args, model)
     pruned = prune(
         model,
         cfg,
         data=splits,
-        finetune=finetune,
+        train=schedule,
         device=device,
         loss_fn=loss_fn,
         progress=not args.quiet,
@@ -280,7 +283,7 @@ def cmd_prune_structured(args: argparse.Namespace) -> int:
         "parent": str(source),
         "parent_sha256": sha256_file(source),
         "config": cfg.to_dict(),
-        "finetune": finetune.to_dict(),
+        "train": schedule.to_dict(),
         "recover": recover,
         "data": splits.describe(),
         "report": pruned.slimkit_prune_report,
@@ -342,13 +345,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
         cfg = _unstructured_config(args, 0.0)
     else:
         cfg = _unstructured_config(args, args.sparsity)
-    source, model, splits, device, finetune = _prune_inputs(args, _finetune(args))
+    source, model, splits, device, schedule = _prune_inputs(args, _prune_train(args))
     loss_fn, recover = _recovery(args, model)
     provenance: dict[str, Any] = {
         "command": "prune",
         "parent": str(source),
         "parent_sha256": sha256_file(source),
-        "finetune": finetune.to_dict(),
+        "train": schedule.to_dict(),
         "recover": recover,
         "data": splits.describe(),
     }
@@ -358,7 +361,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             splits,
             cfg,
             max_drop=args.max_drop,
-            finetune=finetune,
+            train=schedule,
             max_trials=args.max_trials,
             max_sparsity=args.max_sparsity,
             strategy=args.strategy,
@@ -376,7 +379,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             model,
             cfg,
             data=splits,
-            finetune=finetune,
+            train=schedule,
             device=device,
             loss_fn=loss_fn,
             progress=not args.quiet,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from .. import export
+from .._checks import check_int, check_number
 from .._io import check_writable
 from ..data import load_data
 from ..errors import SlimkitError
@@ -115,22 +117,24 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
         "fine-tuning), or auto (recover one candidate both ways first, keep KD only if it "
         "scores better) (default %(default)s)",
     )
+    recovery, qat = _default("recover_train"), _default("qat_train")
     p.add_argument(
         "--recover-epochs",
         type=int,
-        default=_default("recover_epochs"),
+        default=recovery.epochs,
         help="recovery epochs per trial (default %(default)s)",
     )
     p.add_argument(
         "--recover-lr",
         type=float,
-        default=_default("recover_lr"),
-        help="peak learning rate of the recovery (default %(default)g)",
+        default=recovery.lr,
+        help="peak learning rate of the recovery; quantization-aware training runs at a "
+        "tenth of it (default %(default)g)",
     )
     p.add_argument(
         "--qat-epochs",
         type=int,
-        default=_default("qat_epochs"),
+        default=qat.epochs,
         help="quantization-aware training epochs when plain int8 misses the budget "
         "(default %(default)s)",
     )
@@ -281,6 +285,10 @@ def refuse_input_in_run(artifact: str | Path, run_dir: str | Path) -> None:
 
 def config_from_args(args: argparse.Namespace) -> CompressConfig:
     check_threads(args.threads)
+    check_int("--recover-epochs", args.recover_epochs, minimum=0)
+    check_number("--recover-lr", args.recover_lr, positive=True)
+    check_int("--qat-epochs", args.qat_epochs, minimum=0)
+    recovery, qat = _default("recover_train"), _default("qat_train")
     return CompressConfig(
         max_drop=args.max_drop,
         goal=args.goal,
@@ -290,9 +298,8 @@ def config_from_args(args: argparse.Namespace) -> CompressConfig:
         seed=args.seed,
         importance=args.importance,
         recover=args.recover,
-        recover_epochs=args.recover_epochs,
-        recover_lr=args.recover_lr,
-        qat_epochs=args.qat_epochs,
+        recover_train=replace(recovery, epochs=args.recover_epochs, lr=args.recover_lr),
+        qat_train=replace(qat, epochs=args.qat_epochs, lr=args.recover_lr / 10),
         polish_epochs=args.polish_epochs,
         polish_trials=args.polish_trials,
         margin_se=args.margin_se,

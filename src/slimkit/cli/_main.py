@@ -17,7 +17,7 @@ from ..prune._budget import STRATEGIES
 from ..runtime import RUNTIMES
 from ..train import AUGMENTS, TrainConfig
 from ..train._config import OPTIMIZERS
-from ._commands import CLI_TRAIN, COMMANDS, PRUNE_FINETUNE
+from ._commands import CLI_TRAIN, COMMANDS, PRUNE_TRAIN
 from ._compress import compress_parsers, interrupted_note
 from ._distill import distill_parser, slim_parser
 from ._examples import add_examples
@@ -305,13 +305,13 @@ def _prune_recovery(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--finetune-epochs",
         type=int,
-        default=PRUNE_FINETUNE.epochs,
+        default=PRUNE_TRAIN.epochs,
         help="fine-tuning epochs after pruning, 0 for none (default %(default)s)",
     )
     p.add_argument(
         "--finetune-lr",
         type=float,
-        default=PRUNE_FINETUNE.lr,
+        default=PRUNE_TRAIN.lr,
         help="peak learning rate of fine-tuning (default %(default)s)",
     )
     p.add_argument(

@@ -87,7 +87,7 @@ def quantize_parser(
         default=field_default(Int4WeightOnlyConfig, "group_size"),
         help="int4-weight-only: weights sharing one scale (default %(default)s)",
     )
-    qat = field_default(QATConfig, "finetune")
+    qat = field_default(QATConfig, "train")
     p.add_argument(
         "--qat-epochs",
         type=int,
@@ -144,7 +144,7 @@ def _config(args: argparse.Namespace, scheme: str) -> Any:
         "calib_batches": args.calib_batches,
         "reduce_range": args.reduce_range,
         "group_size": args.group_size,
-        "finetune": {"epochs": args.qat_epochs, "lr": args.qat_lr},
+        "train": {"epochs": args.qat_epochs, "lr": args.qat_lr},
     }
     fields = {f.name for f in dataclasses.fields(SCHEMES.get(scheme).config_type)}
     return config_from_dict({"scheme": scheme, **{k: v for k, v in flags.items() if k in fields}})

@@ -28,7 +28,7 @@ def prune(
     cfg: Any,
     *,
     data: Splits | None = None,
-    finetune: TrainConfig | None = None,
+    train: TrainConfig | None = None,
     device: str | torch.device = "cpu",
     inplace: bool = False,
     progress: bool = True,
@@ -43,7 +43,8 @@ def prune(
         model: the trained model.
         cfg: a pruning config, e.g. :class:`UnstructuredConfig`.
         data: training data for calibration and fine-tuning (validation data is not read).
-        finetune: fine-tuning after pruning (or between gradual steps); None skips it.
+        train: the fine-tuning after pruning (its epochs spread over gradual steps); None
+            skips it.
         device: ``auto``, ``cpu`` or ``cuda``.
         inplace: modify ``model`` itself.
         progress: show progress bars.
@@ -54,7 +55,7 @@ def prune(
 
     Example:
         >>> cfg = slimkit.UnstructuredConfig(sparsity=0.9, importance="taylor")
-        >>> small = slimkit.prune(model, cfg, data=splits, finetune=slimkit.TrainConfig(epochs=1))
+        >>> small = slimkit.prune(model, cfg, data=splits, train=slimkit.TrainConfig(epochs=1))
         >>> cfg = slimkit.StructuredConfig(target_macs=0.5, round_to=8)
         >>> smaller = slimkit.prune(model, cfg, example_inputs=torch.randn(1, 1, 28, 28))
     """
@@ -66,7 +67,7 @@ def prune(
         model,
         cfg,
         data=data,
-        finetune=finetune,
+        train=train,
         device=device,
         inplace=inplace,
         progress=progress,

@@ -1,8 +1,14 @@
-"""Tune the sparsity threshold to an accuracy budget: the loop tutorials do by hand."""
+"""Tune the sparsity threshold to an accuracy budget: the loop tutorials do by hand.
+
+Each trial's verdict is :class:`slimkit.measure.Budget`'s, the rule compress judges by; the
+``bisect`` strategy halves its interval with :func:`slimkit._bisect.bisect`, as compress's
+plan and the ``target_macs`` search do.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,10 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._bisect import bisect
 from .._checks import check_int, check_number
 from ..data import Splits
 from ..errors import AccuracyBudgetError
-from ..measure import evaluate_accuracy
+from ..measure import Budget, evaluate_accuracy
 from ..train import TrainConfig
 from ..train._loop import LossFn
 from ._config import UnstructuredConfig
@@ -48,6 +55,12 @@ class BudgetSearch:
     best: Trial | None = None
     model: nn.Module | None = None
 
+    @property
+    def budget(self) -> Budget:
+        """The accuracy budget every trial is judged by: at most ``max_drop`` points below
+        the baseline (one measurement a trial, so no standard-error margin applies)."""
+        return Budget(max_drop=self.max_drop)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "baseline_val_accuracy": self.baseline_val_accuracy,
@@ -77,7 +90,7 @@ def search_sparsity(
     template: UnstructuredConfig,
     *,
     max_drop: float,
-    finetune: TrainConfig | None,
+    train: TrainConfig | None,
     max_trials: int = 6,
     max_sparsity: float = 0.99,
     device: str | torch.device = "cpu",
@@ -89,8 +102,9 @@ def search_sparsity(
     """Find the largest sparsity whose fine-tuned validation accuracy stays within ``max_drop``.
 
     Each trial prunes a model to a candidate sparsity (with ``template``'s criterion, scope and
-    schedule), fine-tunes it, and measures validation top-1. Only validation data is read; the
-    caller measures the test set once at the end. Two strategies:
+    schedule), fine-tunes it, and measures validation top-1; :meth:`Budget.holds
+    <slimkit.measure.Budget.holds>` judges its drop. Only validation data is read; the caller
+    measures the test set once at the end. Two strategies:
 
     - ``iterative`` (default; Han et al. 2015): prune → fine-tune → validate → prune more,
       each trial starting from the last model within budget. The density (1 - sparsity)
@@ -106,7 +120,7 @@ def search_sparsity(
         data: training data for fine-tuning and calibration, validation data for decisions.
         template: pruning settings; its ``sparsity`` is ignored.
         max_drop: budget in points of validation top-1 below the baseline.
-        finetune: fine-tuning after each candidate's pruning.
+        train: the fine-tuning after each candidate's pruning.
         max_trials: how many candidates at most.
         max_sparsity: the largest sparsity considered.
         device: where to fine-tune.
@@ -129,14 +143,14 @@ def search_sparsity(
             start,
             cfg,
             data=data,
-            finetune=finetune,
+            train=train,
             device=device,
             progress=progress,
             loss_fn=loss_fn,
         )
         accuracy = evaluate_accuracy(candidate, data.val, device=device)
         drop = baseline - accuracy
-        trial = Trial(index, sparsity, accuracy, drop, drop <= max_drop)
+        trial = Trial(index, sparsity, accuracy, drop, search.budget.holds(drop))
         search.trials.append(trial)
         if on_trial is not None:
             on_trial(trial)
@@ -168,14 +182,20 @@ def _sparsity(log_density: float) -> float:
 
 
 def _bisect(model: nn.Module, run_trial: TrialRunner, max_trials: int, max_sparsity: float) -> None:
-    low, high = 0.0, _log_density(max_sparsity)  # log density 0 = dense, within budget
-    for index in range(1, max_trials + 1):
-        sparsity = _sparsity((low + high) / 2)
-        trial, _ = run_trial(index, model, sparsity)
-        if trial.within_budget:
-            low = _log_density(sparsity)
-        else:
-            high = _log_density(sparsity)
+    index = itertools.count(1)
+
+    def probe(log_density: float) -> bool:
+        trial, _ = run_trial(next(index), model, _sparsity(log_density))
+        return trial.within_budget
+
+    # Log density 0 is the dense model, within budget; points are rounded sparsities.
+    bisect(
+        0.0,
+        _log_density(max_sparsity),
+        probe,
+        steps=max_trials,
+        snap=lambda mid: _log_density(_sparsity(mid)),
+    )
 
 
 def _iterative(

@@ -29,7 +29,8 @@ from ..graph import DependencyGraph, Structure, removable_blocks, remove_blocks
 from ..importance import GROUP, GroupImportance, check_importance, group_criterion, unit_scores
 from ..importance._base import Batch
 from ..measure import count_macs, fixed_threads, interleaved_latency
-from ..train import TrainConfig, train
+from ..train import TrainConfig
+from ..train import train as run_training
 from ..train._loop import LossFn
 from ._config import AGP, Global, OneShot, PerLayer
 from ._select import Candidate, prune_verified
@@ -310,7 +311,7 @@ def prune_structured(
     cfg: StructuredConfig,
     *,
     data: Splits | None = None,
-    finetune: TrainConfig | None = None,
+    train: TrainConfig | None = None,
     device: str | torch.device = "cpu",
     inplace: bool = False,
     progress: bool = True,
@@ -323,7 +324,8 @@ def prune_structured(
     The returned model is an ordinary, smaller ``nn.Module``. It carries
     ``slimkit_prune_report`` (what was pruned, what was left and why) and ``slimkit_structure``
     (the shapes :func:`slimkit.save` stores so that :func:`slimkit.load` rebuilds it).
-    ``loss_fn`` is the fine-tuning loss (cross-entropy by default).
+    ``train`` is the fine-tuning after pruning (its epochs spread over the steps of an
+    :class:`AGP` schedule), ``loss_fn`` its loss (cross-entropy by default).
 
     Raises:
         PruningTargetError: if nothing can be pruned or the target cannot be reached.
@@ -334,7 +336,7 @@ def prune_structured(
     calib = _calibration(cfg, data, calib_data)
     if criterion.needs_data and calib is None:
         raise ValueError(f"importance {criterion.name!r} needs data= or calib_data= batches")
-    if finetune is not None and finetune.epochs and data is None:
+    if train is not None and train.epochs and data is None:
         raise ValueError("fine-tuning needs data=Splits(...)")
     work = copy.deepcopy(model).to(device)
     example = _to(_example_inputs(model, example_inputs, calib, data), device)
@@ -348,15 +350,15 @@ def prune_structured(
     run = _Run(cfg, example, calib, metric, baseline, {"steps": []})
     structure = Structure(**getattr(model, STRUCTURE_ATTR, {}))
     goals = _step_goals(cfg)
-    epochs = _split_epochs(finetune.epochs if finetune else 0, len(goals))
+    epochs = _split_epochs(train.epochs if train else 0, len(goals))
     previous = 0.0
     for index, (goal, step_epochs) in enumerate(zip(goals, epochs, strict=True)):
         candidate = _prune_step(run, work, goal, previous)
         work, previous = candidate.model, goal
         structure = structure.merge(candidate.structure)
-        if finetune is not None and step_epochs and data is not None:
-            step_cfg = TrainConfig(**{**finetune.to_dict(), "epochs": step_epochs})
-            train(
+        if train is not None and step_epochs and data is not None:
+            step_cfg = TrainConfig(**{**train.to_dict(), "epochs": step_epochs})
+            run_training(
                 work,
                 data,
                 step_cfg,

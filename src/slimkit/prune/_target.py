@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
+from .._bisect import bisect
 from ..errors import PruningTargetError
 from ..graph import DependencyGraph
 from ._select import group_drops, prune_verified
@@ -78,13 +79,16 @@ class _Search:
         return abs(candidate.fraction - self.target) <= self.tolerance * self.target
 
     def bisect(self, low: float, high: float, fixed: Mapping[int, int] | None = None) -> None:
-        """Halve [low, high] until the last candidate is done (or the steps run out)."""
-        for _ in range(BISECTIONS):
-            if self.done(self.evaluated[-1][1].fraction):
-                return
-            ratio = (low + high) / 2
-            candidate = self.at(ratio, fixed)
-            low, high = (ratio, high) if candidate.fraction > self.target else (low, ratio)
+        """Halve [low, high] until the last candidate is done (or the steps run out): a ratio
+        that keeps more than the target moves ``low`` up, one that keeps less ``high`` down."""
+        if self.done(self.evaluated[-1][1].fraction):
+            return
+
+        def keeps_more(ratio: float) -> bool | None:
+            fraction = self.at(ratio, fixed).fraction
+            return None if self.done(fraction) else fraction > self.target
+
+        bisect(low, high, keeps_more, steps=BISECTIONS)
 
     def best(self) -> Candidate:
         """Among candidates close enough, one that meets the target (at or below it)."""

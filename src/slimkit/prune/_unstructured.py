@@ -13,7 +13,8 @@ from .._device import resolve_device
 from ..data import Splits, make_loader
 from ..importance import elementwise_criterion
 from ..importance._base import weight_of
-from ..train import TrainConfig, train
+from ..train import TrainConfig
+from ..train import train as run_training
 from ..train._loop import LossFn
 from ._config import AGP, Global, PerLayer, UnstructuredConfig
 from ._targets import Masks, prunable_layers, sparsity_of
@@ -85,13 +86,14 @@ def prune_unstructured(
     cfg: UnstructuredConfig,
     *,
     data: Splits | None = None,
-    finetune: TrainConfig | None = None,
+    train: TrainConfig | None = None,
     device: str | torch.device = "cpu",
     inplace: bool = False,
     progress: bool = True,
     loss_fn: LossFn | None = None,
 ) -> nn.Module:
-    """Prune ``model`` to ``cfg.sparsity`` and fine-tune with pruned weights held at zero.
+    """Prune ``model`` to ``cfg.sparsity`` and fine-tune on ``train`` with pruned weights
+    held at zero.
 
     With :class:`AGP` the fine-tuning epochs are spread over the pruning steps. ``loss_fn``
     is the fine-tuning loss (cross-entropy by default).
@@ -101,19 +103,19 @@ def prune_unstructured(
         model = copy.deepcopy(model)
     model.to(device)
     criterion = elementwise_criterion(cfg.importance)
-    if (criterion.needs_data or (finetune and finetune.epochs)) and data is None:
+    if (criterion.needs_data or (train and train.epochs)) and data is None:
         raise ValueError(f"importance {criterion.name!r} and fine-tuning need data=Splits(...)")
     calib = _calibration(cfg, data) if criterion.needs_data else None
     if isinstance(cfg.schedule, AGP):
         steps = cfg.schedule.sparsities(cfg.sparsity)
     else:
         steps = [cfg.sparsity]
-    epochs = _epochs_per_step(finetune.epochs if finetune else 0, len(steps))
+    epochs = _epochs_per_step(train.epochs if train else 0, len(steps))
     for index, (sparsity, step_epochs) in enumerate(zip(steps, epochs, strict=True)):
         masks = prune_step(model, cfg, sparsity, calib)
-        if finetune is not None and step_epochs > 0 and data is not None:
-            step_cfg = TrainConfig(**{**finetune.to_dict(), "epochs": step_epochs})
-            train(
+        if train is not None and step_epochs > 0 and data is not None:
+            step_cfg = TrainConfig(**{**train.to_dict(), "epochs": step_epochs})
+            run_training(
                 model,
                 data,
                 step_cfg,

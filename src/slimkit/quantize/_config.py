@@ -84,17 +84,32 @@ class QATConfig(Int8StaticConfig):
     are calibrated first (as in :class:`Int8StaticConfig`) and kept fixed while weights adapt.
 
     Attributes:
-        finetune: the fine-tuning run (a few epochs at a low learning rate).
+        train: the fine-tuning run (a few epochs at a low learning rate; by default one
+            epoch at 1e-4).
     """
 
     TAG = ("scheme", "qat")
+    #: Layout 2 names the schedule ``train``; layout 1 wrote it as ``finetune``.
+    VERSION = 2
 
-    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=1e-4))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=1e-4))
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.finetune, TrainConfig):
-            raise ValueError("QATConfig.finetune must be a slimkit.TrainConfig")
+        if not isinstance(self.train, TrainConfig):
+            raise ValueError("QATConfig.train must be a slimkit.TrainConfig")
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        """Layout 1 → 2: ``finetune`` is ``train``."""
+        if version != 1:
+            return super().upgrade(data, version)
+        values = dict(data)
+        if "finetune" in values:
+            if "train" in values:
+                raise ValueError("QATConfig has both train and finetune, its old name: write train")
+            values["train"] = values.pop("finetune")
+        return values
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -138,7 +138,7 @@ def quantize_qat(
     if data is None:
         raise DataError("QAT fine-tunes the model: pass data=splits (training data)")
     gm, report = _calibrated(model, cfg, calib_data if calib_data is not None else data)
-    train(gm, data, cfg.finetune, device=device, progress=progress, desc="qat")
+    train(gm, data, cfg.train, device=device, progress=progress, desc="qat")
     _freeze_weights(gm.cpu().eval())
     return gm, report
 

@@ -7,7 +7,8 @@ import io
 from typing import Any
 
 from ..errors import MissingDependencyError
-from ..search import Budget, TrialRecord
+from ..measure import Budget
+from ..search import TrialRecord
 
 
 def _pyplot() -> Any:

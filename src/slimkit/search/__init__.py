@@ -5,7 +5,6 @@ The user states a budget (points of validation accuracy) and a goal (latency, si
 knobs with Optuna, verifies the best candidate, exports it and writes a report.
 """
 
-from ._budget import Budget
 from ._compress import compress, register_report_writer, run_worker
 from ._config import GOALS, RECOVERY, CompressConfig, backends
 from ._heartbeat import STALE_AFTER_S, StaleTrials
@@ -19,7 +18,6 @@ __all__ = [
     "GOALS",
     "RECOVERY",
     "STALE_AFTER_S",
-    "Budget",
     "CompressConfig",
     "GroupCurve",
     "Pruner",

@@ -5,7 +5,7 @@ finished one): baseline → sensitivity → plan (:mod:`._stages`) → recovery 
 → search (:mod:`._study`) → polish (:mod:`._polish`) → verify (:mod:`._verify`) → export (:mod:`._export`) → report
 (:mod:`._summary`, :mod:`slimkit.report`). Resumed with other options, a run redoes only the
 stages those options feed. Only validation data is read until the export stage, which
-measures the test set once. Every verdict on the accuracy budget is :class:`._budget.Budget`'s.
+measures the test set once. Every verdict on the accuracy budget is :class:`slimkit.measure.Budget`'s.
 """
 
 from __future__ import annotations

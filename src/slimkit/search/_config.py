@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._checks import check_bool, check_int, check_number, check_str
-from .._config import ConfigBase
+from .._config import ConfigBase, nest
 from ..importance import GROUP, GroupImportance, check_importance
+from ..measure import Budget
 from ..runtime import RUNTIMES, available_runtimes
-from ._budget import Budget
+from ..train import TrainConfig
 
 
 def check_runtimes(cfg: CompressConfig) -> None:
@@ -42,8 +43,6 @@ COSTS = ("macs", "params", "latency")
 _INTS = {
     "trials": 1,
     "seed": None,
-    "recover_epochs": 0,
-    "qat_epochs": 0,
     "polish_epochs": 0,
     "polish_trials": 1,
     "sensitivity_images": 1,
@@ -54,17 +53,19 @@ _INTS = {
 #: Real-valued fields and their minimum; ranges beyond that are checked one by one.
 _NUMBERS = {
     "max_drop": 0.0,
-    "recover_lr": None,
     "time_budget_s": None,
     "min_macs_keep": None,
     "max_macs_keep": None,
     "max_sparsity": None,
     "margin_se": 0.0,
 }
-_POSITIVE = ("recover_lr", "time_budget_s")
+_POSITIVE = ("time_budget_s",)
 _OPTIONAL = ("latency_threads", "round_to", "min_channels", "time_budget_s")
 _BOOLS = ("quantize", "remove_blocks", "lower_is_better")
 _STRINGS = ("goal", "backend", "recover")
+#: The training schedules: ``recover_train`` after each trial's pruning, ``qat_train`` when
+#: int8 misses the budget.
+SCHEDULES = ("recover_train", "qat_train")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,7 +85,8 @@ class CompressConfig(ConfigBase):
         trials: how many candidate plans the search evaluates (each one pruned, recovered,
             quantized and validated).
         time_budget_s: stop starting new trials after this many seconds of search.
-        seed: seeds the sampler and every trial's training, so a run is repeatable.
+        seed: seeds the sampler and every trial's training, so a run is repeatable (the
+            schedules' own ``seed`` stays 0: each trial seeds its training from this one).
         importance: the structured pruning criterion: a name in
             :data:`slimkit.importance.GROUP` or a :class:`~slimkit.importance.GroupImportance`
             object (see ``StructuredConfig``). An object is recorded by class name in
@@ -92,8 +94,9 @@ class CompressConfig(ConfigBase):
         recover: how trials recover a pruned model: ``kd`` (distil from the original),
             ``ce`` (plain fine-tuning), or ``auto``: recover one pruned candidate both ways
             first and use KD only if it scores better (the recovery stage).
-        recover_epochs: epochs of recovery after structured pruning in each trial.
-        recover_lr: peak learning rate of the recovery.
+        recover_train: the recovery after structured pruning in each trial (and the fine-tuning
+            after its unstructured sparsity, for at least one epoch): by default 2 epochs of
+            Adam at 1e-3 (``TrainConfig(epochs=2)``).
         sensitivity_ratios: pruning ratios probed per channel group in the sensitivity stage.
         sensitivity_images: validation images read per sensitivity probe.
         min_macs_keep: the smallest fraction of the structured cost (``structure_cost``) the
@@ -108,11 +111,12 @@ class CompressConfig(ConfigBase):
             MACs); with ``macs`` every group is cut to a common predicted drop.
         max_sparsity: the largest unstructured sparsity the search may try (size goal only).
         quantize: quantize to int8 (static, calibrated) when the backend runs int8.
-        qat_epochs: when post-training quantization misses the budget, fine-tune with
-            quantization-aware training for this many epochs (0 disables it).
+        qat_train: when post-training quantization misses the budget, fine-tune with
+            quantization-aware training on this schedule (0 epochs disable it): by default
+            one epoch at 1e-4, a tenth of the recovery's rate.
         latency_threads: CPU threads for latency measurements (None: torch's current setting).
         polish_epochs: after the search, recover the best plan within budget and the next
-            deeper ones again, for ``recover_epochs + polish_epochs`` epochs from the
+            deeper ones again, for ``recover_train.epochs + polish_epochs`` epochs from the
             original, and keep whichever is best within budget (0: off). Trials recover
             briefly to rank plans; the result deserves the longer schedule.
         polish_trials: how many plans the polish stage recovers again: the best one within
@@ -154,15 +158,14 @@ class CompressConfig(ConfigBase):
     seed: int = 0
     importance: str | GroupImportance = "l2"
     recover: str = "auto"
-    recover_epochs: int = 2
-    recover_lr: float = 1e-3
+    recover_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, lr=1e-3))
     sensitivity_ratios: tuple[float, ...] = (0.3, 0.6)
     sensitivity_images: int = 2000
     min_macs_keep: float = 0.1
     max_macs_keep: float = 1.0
     max_sparsity: float = 0.95
     quantize: bool = True
-    qat_epochs: int = 1
+    qat_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=1e-4))
     latency_threads: int | None = None
     round_to: int | None = None
     min_channels: int | None = None
@@ -174,8 +177,13 @@ class CompressConfig(ConfigBase):
     metric: Any = None
     lower_is_better: bool = False
 
+    #: Layout 2 holds each training schedule in a :class:`TrainConfig` (``recover_train``,
+    #: ``qat_train``); layout 1 wrote ``recover_epochs``, ``recover_lr`` and ``qat_epochs``.
+    VERSION = 2
+
     def __post_init__(self) -> None:
         self._check_kinds()
+        self._check_schedules()
         check_importance("CompressConfig", self.importance, GROUP, GroupImportance)
         named = isinstance(self.metric, str) and ":" in self.metric.strip(":")
         if self.metric is not None and not callable(self.metric) and not named:
@@ -247,6 +255,33 @@ class CompressConfig(ConfigBase):
         for ratio in self.sensitivity_ratios:
             check_number("CompressConfig.sensitivity_ratios", ratio)
 
+    def _check_schedules(self) -> None:
+        for name in SCHEDULES:
+            schedule = getattr(self, name)
+            if not isinstance(schedule, TrainConfig):
+                raise ValueError(f"CompressConfig.{name} must be a slimkit.TrainConfig")
+            if schedule.seed != 0:
+                raise ValueError(
+                    f"CompressConfig.{name}.seed is not read: each trial seeds its training "
+                    f"from CompressConfig.seed; set that instead (got {name}.seed={schedule.seed})"
+                )
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        """Layout 1 → 2: ``recover_epochs`` and ``recover_lr`` into ``recover_train``,
+        ``qat_epochs`` into ``qat_train``, whose learning rate layout 1 took as a tenth of
+        ``recover_lr``."""
+        if version != 1:
+            return super().upgrade(data, version)
+        lr = data.get("recover_lr")
+        values = nest(
+            cls.__name__, data, "recover_train", {"recover_epochs": "epochs", "recover_lr": "lr"}
+        )
+        values = nest(cls.__name__, values, "qat_train", {"qat_epochs": "epochs"})
+        if isinstance(lr, int | float) and not isinstance(lr, bool) and "qat_train" not in data:
+            values["qat_train"] = {**values.get("qat_train", {}), "lr": lr / 10}
+        return values
+
     @property
     def budget(self) -> Budget:
         """The accuracy budget (``max_drop``, ``margin_se``) every verdict of the run asks."""
@@ -308,7 +343,7 @@ class CompressConfig(ConfigBase):
 _STAGE_KEYS = {
     "baseline": ("latency_threads", "metric", "lower_is_better"),
     "sensitivity": ("importance", "sensitivity_ratios", "sensitivity_images", "seed"),
-    "recovery": ("recover", "recover_epochs", "recover_lr"),
+    "recovery": ("recover", "recover_train"),
     "plan": (
         "max_drop",
         "goal",

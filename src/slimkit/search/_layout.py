@@ -17,7 +17,8 @@ from ._config import CompressConfig
 #: The layout this slimkit writes into ``state.json`` (``"layout"``) and reads. Bump it when
 #: a stage's output, a record's keys or a knob's meaning change; a knob added later with a
 #: default that keeps the old behaviour needs no bump (a saved config without it reads as
-#: that default). Layout 1 was never written: it is the form slimkit wrote before the stamp,
+#: that default), nor does a knob renamed or regrouped: the config reads its own older
+#: layouts (``CompressConfig.VERSION``, :meth:`~slimkit.ConfigBase.upgrade`). Layout 1 was never written: it is the form slimkit wrote before the stamp,
 #: recognised by :func:`_unstamped_problem`.
 LAYOUT = 2
 
@@ -63,6 +64,10 @@ def _unstamped_problem(state: dict[str, Any]) -> str | None:
     compress = state.get("config", {}).get("compress")
     if not isinstance(compress, dict):
         return "no compress configuration"
+    try:  # the configuration migrates its own older layouts (ConfigBase.upgrade)
+        compress = CompressConfig.upgraded(compress)
+    except ValueError as err:
+        return f"its configuration does not read: {err}"
     missing = sorted(set(CompressConfig.__dataclass_fields__) - set(compress))
     if missing:
         return f"its configuration has no {', '.join(missing)}"

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._bisect import bisect
 from ..data import Splits, make_loader
 from ..data._splits import take
 from ..graph import DependencyGraph, removable_blocks, remove_blocks
@@ -356,15 +357,15 @@ def plan_for_keep(
     best_fraction = pruner.fraction(best, cost)
     if best_fraction > keep:
         return best, best_fraction
-    low = 0.0
-    for _ in range(iterations):
-        mid = (low + high) / 2
-        ratios = allocate(curves, mid, caps, cost=cost)
+
+    def keeps_more(threshold: float) -> bool | None:
+        nonlocal best, best_fraction  # the last allocation keeping at most ``keep``
+        ratios = allocate(curves, threshold, caps, cost=cost)
         fraction = pruner.fraction(ratios, cost)
         if fraction > keep:
-            low = mid
-        else:
-            high, best, best_fraction = mid, ratios, fraction
-            if keep - fraction < 0.01:
-                break
+            return True
+        best, best_fraction = ratios, fraction
+        return None if keep - fraction < 0.01 else False
+
+    bisect(0.0, high, keeps_more, steps=iterations)
     return best, best_fraction

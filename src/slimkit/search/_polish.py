@@ -76,10 +76,10 @@ def polish_stage(run: RunDir, ctx: Context, records: list[TrialRecord], log: Log
 def _polished(
     run: RunDir, ctx: Context, record: TrialRecord, cache: list[TrialRecord], log: Log
 ) -> TrialRecord:
-    """``record``'s plan recovered for ``recover_epochs + polish_epochs``, or the polished
+    """``record``'s plan recovered for ``recover_train.epochs + polish_epochs``, or the polished
     record ``cache`` holds for it already."""
     cfg, study = ctx.cfg, study_name(run)
-    number, epochs = record.number, cfg.recover_epochs + cfg.polish_epochs
+    number, epochs = record.number, cfg.recover_train.epochs + cfg.polish_epochs
     assert isinstance(number, int), number  # candidates are search trials
     key = {"study": study, "polished_from": number, "recover_epochs": epochs}
     done = [p for p in cache if all(getattr(p, k) == v for k, v in key.items())]
@@ -87,7 +87,8 @@ def _polished(
         log(f"polish: trial {number} was polished for {epochs} epochs before")
         return done[0]
     log(f"polish: trial {number} again, recovering for {epochs} epochs")
-    longer = dataclasses.replace(ctx, cfg=dataclasses.replace(cfg, recover_epochs=epochs))
+    schedule = dataclasses.replace(cfg.recover_train, epochs=epochs)
+    longer = dataclasses.replace(ctx, cfg=dataclasses.replace(cfg, recover_train=schedule))
     out_dir = run.path / "polish" / study / f"{number:04d}-{epochs}ep"
     again = run_trial(longer, record.knobs, out_dir, seed=cfg.seed)
     again = dataclasses.replace(

@@ -40,7 +40,7 @@ def probe_recovery(ctx: Context, keep: float) -> dict[str, Any]:
         "keep": keep,
         "macs_fraction": macs_fraction,
         "val": scores,
-        "epochs": ctx.cfg.recover_epochs,
+        "epochs": ctx.cfg.recover_train.epochs,
     }
 
 
@@ -48,11 +48,12 @@ def recovery_stage(run: RunDir, ctx: Context, log: Log) -> None:
     """Choose the trials' recovery method (measured when ``cfg.recover == "auto"``)."""
     cfg = ctx.cfg
     with run.stage("recovery", {}) as out:
-        if cfg.recover != "auto" or cfg.recover_epochs == 0:
+        if cfg.recover != "auto" or cfg.recover_train.epochs == 0:
             out["method"] = "ce" if cfg.recover == "auto" else cfg.recover
             return
         keep = min(initial_keep(run.output("plan")), PROBE_KEEP)
-        log(f"recovery: ce vs kd on a cut to {keep:.0%}, {cfg.recover_epochs} epoch(s) each")
+        epochs = cfg.recover_train.epochs
+        log(f"recovery: ce vs kd on a cut to {keep:.0%}, {epochs} epoch(s) each")
         out.update(probe_recovery(ctx, keep))
         ce, kd = (ctx.metric.format(out["val"][m]) for m in METHODS)
         log(f"recovery: ce {ce}, kd {kd} → the trials recover with {out['method']}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MissingDependencyError, SlimkitError
-from ._budget import Budget
+from ..measure import Budget
 from ._config import CompressConfig, stage_inputs
 from ._heartbeat import BEAT_ATTRS, Log, StaleTrials, heartbeat
 from ._plan import plan_for_keep
@@ -54,7 +54,8 @@ def choose_study(run: RunDir, config: dict[str, Any]) -> None:
     a new one once ``config`` builds them differently."""
     inputs = stage_inputs(config, "study")
     study = run.state.get("study") or {"name": STUDY, "inputs": inputs}
-    if study["inputs"] != inputs:
+    # Inputs recorded with an older layout of the config are read in this one's.
+    if CompressConfig.upgraded(study["inputs"]) != inputs:
         number = int(study["name"].rpartition("-")[2]) if study["name"] != STUDY else 1
         study = {"name": f"{STUDY}-{number + 1}", "inputs": inputs}
     run.state["study"] = study

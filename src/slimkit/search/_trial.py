@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +52,11 @@ class Context:
     recovery: str = "kd"
 
 
-def recover(model: nn.Module, ctx: Context, epochs: int, seed: int, desc: str = "recover") -> None:
-    """Fine-tune ``model`` in place: distilled from the original (kd) or with labels (ce)."""
-    if epochs <= 0:
+def recover(model: nn.Module, ctx: Context, schedule: TrainConfig, desc: str = "recover") -> None:
+    """Fine-tune ``model`` in place on ``schedule``: distilled from the original (kd) or with
+    labels (ce)."""
+    if schedule.epochs <= 0:
         return
-    train_cfg = TrainConfig(epochs=epochs, lr=ctx.cfg.recover_lr, seed=seed)
     if ctx.recovery == "kd":
         from ..distill import DistillConfig, distill
 
@@ -64,12 +64,12 @@ def recover(model: nn.Module, ctx: Context, epochs: int, seed: int, desc: str = 
             model,
             ctx.model,
             ctx.splits,
-            DistillConfig(train=train_cfg),
+            DistillConfig(train=schedule),
             device=ctx.device,
             progress=False,
         )
     else:
-        train(model, ctx.splits, train_cfg, device=ctx.device, progress=False, desc=desc)
+        train(model, ctx.splits, schedule, device=ctx.device, progress=False, desc=desc)
     model.cpu().eval()
 
 
@@ -107,20 +107,19 @@ def structured_step(ctx: Context, keep: float, seed: int) -> tuple[nn.Module, St
         widths=layer_widths(pruned),  # what recovery leaves as it is
         removed_blocks=list(config.remove_blocks),
     )
-    recover(pruned, ctx, ctx.cfg.recover_epochs, seed)
+    recover(pruned, ctx, replace(ctx.cfg.recover_train, seed=seed))
     return pruned, structure
 
 
 def sparsify(model: nn.Module, ctx: Context, sparsity: float, seed: int) -> nn.Module:
-    """Unstructured global magnitude sparsity on what remains, fine-tuned for the recovery
-    epochs (at least one)."""
+    """Unstructured global magnitude sparsity on what remains, fine-tuned on the recovery
+    schedule (for at least one epoch)."""
     if sparsity <= 0:
         return model
-    finetune = TrainConfig(epochs=max(1, ctx.cfg.recover_epochs), lr=ctx.cfg.recover_lr, seed=seed)
+    recovery = ctx.cfg.recover_train
+    schedule = replace(recovery, epochs=max(1, recovery.epochs), seed=seed)
     cfg = UnstructuredConfig(sparsity=sparsity, scope=Global())
-    sparse = prune(
-        model, cfg, data=ctx.splits, finetune=finetune, device=ctx.device, progress=False
-    )
+    sparse = prune(model, cfg, data=ctx.splits, train=schedule, device=ctx.device, progress=False)
     return sparse.cpu().eval()
 
 
@@ -158,12 +157,10 @@ def quantize_step(
         q = static(floats)
         if within(q):
             return q, label("int8-static", floats)
-    if not ctx.cfg.qat_epochs:
+    if not ctx.cfg.qat_train.epochs:
         return q, label("int8-static", floats)
     qat = QATConfig(
-        observer="percentile",
-        exclude=base,
-        finetune=TrainConfig(epochs=ctx.cfg.qat_epochs, lr=ctx.cfg.recover_lr / 10, seed=seed),
+        observer="percentile", exclude=base, train=replace(ctx.cfg.qat_train, seed=seed)
     )
     try:
         trained = quantize(

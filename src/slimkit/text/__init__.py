@@ -8,7 +8,8 @@ Example:
     >>> from slimkit import text
     >>> teacher, splits = load_hf("all-MiniLM-L6-v2"), load_text("fortunes")
     >>> prune = text.EncoderPruneConfig(heads=0.5, ffn=0.75)
-    >>> distill = text.EmbeddingDistillConfig(lr=1e-3)
+    >>> schedule = dataclasses.replace(text.EMBEDDING_TRAIN, lr=1e-3)
+    >>> distill = text.EmbeddingDistillConfig(train=schedule)
     >>> student = text.compress_encoder(teacher, prune, distill, splits.train[:8000], steps=2)
     >>> save_hf(student, "minilm-pruned")
     >>> text.quantize_onnx(text.export_onnx(student, "fp32.onnx"), "int8.onnx")
@@ -18,6 +19,7 @@ Example:
 from ..prune import register_prune_handler
 from ._compress import compress_encoder, compress_report, step_config
 from ._distill import (
+    EMBEDDING_TRAIN,
     EmbeddingDistillConfig,
     EmbeddingKDLoss,
     distill_encoder,
@@ -51,6 +53,7 @@ from ._runtime import (
 register_prune_handler(EncoderPruneConfig, prune_handler)
 
 __all__ = [
+    "EMBEDDING_TRAIN",
     "TEXT_IMPORTANCE",
     "ActivationImportance",
     "EmbeddingDistillConfig",

@@ -60,7 +60,7 @@ def compress_encoder(
         >>> student = compress_encoder(
         ...     teacher,
         ...     EncoderPruneConfig(heads=0.5, ffn=0.75, scope=Global()),
-        ...     EmbeddingDistillConfig(lr=1e-3),
+        ...     EmbeddingDistillConfig(train=replace(EMBEDDING_TRAIN, lr=1e-3)),
         ...     splits.train[:8000],
         ...     steps=2,
         ... )

@@ -10,15 +10,16 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._config import ConfigBase
+from .._config import ConfigBase, nest
 from ..models import SentenceEncoder
+from ..train import TrainConfig, learning_rate, make_optimizer
 from ._prune import TextBatch
 
 REPORT_ATTR = "slimkit_distill_report"
@@ -86,20 +87,39 @@ def hidden_state_loss(
     return torch.stack(losses).mean()
 
 
+#: The default schedule of :class:`EmbeddingDistillConfig`: one epoch of AdamW (weight decay
+#: 0.01) at 1e-4, 32 sentences a step, warmed up over 5% of the steps, then decayed linearly.
+#: Change one setting with ``dataclasses.replace(EMBEDDING_TRAIN, lr=1e-3)``.
+EMBEDDING_TRAIN = TrainConfig(
+    epochs=1,
+    lr=1e-4,
+    batch_size=32,
+    optimizer="adamw",
+    weight_decay=0.01,
+    schedule="warmup-linear",
+)
+
+
+#: What embedding distillation cannot apply: a label loss and image augmentation.
+_NOT_READ = {"label_smoothing": 0.0, "augment": "none"}
+#: Layout 1's schedule fields: each one's key in :class:`TrainConfig`.
+_FLAT_SCHEDULE = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "seed": "seed"}
+
+
 @dataclass(frozen=True, kw_only=True)
 class EmbeddingDistillConfig(ConfigBase):
     """How a pruned sentence encoder is trained back towards the original.
 
     The loss is :class:`EmbeddingKDLoss` (``cosine_weight``, ``mse_weight``) plus
-    ``hidden_weight`` × :func:`hidden_state_loss` over every layer's output. AdamW (weight decay
-    0.01), linear warm-up over the first 5% of steps, then linear decay to zero; gradients are
+    ``hidden_weight`` × :func:`hidden_state_loss` over every layer's output; gradients are
     clipped to norm 1. Dropout is off while training: the target is a deterministic function
     (on all-MiniLM-L6-v2 this recovered slightly more per step than dropout 0.1).
 
     Attributes:
-        epochs: passes over the training sentences (>= 1).
-        batch_size: sentences per step.
-        lr: peak learning rate.
+        train: the training schedule: epochs over the sentences (>= 1), sentences per step,
+            optimiser, peak learning rate, schedule and shuffling seed; by default
+            :data:`EMBEDDING_TRAIN`. Its ``label_smoothing`` and ``augment`` do not apply and
+            must keep their defaults.
         max_length: token limit of the training sentences (longer ones are truncated).
         cosine_weight: weight of ``1 − cos`` between the embeddings.
         mse_weight: weight of the embeddings' mean squared error.
@@ -107,29 +127,36 @@ class EmbeddingDistillConfig(ConfigBase):
         freeze_embeddings: keep the token embedding table as the teacher left it. It holds
             about half of a small encoder's parameters, and a few thousand training sentences
             reach only a fraction of its rows.
-        seed: shuffling seed.
+
+    Example:
+        >>> EmbeddingDistillConfig(train=replace(EMBEDDING_TRAIN, lr=1e-3), hidden_weight=1.0)
     """
 
     TAG = ("method", "embedding-kd")
+    #: Layout 2 holds the schedule in ``train``; layout 1 wrote ``epochs``, ``batch_size``,
+    #: ``lr`` and ``seed`` as fields of their own.
+    VERSION = 2
 
-    epochs: int = 1
-    batch_size: int = 32
-    lr: float = 1e-4
+    train: TrainConfig = field(default_factory=lambda: EMBEDDING_TRAIN)
     max_length: int = 128
     cosine_weight: float = 1.0
     mse_weight: float = 0.0
     hidden_weight: float = 0.0
     freeze_embeddings: bool = False
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
+        if not isinstance(self.train, TrainConfig):
+            raise ValueError("EmbeddingDistillConfig.train must be a slimkit.TrainConfig")
+        if self.train.epochs < 1:
+            raise ValueError(
+                f"EmbeddingDistillConfig.train.epochs must be >= 1, got {self.train.epochs}"
+            )
+        for name, default in _NOT_READ.items():
+            if getattr(self.train, name) != default:
                 raise ValueError(
-                    f"EmbeddingDistillConfig.{name} must be >= 1, got {getattr(self, name)}"
+                    f"EmbeddingDistillConfig.train.{name} does not apply to embedding "
+                    f"distillation; leave it {default!r}"
                 )
-        if not self.lr > 0:
-            raise ValueError(f"EmbeddingDistillConfig.lr must be > 0, got {self.lr}")
         if self.max_length < 2:
             raise ValueError(
                 f"EmbeddingDistillConfig.max_length must be >= 2, got {self.max_length}"
@@ -141,6 +168,13 @@ class EmbeddingDistillConfig(ConfigBase):
                 )
         if self.cosine_weight + self.mse_weight + self.hidden_weight == 0:
             raise ValueError("EmbeddingDistillConfig: at least one loss weight must be > 0")
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        """Layout 1 → 2: ``epochs``, ``batch_size``, ``lr`` and ``seed`` into ``train``."""
+        if version != 1:
+            return super().upgrade(data, version)
+        return nest(cls.__name__, data, "train", _FLAT_SCHEDULE)
 
 
 def _silence_dropout(model: nn.Module) -> list[tuple[nn.Dropout, float]]:
@@ -160,17 +194,6 @@ def _outputs(
     if encoder.normalize:
         embeddings = F.normalize(embeddings, p=2, dim=-1)
     return embeddings, tuple(out.hidden_states[1:]) if hidden else ()
-
-
-def _schedule(total: int) -> Any:
-    warmup = max(1, round(0.05 * total))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return factor
 
 
 def distill_encoder(
@@ -196,7 +219,8 @@ def distill_encoder(
         max_seconds: stop early (keeping what was learnt) once this much wall time has passed.
 
     Example:
-        >>> cfg = EmbeddingDistillConfig(epochs=2, hidden_weight=1.0)
+        >>> schedule = dataclasses.replace(EMBEDDING_TRAIN, epochs=2)
+        >>> cfg = EmbeddingDistillConfig(train=schedule, hidden_weight=1.0)
         >>> distill_encoder(student, teacher, splits.train[:4000], cfg)
 
     Raises:
@@ -210,7 +234,8 @@ def distill_encoder(
             "embedding distillation needs the same width (do not prune the hidden size)"
         )
     frozen = _freeze_embeddings(student) if cfg.freeze_embeddings else []
-    trainer = _Trainer(student, teacher, cfg, math.ceil(len(texts) / cfg.batch_size) * cfg.epochs)
+    steps = math.ceil(len(texts) / cfg.train.batch_size) * cfg.train.epochs
+    trainer = _Trainer(student, teacher, cfg, steps)
     dropouts = _silence_dropout(student)
     bar = _bar(trainer.total, progress)
     try:
@@ -237,7 +262,7 @@ def _freeze_embeddings(student: SentenceEncoder) -> list[nn.Parameter]:
 
 
 class _Trainer:
-    """AdamW with warm-up and linear decay over ``total`` steps; one call of :meth:`run`."""
+    """``cfg.train``'s optimiser and schedule over ``total`` steps; one call of :meth:`run`."""
 
     def __init__(
         self,
@@ -252,9 +277,8 @@ class _Trainer:
             if cfg.cosine_weight + cfg.mse_weight > 0
             else None
         )
-        params = [p for p in student.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(total))
+        self.optimizer = make_optimizer(student, cfg.train)
+        self.steps = 0
         self.length = min(cfg.max_length, student.max_length, teacher.max_length)
 
     def step(self, texts: list[str]) -> float:
@@ -262,23 +286,26 @@ class _Trainer:
         loss = _step(self.student, self.teacher, batch, self.cfg, self.criterion)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.student.parameters(), 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.cfg.train, self.steps, self.total)
         self.optimizer.step()
-        self.scheduler.step()
+        self.steps += 1
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())
 
     def run(self, texts: Sequence[str], bar: Any, max_seconds: float | None) -> dict[str, Any]:
-        cfg = self.cfg
+        cfg, schedule = self.cfg, self.cfg.train
         self.teacher.eval()
         self.student.train()
         report: dict[str, Any] = {"config": cfg.to_dict(), "texts": len(texts), "epoch_loss": []}
         start, steps, stopped = time.perf_counter(), 0, False
-        for epoch in range(cfg.epochs):
+        size = schedule.batch_size
+        for epoch in range(schedule.epochs):
             order = list(range(len(texts)))
-            random.Random(cfg.seed * 1000 + epoch).shuffle(order)
+            random.Random(schedule.seed * 1000 + epoch).shuffle(order)
             losses = []
-            for first in range(0, len(order), cfg.batch_size):
-                losses.append(self.step([texts[i] for i in order[first : first + cfg.batch_size]]))
+            for first in range(0, len(order), size):
+                losses.append(self.step([texts[i] for i in order[first : first + size]]))
                 steps += 1
                 if bar is not None:
                     bar.update(1)

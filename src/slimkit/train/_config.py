@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._checks import check_int, check_number
 from .._config import ConfigBase
 from ._augment import AUGMENTS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "warmup-linear")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,7 +22,9 @@ class TrainConfig(ConfigBase):
         batch_size: examples per step.
         optimizer: ``adam``, ``adamw`` or ``sgd`` (with Nesterov momentum 0.9).
         weight_decay: L2 penalty (decoupled for ``adamw``).
-        schedule: ``cosine`` (decays to 0 over all steps) or ``constant``.
+        schedule: ``cosine`` (decays to 0 over all steps), ``constant``, or
+            ``warmup-linear`` (rises linearly over the first 5% of the steps, then falls
+            linearly to 0).
         label_smoothing: cross-entropy label smoothing.
         seed: seeds shuffling, dropout and augmentation, so runs are repeatable.
         augment: training-batch augmentation, one of :data:`AUGMENTS` (``none``, or
@@ -43,12 +46,13 @@ class TrainConfig(ConfigBase):
     augment: str = "none"
 
     def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise ValueError(f"TrainConfig.epochs must be >= 0, got {self.epochs}")
-        if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
-        if self.batch_size < 1:
-            raise ValueError(f"TrainConfig.batch_size must be >= 1, got {self.batch_size}")
+        # Kinds and finite values first: a NaN learning rate passed `lr <= 0`.
+        check_int("TrainConfig.epochs", self.epochs, minimum=0)
+        check_number("TrainConfig.lr", self.lr, positive=True)
+        check_int("TrainConfig.batch_size", self.batch_size, minimum=1)
+        check_number("TrainConfig.weight_decay", self.weight_decay, minimum=0)
+        check_number("TrainConfig.label_smoothing", self.label_smoothing)
+        check_int("TrainConfig.seed", self.seed)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(
                 f"TrainConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"
@@ -57,8 +61,6 @@ class TrainConfig(ConfigBase):
             raise ValueError(
                 f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}"
             )
-        if self.weight_decay < 0:
-            raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(
                 f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}"

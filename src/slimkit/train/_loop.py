@@ -48,7 +48,9 @@ class TrainResult:
         }
 
 
-def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """``cfg``'s optimiser over the parameters of ``model`` that require gradients, at its
+    peak learning rate (:func:`learning_rate` sets each step's)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
@@ -59,9 +61,24 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+#: The share of the steps ``warmup-linear`` warms up over.
+WARMUP = 0.05
+
+
+def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
+    """The learning rate of step ``step`` (from 0) of ``total``, as ``cfg.schedule`` says.
+
+    Example:
+        >>> learning_rate(TrainConfig(lr=0.1), 50, 100)
+        0.05
+    """
     if cfg.schedule == "constant" or total == 0:
         return cfg.lr
+    if cfg.schedule == "warmup-linear":
+        warmup = max(1, round(WARMUP * total))
+        if step < warmup:
+            return cfg.lr * ((step + 1) / warmup)
+        return cfg.lr * max(0.0, (total - step) / max(1, total - warmup))
     return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * step / total))
 
 
@@ -133,7 +150,7 @@ def train(
     parallel = _distributed.wrap(model, device)
     main_rank = _distributed.rank() == 0
     progress = progress and main_rank
-    optimizer = _make_optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg)
     loss_fn = loss_fn or cross_entropy_loss(cfg.label_smoothing)
     loader = make_loader(splits.train, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
     result, start_epoch = TrainResult(), 0
@@ -204,7 +221,7 @@ def _run_epoch(
             # the same views a single process would see.
             x, y = _distributed.shard((augment(x_all, generator), y_all))
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at(cfg, step, total_steps)
+                group["lr"] = learning_rate(cfg, step, total_steps)
             loss = loss_fn(model, x.to(device), y.to(device))
             optimizer.zero_grad(set_to_none=True)
             torch.autograd.backward(loss)

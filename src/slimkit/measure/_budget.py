@@ -1,13 +1,18 @@
 """The accuracy budget: the one place that compares a drop with ``max_drop``.
 
-Every verdict of ``compress`` (a trial within budget, the frontier's bracket, the polish
-stage's near misses, verify's final check, the report's colours) asks a :class:`Budget`.
+Every verdict on a budget asks a :class:`Budget`: those of ``compress`` (a trial within
+budget, the frontier's bracket, the polish stage's near misses, verify's final check, the
+report's colours) and those of :func:`slimkit.prune.search_sparsity` (each candidate sparsity
+of ``slimkit prune --max-drop``). It lives with the measurements, below both: a drop is what
+:meth:`Metric.drop <slimkit.measure.Metric.drop>` measures.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
+
+from .._checks import check_number
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +39,11 @@ class Budget:
     #: the plan's predicted drop, which the curves measure without fine-tuning, and the
     #: polish stage's near misses, which a longer recovery may bring within budget.
     RECOVERABLE: ClassVar[float] = 2.0
+
+    def __post_init__(self) -> None:
+        # A NaN budget would fail every drop, a negative margin flatter every candidate.
+        check_number("Budget.max_drop", self.max_drop, minimum=0.0)
+        check_number("Budget.margin_se", self.margin_se, minimum=0.0)
 
     def holds(self, drop: float, se: float = 0.0) -> bool:
         """The in-budget verdict: ``drop`` plus ``margin_se`` standard errors ``se`` of it is

@@ -1,10 +1,10 @@
-"""The accuracy budget's one rule, at its boundary, and where compress reads it."""
+"""The accuracy budget's one rule, at its boundary."""
 
 from __future__ import annotations
 
 import pytest
 
-from slimkit.search import Budget, CompressConfig
+from slimkit.measure import Budget
 
 
 def test_holds_is_drop_plus_margin_standard_errors_within_max_drop() -> None:
@@ -42,8 +42,14 @@ def test_the_budget_in_words_names_its_margin() -> None:
     assert Budget(max_drop=2.0, margin_se=0.0).statement() == "2.0"
 
 
-def test_the_config_builds_the_budget_from_its_knobs() -> None:
-    cfg = CompressConfig(max_drop=0.3, margin_se=2.5)
-    assert cfg.budget == Budget(max_drop=0.3, margin_se=2.5)
-    with pytest.raises(AttributeError):
-        cfg.budget.max_drop = 1.0  # type: ignore[misc]  # frozen
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_drop": float("nan")}, "Budget.max_drop must be a finite number, got nan"),
+        ({"max_drop": -0.1}, "Budget.max_drop must be >= 0.0, got -0.1"),
+        ({"max_drop": 0.5, "margin_se": -1.0}, "Budget.margin_se must be >= 0.0"),
+    ],
+)
+def test_a_budget_that_could_not_judge_is_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Budget(**kwargs)
