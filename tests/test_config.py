@@ -166,6 +166,7 @@ WRITTEN_BEFORE: list[tuple[Any, dict[str, Any]]] = [
             "out": "m.safetensors",
             "data": "fashion-mnist",
             "train": TrainConfig().to_dict(),
+            "model_args": {},
         },
     ),
     (
@@ -191,6 +192,11 @@ def test_configs_write_and_read_the_layout_they_wrote_before(
 ) -> None:
     assert cfg.to_dict() == data
     assert type(cfg).from_dict(data) == cfg
+
+
+def test_a_recipe_written_before_model_args_reads() -> None:
+    old = {"model": "seed-cnn", "out": "m.safetensors", "data": "fashion-mnist"}
+    assert TrainRecipe.from_dict(old) == TrainRecipe(model="seed-cnn", out="m.safetensors")
 
 
 def test_quantization_configs_keep_their_scheme_layout() -> None:
