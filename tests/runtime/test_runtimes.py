@@ -11,8 +11,17 @@ import torch
 import slimkit
 from slimkit.cli._main import main
 from slimkit.errors import MissingDependencyError
+from slimkit.measure import cpu_info
 from slimkit.quantize import Int8StaticConfig, OrtModule, export_onnx, quantize
-from slimkit.runtime import RUNTIMES, Runtime, available_runtimes, register_runtime
+from slimkit.runtime import (
+    DEFAULT_CHANNEL_MULTIPLE,
+    RUNTIMES,
+    ChannelMultiples,
+    Runtime,
+    available_runtimes,
+    channel_multiple,
+    register_runtime,
+)
 from slimkit.search import CompressConfig, backends
 from slimkit.search._config import check_runtimes
 from slimkit.testing import random_splits, seeded_model
@@ -101,6 +110,8 @@ def test_a_registered_runtime_becomes_a_backend_choice() -> None:
     try:
         assert "test-engine" in backends()
         assert CompressConfig(backend="test-engine").runtimes() == ["test-engine"]
+        # declaring no channel multiples keeps the multiple compress always used
+        assert CompressConfig(backend="test-engine").channel_multiple == DEFAULT_CHANNEL_MULTIPLE
     finally:
         RUNTIMES._entries.pop("test-engine")
 
@@ -135,3 +146,23 @@ def test_layer_times_map_each_runtimes_kernels_to_modules(graphs: dict[str, Path
         # quantization into its input, OpenVINO times it too.
         assert {"conv2", "fc1"} <= set(times) <= modules, runtime
         assert all(ms > 0 for ms in times.values()), runtime
+
+
+def test_each_runtime_declares_the_channel_multiples_its_kernels_want() -> None:
+    # benchmarks/channel_multiples.py (AVX-512 VNNI, batch 64): int8 wants 8 on both; fp32
+    # ONNX Runtime works on MLAS's NCHWc blocks (16 channels with AVX-512, else 8).
+    ort = RUNTIMES.get("onnxruntime").channel_multiples
+    ov = RUNTIMES.get("openvino").channel_multiples
+    avx512 = cpu_info()["avx512"]
+    assert (ort.of(True), ort.of(False)) == (8, 16 if avx512 else 8)
+    assert (ov.of(True), ov.of(False)) == (8, 4 if avx512 else 8)
+    assert channel_multiple(["onnxruntime", "openvino"], int8=True) == 8
+    assert channel_multiple(["onnxruntime", "openvino"], int8=False) == max(ort.fp32, ov.fp32)
+    assert channel_multiple([], int8=True) == DEFAULT_CHANNEL_MULTIPLE
+    assert CompressConfig(backend="openvino", quantize=False).channel_multiple == ov.fp32
+
+
+@pytest.mark.parametrize("value", [0, -8, 2.0, True])
+def test_channel_multiples_are_positive_integers(value: object) -> None:
+    with pytest.raises(ValueError, match=r"ChannelMultiples\.fp32 must be an integer >= 1"):
+        ChannelMultiples(fp32=value)  # type: ignore[arg-type]

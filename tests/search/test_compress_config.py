@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from slimkit.measure import Budget
@@ -117,6 +119,8 @@ def test_cli_depth_and_channel_floor_options() -> None:
     assert default.channel_floor == 16  # latency on int8 ONNX Runtime
     assert parsed("--goal", "size").channel_floor == 1
     assert parsed("--no-quantize").channel_floor == 1  # fp32 kernels do well on 8 channels
+    assert parsed("--round-to", "4").channel_multiple == 4  # the user's multiple wins
+    assert parsed("--goal", "size").channel_multiple == 1
     chosen = parsed("--no-remove-blocks", "--min-channels", "8")
     assert not chosen.remove_blocks and chosen.channel_floor == 8
     assert parsed("--goal", "size").cost == "params" and default.cost == "macs"
@@ -223,3 +227,61 @@ def test_the_cli_flags_fill_the_schedules() -> None:
     cfg = parsed("--recover-epochs", "3", "--recover-lr", "0.002", "--qat-epochs", "2")
     assert cfg.recover_train == TrainConfig(epochs=3, lr=0.002)
     assert cfg.qat_train == TrainConfig(epochs=2, lr=0.002 / 10)  # QAT at a tenth of the rate
+
+
+@pytest.fixture()
+def stand_in_runtimes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Two stand-in runtimes that want different channel multiples, the only ones installed."""
+    from slimkit.runtime import RUNTIMES, ChannelMultiples, Runtime, register_runtime
+
+    wants = {
+        "stand-in-a": ChannelMultiples(int8=4, fp32=16),
+        "stand-in-b": ChannelMultiples(int8=8),
+    }
+    for name, multiples in wants.items():
+        register_runtime(
+            Runtime(
+                name=name,
+                module="json",  # installed everywhere
+                extra="none",
+                load=lambda path, threads: None,  # type: ignore[arg-type,return-value]
+                save=lambda graph, directory: [],
+                kernel_times=lambda graph, batch, threads: [],
+                channel_multiples=multiples,
+            )
+        )
+    monkeypatch.setattr(Runtime, "available", lambda self: self.name in wants)
+    yield list(wants)
+    for name in wants:
+        RUNTIMES.unregister(name)
+
+
+def test_the_default_channel_multiple_follows_the_backend(stand_in_runtimes: list[str]) -> None:
+    # A named runtime: its own multiple, for the graphs it will run (int8 unless --no-quantize).
+    assert CompressConfig(backend="stand-in-a").channel_multiple == 4
+    assert CompressConfig(backend="stand-in-a", quantize=False).channel_multiple == 16
+    assert CompressConfig(backend="stand-in-b").channel_multiple == 8
+    assert CompressConfig(backend="stand-in-b", quantize=False).channel_multiple == 8  # default
+    # auto: every width is one that each installed runtime runs at full speed.
+    assert CompressConfig().runtimes() == stand_in_runtimes
+    assert CompressConfig().channel_multiple == 8
+    assert CompressConfig(quantize=False).channel_multiple == 16
+    # eager PyTorch declares none; other goals do not round; an explicit --round-to wins.
+    assert CompressConfig(backend="torch").channel_multiple == 8
+    assert CompressConfig(backend="stand-in-b", goal="macs").channel_multiple == 1
+    assert CompressConfig(backend="stand-in-a", round_to=2).channel_multiple == 2
+    assert CompressConfig(round_to=32, goal="size").channel_multiple == 32
+
+
+def test_a_resumed_run_on_other_runtimes_redoes_what_the_multiple_changed(
+    stand_in_runtimes: list[str],
+) -> None:
+    from slimkit.search._config import stage_inputs
+
+    a, b = _saved(backend="stand-in-a"), _saved(backend="stand-in-b")
+    # the measured original stays; the sensitivity curves were pruned in other multiples
+    assert stage_inputs(a, "baseline") == stage_inputs(b, "baseline")
+    assert stage_inputs(a, "sensitivity")["channel_multiple"] == 4
+    assert stage_inputs(b, "sensitivity")["channel_multiple"] == 8
+    pinned = _saved(backend="stand-in-a", round_to=8)
+    assert stage_inputs(pinned, "sensitivity")["channel_multiple"] == 8

@@ -169,7 +169,8 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
         "--round-to",
         type=int,
         default=None,
-        help="channel counts multiple of this (default: 8 for --goal latency, else 1)",
+        help="channel counts multiple of this (default for --goal latency: the multiple the "
+        "--backend runtimes' kernels want, the largest of them for auto; else 1)",
     )
     p.add_argument(
         "--min-channels",

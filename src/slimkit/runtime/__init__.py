@@ -6,16 +6,27 @@ Example:
 """
 
 from . import _onnxruntime, _openvino  # noqa: F401  (registration)
-from ._base import RUNTIMES, Runtime, available_runtimes, register_runtime
+from ._base import (
+    DEFAULT_CHANNEL_MULTIPLE,
+    RUNTIMES,
+    ChannelMultiples,
+    Runtime,
+    available_runtimes,
+    channel_multiple,
+    register_runtime,
+)
 from ._deployed import profile_deployed
 from ._openvino import OpenVinoModule
 from ._profile import layer_times
 
 __all__ = [
+    "DEFAULT_CHANNEL_MULTIPLE",
     "RUNTIMES",
+    "ChannelMultiples",
     "OpenVinoModule",
     "Runtime",
     "available_runtimes",
+    "channel_multiple",
     "layer_times",
     "profile_deployed",
     "register_runtime",

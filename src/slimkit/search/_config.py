@@ -9,7 +9,7 @@ from .._checks import check_bool, check_int, check_number, check_str
 from .._config import ConfigBase, nest
 from ..importance import GROUP, GroupImportance, check_importance
 from ..measure import Budget
-from ..runtime import RUNTIMES, available_runtimes
+from ..runtime import RUNTIMES, available_runtimes, channel_multiple
 from ..train import TrainConfig
 
 
@@ -143,11 +143,16 @@ class CompressConfig(ConfigBase):
             the search, the int8 fallbacks, verify and the report all score with it; verify
             then adds no standard-error margin (it needs per-example top-1 hits).
         lower_is_better: ``metric`` is a loss or an error rate.
-        round_to: keep channel counts multiples of this. ``None`` (default): 8 for the
-            latency goal, 1 otherwise: ONNX Runtime's fp32 convolutions on x86 work on
-            blocks of 8 channels, and odd widths fall off that path
-            (``benchmarks/channel_multiple.py``: seed-cnn pruned to widths 13/26/103 ran
-            slower than the dense model).
+        round_to: keep channel counts multiples of this. ``None`` (default): 1 unless the
+            goal is latency; for latency, the multiple that the kernels of the runtimes it
+            deploys on want (each runtime declares its own, for int8 and float graphs:
+            :class:`slimkit.runtime.ChannelMultiples`), the largest of them for ``auto``, 8 for
+            eager PyTorch. On an AVX-512 VNNI CPU at resnet20's shapes, batch 64
+            (``benchmarks/channel_multiples.py``): int8 on ONNX Runtime and OpenVINO, 8 (a
+            width that is no multiple of 4 ran 1.3x slower than the next multiple of 4 on ONNX
+            Runtime; the next multiple of 8 cost 3-4% more than one of 4); fp32 on ONNX
+            Runtime, 16 (its blocks of 16 channels: a width between two multiples costs what
+            the next one does); fp32 on OpenVINO, 4.
     """
 
     max_drop: float = 0.5
@@ -289,10 +294,15 @@ class CompressConfig(ConfigBase):
 
     @property
     def channel_multiple(self) -> int:
-        """``round_to``, or its default for the goal (8 for latency: SIMD channel blocks)."""
+        """``round_to``, or its default: 1 unless the goal is latency; for latency, what the
+        kernels of the runtimes it deploys on want (:func:`slimkit.runtime.channel_multiple`
+        over :meth:`runtimes`, for int8 graphs when :attr:`int8`, float ones otherwise; 8 for
+        eager PyTorch)."""
         if self.round_to is not None:
             return self.round_to
-        return 8 if self.goal == "latency" else 1
+        if self.goal != "latency":
+            return 1
+        return channel_multiple(self.runtimes(), int8=self.int8)
 
     @property
     def channel_floor(self) -> int:
