@@ -84,9 +84,14 @@ def read_lines(path: str | os.PathLike[str]) -> list[str]:
 
 def read_strfile(path: str | os.PathLike[str]) -> list[str]:
     """Entries of a fortune (strfile source) file: blocks separated by lines holding ``%``."""
+    return read_strfile_text(_decode(Path(path)))
+
+
+def read_strfile_text(text: str) -> list[str]:
+    """Entries of a fortune file's text: blocks separated by lines holding ``%``."""
     entries: list[str] = []
     block: list[str] = []
-    for line in _decode(Path(path)).splitlines():
+    for line in text.splitlines():
         if line.strip() == "%":
             entries.append("\n".join(block))
             block = []
