@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 2
 # Passive OpenMP waiting (slimkit sets it too when imported before torch): see src/slimkit/__init__.py.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup data demo references test test-slow test-distributed lint format bench coverage pipeline-coverage clean
+.PHONY: setup data text corpus demo references test test-slow test-distributed lint format bench coverage pipeline-coverage clean
 
 setup: $(STAMP) data
 
@@ -21,6 +21,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 data:
 	@bash scripts/ensure_data.sh
+
+# Text for the sentence encoders (issue #22): Debian documentation packages, then a corpus of
+# prose sentences split by document (docs/corpus.md). Not a prerequisite of `make test`.
+text:
+	@bash scripts/ensure_text.sh
+
+corpus: text $(STAMP)
+	$(PY) -c 'from slimkit.data import CorpusConfig, build_corpus; \
+		m = build_corpus(CorpusConfig(), "runs/corpus"); print(m.sentences, m.documents, m.checksum)'
 
 # The demo compresses the published reference seed-cnn (references/, `make references` rebuilds
 # it), with latency timed on one thread: one inference per core, and steady on a shared machine.

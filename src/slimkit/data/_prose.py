@@ -46,7 +46,7 @@ _PROSE_DIRECTIVES = frozenset(
         "deprecated",
     ]
 )
-_INLINE = [
+_INLINE: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     (re.compile(r":[\w:+.-]+:`([^`]*)`"), lambda m: _target_text(m.group(1))),
     (re.compile(r"`([^`<]+?)\s*<[^>`]*>`__?"), r"\1"),
     (re.compile(r"``([^`]+)``"), r"\1"),
@@ -64,7 +64,7 @@ def _target_text(role: str) -> str:
 
 def _inline(text: str) -> str:
     for pattern, repl in _INLINE:
-        text = pattern.sub(repl, text)  # type: ignore[arg-type]
+        text = pattern.sub(repl, text)
     return _clean(text)
 
 
@@ -170,9 +170,6 @@ _HTML_SKIP = frozenset(
         "h5",
         "h6",
         "dt",
-        "code",
-        "samp",
-        "kbd",
     ]
 )
 _HTML_SKIP_CLASSES = frozenset(
