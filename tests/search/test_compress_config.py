@@ -31,7 +31,7 @@ from slimkit.train import TrainConfig
         ({"recover_train": {"epochs": 2}}, "recover_train must be a slimkit.TrainConfig"),
         ({"qat_train": TrainConfig(seed=3)}, r"qat_train.seed is not read: .*CompressConfig.seed"),
         ({"structure_cost": "flops"}, "structure_cost"),
-        ({"structure_cost": "latency", "backend": "torch"}, "int8 ONNX Runtime"),
+        ({"structure_cost": "latency", "backend": "torch"}, "runtime backend"),
         ({"structure_cost": "latency", "quantize": False}, "quantize=True"),
         # NaN passed every `<` check: compress ran a trial, failed in Optuna, saved NaN
         ({"max_drop": float("nan")}, "max_drop must be a finite number, got nan"),
@@ -69,6 +69,15 @@ def test_int8_only_on_onnxruntime() -> None:
     assert not CompressConfig(backend="torch").int8
     assert not CompressConfig(quantize=False).int8
     assert CompressConfig(structure_cost="latency").keep_param == "latency_keep"
+
+
+def test_the_latency_goal_prices_cuts_in_time_where_it_deploys_int8() -> None:
+    assert CompressConfig().cost == "latency"
+    assert CompressConfig(backend="openvino").cost == "latency"
+    assert CompressConfig(backend="torch").cost == "macs"  # eager: no runtime to profile on
+    assert CompressConfig(quantize=False).cost == "macs"
+    assert CompressConfig(goal="size").cost == "params"
+    assert CompressConfig(goal="macs").cost == "macs"
 
 
 def _saved(**knobs: object) -> dict:
@@ -123,7 +132,7 @@ def test_cli_depth_and_channel_floor_options() -> None:
     assert parsed("--goal", "size").channel_multiple == 1
     chosen = parsed("--no-remove-blocks", "--min-channels", "8")
     assert not chosen.remove_blocks and chosen.channel_floor == 8
-    assert parsed("--goal", "size").cost == "params" and default.cost == "macs"
+    assert parsed("--goal", "size").cost == "params" and default.cost == "latency"
     assert parsed("--goal", "size", "--structure-cost", "macs").keep_param == "macs_keep"
     with pytest.raises(ValueError, match="min_channels must be >= 1"):
         CompressConfig(min_channels=0)

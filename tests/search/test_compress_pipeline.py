@@ -345,6 +345,14 @@ def test_latency_cost_plans_on_measured_layer_times(
         # A cut that saves MACs saves predicted time (channel rounding may save neither).
         assert [k < 1 for k in kept] == [m < 1 for m in curve["macs_fraction"]]
     assert any("time per layer" in line for line in lines), lines
+    # Every probed cut that changed a layer was profiled: its layers carry measured points.
+    table = plan["latency_table"]
+    assert table["runtime"] == "onnxruntime"
+    assert set(table["layers"]) == set(plan["layer_ms"])
+    cut = [c["key"] for c in curves if min(c["macs_fraction"]) < 1 and c["key"] in plan["layer_ms"]]
+    assert cut and all(table["layers"][key]["points"]["out"] for key in cut)
+    probes = sum(len(c["ratios"]) for c in curves)
+    assert any(f"pricing {probes} channel cuts" in line for line in lines), lines
     trial = json.loads((tmp_path / "run" / "trials.json").read_text())[0]
     assert set(trial["params"]) == {"latency_keep"}
     # The trial's predicted latency fraction is what its plan aimed at (or the plan's floor).

@@ -187,8 +187,9 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
         "--structure-cost",
         choices=("macs", "params", "latency"),
         default=None,
-        help="what the structured plan cuts a fraction of: macs, params, or latency (each "
-        "layer's time on the fastest runtime) (default: params for --goal size, else macs)",
+        help="what the structured plan cuts a fraction of: macs, params, or latency (every "
+        "probed cut profiled on the fastest runtime) (default: latency for --goal latency "
+        "with int8, params for --goal size, else macs)",
     )
     p.add_argument(
         "--metric",

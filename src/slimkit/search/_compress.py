@@ -30,6 +30,7 @@ from ._config import CompressConfig, check_runtimes, stage_inputs
 from ._export import export_stage
 from ._guards import RunInput, check_run_code
 from ._heartbeat import STALE_AFTER_S, Log, StaleTrials
+from ._latency import LatencyTable
 from ._lock import run_lock
 from ._plan import GroupCurve, Pruner
 from ._polish import polish_stage, with_polished
@@ -182,6 +183,8 @@ def _read_sensitivity(run: RunDir, ctx: Context) -> None:
     attach(ctx.curves, plan.get("params_fractions", {}), "params_fraction")
     attach(ctx.curves, plan.get("latency_fractions", {}), "latency_fraction")
     ctx.pruner.layer_ms = dict(plan.get("layer_ms", {}))
+    if plan.get("latency_table"):
+        ctx.pruner.latency_table = LatencyTable.from_dict(plan["latency_table"])
     ctx.keep_float = list(plan.get("int8_keep_float", []))
     ctx.float_fallback = [
         r["layer"] for r in ranked if r["accuracy_drop"] > 0 and r["layer"] not in ctx.keep_float

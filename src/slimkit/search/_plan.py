@@ -13,9 +13,10 @@ When the plan counts parameters instead of MACs (the size goal), λ is a price i
 of drop per fraction of the weights saved. A group is cut as far as its drop stays within λ
 times the weights that cut saves, so blocks and groups holding many weights go first.
 
-The latency cost prices the same way, per fraction of the predicted latency saved: each
-layer's time, measured once on the deployment backend, scales with the fraction of its MACs
-that remain. A block whose convolutions run slowly per MAC (few channels, large feature maps
+The latency cost prices the same way, per fraction of the predicted latency saved, from a
+:class:`~slimkit.search._latency.LatencyTable` measured on the deployment runtime: every cut's
+layers profiled at the widths it leaves (or, without a table, each layer's time scaled by the
+MACs it keeps). A block whose convolutions run slowly per MAC (few channels, large feature maps
 on an int8 CPU kernel) is then worth more than a block of the same MACs that runs fast.
 """
 
@@ -39,6 +40,7 @@ from ..importance import GroupImportance, group_criterion, unit_scores
 from ..measure import Metric, count_macs, count_params, layer_macs
 from ..prune import PerLayer, StructuredConfig
 from ..prune._select import prune_verified
+from ._latency import LatencyTable
 
 MAX_RATIO = 0.9
 # A tiny slope added to every curve: with it, λ = 0 prunes nothing and larger λ prunes more,
@@ -152,6 +154,9 @@ class Pruner:
     #: Milliseconds per layer of the unpruned model on the deployment backend (module path →
     #: ms), for the latency cost; set by the plan (``slimkit.quantize.layer_times``).
     layer_ms: dict[str, float] = field(default_factory=dict)
+    #: Measured prices of every probed cut on the deployment runtime (the latency cost); when
+    #: unset, :attr:`layer_ms` scaled by the MACs each layer keeps.
+    latency_table: LatencyTable | None = None
     base_layer_macs: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -234,9 +239,12 @@ class Pruner:
     def latency_fraction(self, model: nn.Module) -> float:
         """Predicted fraction of the deployed latency that ``model`` (a pruned copy) keeps.
 
-        Every layer costs its measured time per MAC (:attr:`layer_ms`) times the MACs it
-        keeps; a layer that was not timed costs the average time per MAC of those that were.
+        From :attr:`latency_table` when the plan measured one; otherwise every layer costs its
+        measured time per MAC (:attr:`layer_ms`) times the MACs it keeps, and a layer that was
+        not timed costs the average time per MAC of those that were.
         """
+        if self.latency_table is not None:
+            return self.latency_table.fraction(model)
         if not self.layer_ms:
             raise ValueError("the latency cost needs per-layer times: set Pruner.layer_ms")
         timed = {k: v for k, v in self.layer_ms.items() if self.base_layer_macs.get(k)}

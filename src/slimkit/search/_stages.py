@@ -7,6 +7,8 @@ first layer stays float and what each layer costs on the runtime).
 
 from __future__ import annotations
 
+import itertools
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from ..measure import (
 from ..measure import measure_latency as eager_latency
 from ._config import CompressConfig
 from ._heartbeat import Log
+from ._latency import LatencyTable, measure_table, runtime_profiler
 from ._plan import (
     GroupCurve,
     Pruner,
@@ -221,6 +224,43 @@ def _layer_latency(
     return runtimes[0], layer_times(runtimes[0], onnx, batch=64, threads=threads)
 
 
+def _latency_table(
+    pruner: Pruner,
+    curves: list[GroupCurve],
+    splits: Splits,
+    cfg: CompressConfig,
+    keep_float: list[str],
+    runtime: str,
+    log: Log,
+) -> LatencyTable:
+    """Every probed channel cut exported as an int8 graph and profiled per layer on
+    ``runtime`` at batch 64: what each cut saves there, in milliseconds."""
+    from ..quantize import Int8StaticConfig
+
+    # Calibration only sets scales, which do not change the kernels' speed: two batches do.
+    qcfg = Int8StaticConfig(observer="percentile", exclude=tuple(keep_float), calib_batches=2)
+    cuts = [(c.key, r) for c in curves if c.kind == "channels" for r in c.ratios]
+    threads = cfg.latency_threads or torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="slimkit-cuts-") as work:
+        names = (Path(work) / f"cut{i}.safetensors" for i in itertools.count())
+
+        def graph_of(model: nn.Module) -> Path:
+            artifact = next(names)
+            save(quantize_model(model, qcfg, splits), artifact)
+            return artifact.with_suffix(".onnx")
+
+        log(f"plan: pricing {len(cuts)} channel cuts on {runtime}")
+        table = measure_table(
+            pruner.model,
+            pruner.layer_ms,
+            (pruner.prune({key: ratio}) for key, ratio in cuts),
+            runtime_profiler(graph_of, runtime, batch=64, threads=threads),
+            runtime,
+            on_cut=lambda i: log(f"plan: {i} cuts profiled") if i % 10 == 0 else None,
+        )
+    return table
+
+
 def plan_stage(
     run: RunDir,
     pruner: Pruner,
@@ -261,6 +301,10 @@ def plan_stage(
                 f"{sum(pruner.layer_ms.values()):.1f} ms in all; "
                 f"slowest {', '.join(f'{k} {v:.2f} ms' for k, v in slowest)}"
             )
+            pruner.latency_table = _latency_table(
+                pruner, curves, splits, cfg, out["int8_keep_float"], runtime, log
+            )
+            out["latency_table"] = pruner.latency_table.to_dict()
             out["latency_fractions"] = cost_fractions(pruner, curves, "latency")
             attach(curves, out["latency_fractions"], "latency_fraction")
         budget = cfg.budget
