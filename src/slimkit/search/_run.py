@@ -59,6 +59,11 @@ def read_state(path: Path) -> dict[str, Any]:
     return state
 
 
+def _plain(value: Any) -> Any:
+    """``value`` as it reads back from ``state.json`` (tuples as lists), for comparisons."""
+    return json.loads(json.dumps(value, default=_jsonable))
+
+
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "to_dict"):
         return value.to_dict()
@@ -78,6 +83,8 @@ class RunDir:
         self.redone: list[str] = []
         #: The configuration the run directory held before this call (None for a new run).
         self.saved_config: dict[str, Any] | None = None
+        #: What each stage's output depends on; recorded with the stage when it finishes.
+        self.inputs: StageInputs | None = None
 
     @classmethod
     def create(
@@ -97,6 +104,7 @@ class RunDir:
         or without ``resume``.
         """
         run = cls(path)
+        run.inputs = inputs
         if run.state_path.exists():
             run.state = read_state(run.state_path)
             run._check_input(given)
@@ -107,15 +115,18 @@ class RunDir:
                 )
             run.state["layout"] = LAYOUT  # saved with the next change
             saved = run.saved_config = run.state.get("config")
-            if saved != config:
-                if inputs is None or saved is None:
-                    raise SlimkitError(
-                        f"{run.path} was started with another configuration; resume it with the "
-                        f"same options or start a new run directory (saved: {saved})"
-                    )
+            if saved != config and (inputs is None or saved is None):
+                raise SlimkitError(
+                    f"{run.path} was started with another configuration; resume it with the "
+                    f"same options or start a new run directory (saved: {saved})"
+                )
+            if inputs is not None and saved is not None:
+                # Even an unchanged configuration may resolve otherwise (a default that
+                # changed between versions): each stage is checked against what it ran with.
                 run.redone = run._invalidate(saved, config, inputs)
-                run.state["config"] = config
-                run.save()
+                if saved != config or run.redone:
+                    run.state["config"] = config
+                    run.save()
         else:
             run.state = {"layout": LAYOUT, "config": config, "stages": {}}
             if given is not None:
@@ -136,7 +147,11 @@ class RunDir:
         self, saved: dict[str, Any], config: dict[str, Any], inputs: StageInputs
     ) -> list[str]:
         for i, stage in enumerate(STAGES):
-            if inputs(saved, stage) != inputs(config, stage):
+            record = self.state["stages"].get(stage, {})
+            # A stage records the inputs it ran with; runs from before that are read back
+            # from their saved configuration.
+            before = record["inputs"] if "inputs" in record else _plain(inputs(saved, stage))
+            if before != _plain(inputs(config, stage)):
                 dropped = [s for s in STAGES[i:] if s in self.state["stages"]]
                 for name in dropped:
                     del self.state["stages"][name]
@@ -179,6 +194,8 @@ class RunDir:
             "seconds": round(time.time() - start if seconds is None else seconds, 2),
             "output": output,
         }
+        if self.inputs is not None and "config" in self.state:
+            self.state["stages"][name]["inputs"] = _plain(self.inputs(self.state["config"], name))
         self.save()
 
     def stage_times(self) -> list[dict[str, Any]]:
