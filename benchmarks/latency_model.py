@@ -2,8 +2,8 @@
 
 For a ``slimkit compress`` run planned with ``--structure-cost latency``, reads the trials of
 its current study (``trials.json``) and times, interleaved in one process (medians at a fixed
-thread count, batch 64), the original's int8 graph that the plan profiled (``probe/``) and
-every trial's int8 ONNX graph. Prints, per trial, the predicted fraction of the original's
+thread count, batch 64) on the runtime the plan priced cuts on, the original's int8 graph that
+the plan profiled (``probe/``) and every trial's int8 ONNX graph. Prints, per trial, the predicted fraction of the original's
 int8 latency (``structured.latency_fraction``), the measured one, and the MACs fraction.
 
     python benchmarks/latency_model.py runs/bench-compress/resnet56-latency
@@ -20,7 +20,7 @@ import torch
 
 import slimkit
 from slimkit.measure import interleaved_latency
-from slimkit.quantize import OrtModule
+from slimkit.runtime import RUNTIMES
 from slimkit.search._compress import _probe_tag
 
 
@@ -44,9 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     int8 = [r for r in records if r["onnx"].endswith("model.onnx")]  # fp32 deploys left out
     x = slimkit.load_data("fashion-mnist", limit_train=1000).example_input(64)
     graphs = [str(args.run_dir / "probe" / f"{tag}.onnx"), *(r["onnx"] for r in int8)]
-    runners = [OrtModule(path, args.threads) for path in graphs]
+    runtime = plan.get("layer_ms_runtime", "onnxruntime")
+    runners = [RUNTIMES.get(runtime).load(path, args.threads) for path in graphs]
     original, *times = interleaved_latency(runners, x, args.rounds)
-    print(f"original int8 graph: {original:.2f} ms (batch 64, {args.threads} thread(s))")
+    table = "a latency table" if "latency_table" in plan else "per-layer times scaled by MACs"
+    print(
+        f"original int8 graph on {runtime}: {original:.2f} ms (batch 64, "
+        f"{args.threads} thread(s)); predicted from {table}"
+    )
     print("| trial | latency_keep | predicted | measured | MACs kept | ms |")
     print("|---:|---:|---:|---:|---:|---:|")
     for record, ms in zip(int8, times, strict=True):
