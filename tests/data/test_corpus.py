@@ -16,6 +16,7 @@ from slimkit.data import (
     extract_sentences,
     format_of,
     list_documents,
+    load_text,
     read_corpus,
 )
 
@@ -271,3 +272,33 @@ def test_config_round_trips_and_missing_sources_name_the_fix(tmp_path: Path) -> 
         build_corpus(CorpusConfig(sources=(f"docs:{tmp_path / 'nope'}",)), tmp_path / "c")
     with pytest.raises(DataError, match="no sentences"):
         build_corpus(CorpusConfig(sources=(str(tmp_path),)), tmp_path / "c")
+
+
+def test_text_source_reads_a_corpus_with_its_document_split(tmp_path: Path) -> None:
+    cfg = _cfg(f"docs:{_tree(tmp_path / 'doc')}", val_fraction=0.2, test_fraction=0.2)
+    manifest = build_corpus(cfg, tmp_path / "corpus")
+    splits = load_text(f"text:{tmp_path / 'corpus'}", eval_size=3)
+    test = list(read_corpus(tmp_path / "corpus", "test"))
+    val = list(read_corpus(tmp_path / "corpus", "validation"))
+    assert splits.train == tuple(read_corpus(tmp_path / "corpus", "train"))
+    # At most eval_size held-out sentences, evenly spaced over each split.
+    assert splits.eval == tuple(test[:: max(1, len(test) // 3)][:3])
+    assert splits.val == tuple(val[:: max(1, len(val) // 3)][:3])
+    assert not set(splits.train) & (set(test) | set(val))
+    described = splits.describe()
+    assert described["checksum"] == manifest.checksum
+    held_out = {"eval": min(3, len(test)), "val": min(3, len(val))}
+    assert described["sizes"] == {"train": len(splits.train), **held_out}
+    assert described["corpus_sentences"] == manifest.sentences
+    limited = load_text(f"text:{tmp_path / 'corpus'}", eval_size=3, limit_train=4)
+    stride = len(splits.train) // 4
+    assert limited.train == splits.train[::stride][:4]
+
+
+def test_text_source_without_a_corpus_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"no corpus manifest.*build it with build_corpus"):
+        load_text(f"text:{tmp_path}")
+    with pytest.raises(DataError, match=r"text: needs a corpus folder.*make corpus"):
+        load_text("text:")
+    with pytest.raises(ValueError, match="limit_train must be >= 1"):
+        load_text("text:x", limit_train=0)

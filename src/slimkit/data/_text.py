@@ -7,7 +7,9 @@ is a hash of both), not on file order, so adding a file moves few sentences betw
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import itertools
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -31,22 +33,24 @@ class TextSplits:
     Attributes:
         name: where the sentences came from, recorded in artifacts.
         train: sentences for importance estimation and distillation.
-        eval: held-out sentences, never trained on.
-        meta: how they were read (files, filters, seed).
+        eval: held-out sentences, never trained on (from a corpus: its test documents).
+        meta: how they were read (files, filters, seed; a corpus's manifest summary).
+        val: held-out sentences for decisions (choosing a plan), kept apart from ``eval``;
+            empty unless the source has a validation split (a built corpus does).
     """
 
     name: str
     train: tuple[str, ...]
     eval: tuple[str, ...]
     meta: dict[str, Any] = field(default_factory=dict)
+    val: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description, stored in artifacts' provenance."""
-        return {
-            "name": self.name,
-            "sizes": {"train": len(self.train), "eval": len(self.eval)},
-            **self.meta,
-        }
+        sizes = {"train": len(self.train), "eval": len(self.eval)}
+        if self.val:
+            sizes["val"] = len(self.val)
+        return {"name": self.name, "sizes": sizes, **self.meta}
 
 
 def _decode(path: Path) -> str:
@@ -189,22 +193,90 @@ def load_text(
     *,
     eval_size: int = 2000,
     seed: int = 0,
+    limit_train: int | None = None,
 ) -> TextSplits:
-    """Sentences from ``"fortunes"`` (Debian's fortune files) or text files, split for use.
+    """Sentences from ``"fortunes"`` (Debian's fortune files), a built corpus or text files,
+    split for use.
 
     Args:
-        source: ``"fortunes"``, ``"fortunes:<directory>"``, a text file with one sentence per
-            line, or a list of such files.
-        eval_size: held-out sentences (the benchmark uses at least 2,000).
-        seed: the split's seed.
+        source: ``"fortunes"``, ``"fortunes:<directory>"``, ``"text:<directory>"`` (a corpus
+            that :func:`slimkit.data.build_corpus` or ``make corpus`` built: its own
+            document-level train / validation / test split is kept), a text file with one
+            sentence per line, or a list of such files.
+        eval_size: held-out sentences (the benchmark uses at least 2,000); from a corpus, at
+            most this many of its validation and of its test sentences, spread evenly over
+            each split.
+        seed: the split's seed (a corpus was split when it was built).
+        limit_train: keep at most this many training sentences (from a corpus, spread evenly
+            over its train split; otherwise the first of the split).
 
     Example:
         >>> splits = load_text("fortunes", eval_size=2000)
         >>> len(splits.eval), splits.train[0]
+        >>> corpus = load_text("text:runs/corpus")   # test sentences from unseen documents
 
     Raises:
-        DataError: for missing, empty or non-UTF-8 files, or too few sentences.
+        DataError: for missing, empty or non-UTF-8 files, a folder without a corpus, or too
+            few sentences.
     """
+    if limit_train is not None and limit_train < 1:
+        raise ValueError(f"limit_train must be >= 1, got {limit_train}")
+    if isinstance(source, str) and source.startswith("text:"):
+        return corpus_splits(source.removeprefix("text:"), eval_size, limit_train)
+    splits = _load_sentences(source, eval_size, seed)
+    if limit_train is None:
+        return splits
+    return dataclasses.replace(splits, train=splits.train[:limit_train])
+
+
+def corpus_splits(
+    directory: str | os.PathLike[str], eval_size: int = 2000, limit_train: int | None = None
+) -> TextSplits:
+    """A built corpus as :class:`TextSplits`: its train split (at most ``limit_train``
+    sentences), and at most ``eval_size`` of its validation and of its test split, each
+    spread evenly over its split; the manifest's checksum and counts go in ``meta``.
+
+    Raises:
+        DataError: if ``directory`` holds no corpus, or a split is empty.
+    """
+    from ._corpus import CorpusManifest, read_corpus
+
+    if eval_size < 1:
+        raise ValueError(f"eval_size must be >= 1, got {eval_size}")
+    if not str(directory):
+        raise DataError("text: needs a corpus folder, e.g. text:runs/corpus (make corpus)")
+    manifest = CorpusManifest.read(directory)
+    for split, count in manifest.sentences.items():
+        if count == 0:
+            raise DataError(
+                f"{directory}: the corpus's {split} split is empty; build it from more "
+                "documents (more sources, or larger val_fraction / test_fraction)"
+            )
+
+    def spread(split: str, size: int | None) -> tuple[str, ...]:
+        """At most ``size`` sentences of ``split``, evenly spaced: documents are written in
+        source order, so the first ones would all come from one package."""
+        stride = 1 if size is None else max(1, manifest.sentences[split] // size)
+        every = itertools.islice(read_corpus(directory, split), 0, None, stride)
+        return tuple(itertools.islice(every, size))
+
+    train = spread("train", limit_train)
+    meta = {
+        "corpus": str(directory),
+        "checksum": manifest.checksum,
+        "corpus_sentences": manifest.sentences,
+        "corpus_documents": manifest.documents,
+        "sources": [source.spec for source in manifest.sources],
+    }
+    name = f"corpus {Path(directory).name}"
+    return TextSplits(
+        name, train, spread("test", eval_size), meta, val=spread("validation", eval_size)
+    )
+
+
+def _load_sentences(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], eval_size: int, seed: int
+) -> TextSplits:
     if isinstance(source, str) and (source == "fortunes" or source.startswith("fortunes:")):
         directory = source.partition(":")[2] or FORTUNES_DIR
         texts = fortune_sentences(directory)
