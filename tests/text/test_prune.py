@@ -144,3 +144,56 @@ def test_all_minilm_l6_v2_pruned_per_layer_widths_reload_with_transformers(tmp_p
     save_hf(pruned, tmp_path / "minilm")
     reloaded = transformers.AutoModel.from_pretrained(tmp_path / "minilm", trust_remote_code=True)
     torch.testing.assert_close(_hidden(pruned, reloaded.eval()), _hidden(pruned), rtol=0, atol=0)
+
+
+def test_layer_dropping_removes_the_layers_that_matter_least_and_reloads(
+    tmp_path: Path,
+) -> None:
+    from slimkit.testing import tiny_bert_dir
+
+    encoder = load_hf(tiny_bert_dir(tmp_path / "four", layers=4))
+    with torch.no_grad():  # layers 1 and 3 barely change the hidden states
+        for index in (1, 3):
+            layer = encoder.backbone.encoder.layer[index]
+            layer.attention.output.dense.weight.mul_(1e-3)
+            layer.attention.output.dense.bias.zero_()
+            layer.output.dense.weight.mul_(1e-3)
+            layer.output.dense.bias.zero_()
+    kept = [encoder.backbone.encoder.layer[i] for i in (0, 2)]
+    cfg = EncoderPruneConfig(heads=0.0, ffn=0.0, layers=0.5, calib_texts=8)
+    pruned = prune_encoder(encoder, cfg, TEXTS)
+
+    dropped = prune_report(pruned)["dropped_layers"]
+    assert sorted(dropped["removed"]) == [1, 3] and dropped["of"] == 4
+    assert len(encoder.backbone.encoder.layer) == 4  # the original is untouched
+    assert pruned.config.num_hidden_layers == 2
+    for layer, original in zip(pruned.backbone.encoder.layer, kept, strict=True):
+        torch.testing.assert_close(layer.output.dense.weight, original.output.dense.weight)
+    # Each step's cosine is the best candidate's, and removing near-identities keeps ~1.
+    for step in dropped["steps"]:
+        assert step["cosine"] == max(step["candidates"].values()) > 0.99
+    save_hf(pruned, tmp_path / "dropped")
+    reloaded = transformers.AutoModel.from_pretrained(tmp_path / "dropped").eval()
+    assert reloaded.config.num_hidden_layers == 2
+    torch.testing.assert_close(_hidden(pruned, reloaded), _hidden(pruned), rtol=0, atol=0)
+
+
+def test_layers_fraction_is_validated_and_one_layer_always_stays(tiny: SentenceEncoder) -> None:
+    with pytest.raises(ValueError, match=r"EncoderPruneConfig.layers must be in \[0, 1\)"):
+        EncoderPruneConfig(layers=1.0)
+    pruned = prune_encoder(tiny, EncoderPruneConfig(heads=0.0, ffn=0.0, layers=0.9), TEXTS)
+    assert len(pruned.backbone.encoder.layer) == 1  # 2 layers: round(1.8) capped at 1
+
+
+def test_heads_and_neurons_are_pruned_in_the_layers_that_remain(tmp_path: Path) -> None:
+    from slimkit.testing import tiny_bert_dir
+
+    encoder = load_hf(tiny_bert_dir(tmp_path / "four", layers=4))
+    cfg = EncoderPruneConfig(heads=0.5, ffn=0.5, layers=0.25, importance="l2", calib_texts=8)
+    pruned = prune_encoder(encoder, cfg, TEXTS)
+    widths = layer_widths(pruned.backbone)
+    assert [(w["heads"], w["intermediate_size"]) for w in widths] == [(2, 32)] * 3
+    assert len(prune_report(pruned)["dropped_layers"]["removed"]) == 1
+    save_hf(pruned, tmp_path / "both")
+    again = load_hf(tmp_path / "both")
+    torch.testing.assert_close(again.encode(TEXTS), pruned.encode(TEXTS), rtol=0, atol=0)

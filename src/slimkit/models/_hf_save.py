@@ -75,6 +75,7 @@ def hf_config_for(backbone: nn.Module) -> tuple[Any, bool]:
     for key in ("slimkit_layers", "auto_map"):
         if hasattr(config, key):
             delattr(config, key)
+    config.num_hidden_layers = len(widths)  # fewer after layer dropping
     if full and len(ffn) == 1 and len(heads) == 1:
         config.intermediate_size = ffn.pop()
         config.num_attention_heads = heads.pop()

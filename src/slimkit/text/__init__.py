@@ -1,13 +1,13 @@
-"""Transformer sentence encoders: prune attention heads and FFN neurons, distil the embeddings
-back from the original on unlabeled text, quantize to int8 on ONNX Runtime or PyTorch, and
-measure how closely the result agrees with the original.
+"""Transformer sentence encoders: drop whole layers and prune attention heads and FFN neurons,
+distil the embeddings back from the original on unlabeled text, quantize to int8 on ONNX
+Runtime or PyTorch, and measure how closely the result agrees with the original.
 
 Example:
     >>> from slimkit.models import load_hf, save_hf
     >>> from slimkit.data import load_text
     >>> from slimkit import text
     >>> teacher, splits = load_hf("all-MiniLM-L6-v2"), load_text("fortunes")
-    >>> prune = text.EncoderPruneConfig(heads=0.5, ffn=0.75)
+    >>> prune = text.EncoderPruneConfig(heads=0.5, ffn=0.75, layers=1 / 3)
     >>> schedule = dataclasses.replace(text.EMBEDDING_TRAIN, lr=1e-3)
     >>> distill = text.EmbeddingDistillConfig(train=schedule)
     >>> student = text.compress_encoder(teacher, prune, distill, splits.train[:8000], steps=2)

@@ -1,6 +1,7 @@
-"""Structured pruning of a sentence encoder: whole attention heads and FFN neurons.
+"""Structured pruning of a sentence encoder: whole layers, attention heads and FFN neurons.
 
-The backbone is traced into a :class:`~slimkit.graph.DependencyGraph` (which knows that a head
+Layers go first (:mod:`._layers`: the ones whose absence moves the embeddings least); then
+the backbone is traced into a :class:`~slimkit.graph.DependencyGraph` (which knows that a head
 is ``head_size`` coupled channels of query, key, value and the output projection, and that the
 hidden width feeds the output and stays); units are scored on the user's sentences by a
 :data:`TEXT_IMPORTANCE` criterion; the lowest are removed from a copy, which is re-traced and
@@ -28,17 +29,22 @@ from ..models import SentenceEncoder, layer_widths
 from ..prune import Global, PerLayer
 from ..prune._select import lowest_units, round_count, scope_ratio, spend_budget
 from ._importance import TEXT_IMPORTANCE, TextBatch
+from ._layers import choose_layers, keep_layers, layer_list
 
 HEADS, FFN = "heads", "ffn"
 
 
 @dataclass(frozen=True, kw_only=True)
 class EncoderPruneConfig(ConfigBase):
-    """Remove whole attention heads and FFN neurons from a transformer sentence encoder.
+    """Remove whole layers, attention heads and FFN neurons from a transformer sentence encoder.
 
     Attributes:
         heads: fraction of the attention heads removed, in [0, 1).
         ffn: fraction of the feed-forward (intermediate) neurons removed, in [0, 1).
+        layers: fraction of the transformer layers removed, in [0, 1) (rounded to whole
+            layers; at least one stays): chosen greedily on the calibration sentences, each
+            step removing the layer whose absence keeps the embeddings closest to the
+            original's. Heads and neurons are then pruned in the layers that remain.
         importance: a name in :data:`TEXT_IMPORTANCE`: ``fisher`` (curvature of the
             embedding-distillation loss, the original model as teacher), ``activation`` or
             ``l2``.
@@ -57,6 +63,7 @@ class EncoderPruneConfig(ConfigBase):
 
     heads: float = 0.5
     ffn: float = 0.5
+    layers: float = 0.0
     importance: str = "fisher"
     scope: Global | PerLayer = field(default_factory=PerLayer)
     round_to: int = 1
@@ -65,7 +72,7 @@ class EncoderPruneConfig(ConfigBase):
     max_length: int = 128
 
     def __post_init__(self) -> None:
-        for name in (HEADS, FFN):
+        for name in (HEADS, FFN, "layers"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(
@@ -183,12 +190,16 @@ def prune_encoder(
     """
     if isinstance(texts, str) or not texts:
         raise ValueError("prune_encoder() needs calibration sentences (a non-empty list)")
+    original = encoder
     calib = list(texts[: cfg.calib_texts])
     batches = text_batches(encoder, calib, batch_size=batch_size, max_length=cfg.max_length)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a short example is enough to trace the graph
         example = encoder.tokenize(calib[:2], max_length=min(16, encoder.max_length))
     example = {name: value.to(encoder.device) for name, value in example.items()}
+    start = time.perf_counter()
+    encoder, dropped = _drop_layers(encoder, cfg, batches)
+    dropping_s = time.perf_counter() - start
     backbone = encoder.backbone
     graph = DependencyGraph.build(backbone, example)
     if not any(g.prunable for g in graph.groups):
@@ -213,8 +224,26 @@ def prune_encoder(
             f"the pruned encoder diverged from the plan at op {record.name!r} in {record.where}; "
             "register an op rule for it (slimkit.graph.register_op_rule)"
         )
-    setattr(pruned, REPORT_ATTR, _report(encoder, pruned, cfg, graph, scoring_s))
+    report = _report(original, pruned, cfg, graph, scoring_s)
+    if dropped:
+        report["dropped_layers"] = {**dropped, "seconds": round(dropping_s, 2)}
+    setattr(pruned, REPORT_ATTR, report)
     return pruned.eval()
+
+
+def _drop_layers(
+    encoder: SentenceEncoder, cfg: EncoderPruneConfig, batches: list[TextBatch]
+) -> tuple[SentenceEncoder, dict[str, Any]]:
+    """``encoder`` with ``cfg.layers`` of its layers removed (a copy, when any are), and
+    what was removed: original indices and the cosine after each removal."""
+    total = len(getattr(*layer_list(encoder.backbone)))
+    drop = min(round(cfg.layers * total), total - 1)
+    if drop == 0:
+        return encoder, {}
+    removed, steps = choose_layers(encoder, drop, batches)
+    copy_ = copy.deepcopy(encoder)
+    keep_layers(copy_, [i for i in range(total) if i not in removed])
+    return copy_, {"removed": removed, "of": total, "steps": steps}
 
 
 def _params(model: nn.Module) -> int:
