@@ -11,8 +11,10 @@ from slimkit.search._latency import (
     LatencyTable,
     LayerCost,
     changed_side,
+    disjoint_batches,
     layer_shapes,
     measure_table,
+    touched_layers,
 )
 
 
@@ -113,3 +115,17 @@ def test_table_round_trips_through_json_ready_dicts() -> None:
     again = LatencyTable.from_dict(table.to_dict())
     assert again == table
     assert again.fraction(net(c1=4)) == pytest.approx(table.fraction(net(c1=4)))
+
+
+def test_cuts_on_different_layers_share_a_graph() -> None:
+    base = layer_shapes(net())
+    assert touched_layers(base, layer_shapes(net(c1=4))) == {"a", "b"}
+    assert touched_layers(base, layer_shapes(net(depthwise=False))) == {"dw"}
+    touched = [
+        frozenset({"a", "b"}),
+        frozenset({"b", "dw", "fc"}),  # shares b with the first
+        frozenset(),  # a ratio that rounded to no cut: not profiled
+        frozenset({"dw", "fc"}),  # fits beside the first, not beside the second
+        frozenset({"x"}),
+    ]
+    assert disjoint_batches(touched) == [[0, 3, 4], [1]]

@@ -4,8 +4,8 @@ Scaling a layer's measured time by the MACs it keeps assumes that every kernel r
 MAC rate whatever its width. x86 int8 kernels do not: a narrow convolution runs fewer MACs per
 second, and a width off the kernel's channel multiple costs what the next multiple costs. So
 the plan measures instead. Each channel group pruned alone at each probed ratio is quantized,
-exported and profiled layer by layer on the runtime that will run the result; each layer the
-cut touched gets a measured point, its time at the kept input or output width as a fraction of
+exported and profiled layer by layer on the runtime that will run the result (cuts that touch
+different layers share one graph); each layer the cut touched gets a measured point, its time at the kept input or output width as a fraction of
 its unpruned time. A removed block costs nothing: its layers are gone.
 
 A pruned model's predicted time is the sum of its layers' predicted times. A layer cut on both
@@ -21,7 +21,7 @@ per-layer lookup tables are the idea; its code is not kept), hence this module.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -142,6 +142,33 @@ class LatencyTable:
         return cls(str(data["runtime"]), layers)
 
 
+def touched_layers(before: dict[str, Shape], after: dict[str, Shape]) -> frozenset[str]:
+    """Layers whose shape differs between two copies of a model (or that one lacks)."""
+    return frozenset(name for name, shape in before.items() if after.get(name) != shape)
+
+
+def disjoint_batches(touched: Sequence[frozenset[str]]) -> list[list[int]]:
+    """Indices of cuts grouped so that no two cuts of a batch touch the same layer (first fit).
+
+    Layers are profiled one by one, so cuts that touch different layers can share one graph:
+    each layer's time still reads off as if its cut were alone. An EfficientNet's blocks are
+    independent groups; one graph per batch instead of one per cut. Cuts touching nothing are
+    left out.
+    """
+    batches: list[tuple[list[int], set[str]]] = []
+    for index, layers in enumerate(touched):
+        if not layers:
+            continue
+        for members, used in batches:
+            if used.isdisjoint(layers):
+                members.append(index)
+                used.update(layers)
+                break
+        else:
+            batches.append(([index], set(layers)))
+    return [members for members, _ in batches]
+
+
 #: Per-layer milliseconds of a model's deployed graph: ``profile(model) -> {layer: ms}``.
 Profiler = Callable[[nn.Module], dict[str, float]]
 
@@ -159,8 +186,9 @@ def measure_table(
     Args:
         model: the unpruned model.
         base_ms: its per-layer milliseconds on ``runtime`` (``slimkit.runtime.layer_times``).
-        cuts: pruned copies, each with one channel group narrowed. Copies whose layer shapes
-            were seen already, or that changed no layer, are not profiled again.
+        cuts: pruned copies, each with one channel group narrowed, or several whose layers
+            do not overlap (:func:`disjoint_batches`). Copies whose layer shapes were seen
+            already, or that changed no layer, are not profiled again.
         profile: exports a copy for ``runtime`` and returns its per-layer milliseconds.
         runtime: the runtime's name, recorded in the table.
         on_cut: called with the number of profiles taken so far, after each one.

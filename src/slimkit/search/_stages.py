@@ -27,7 +27,14 @@ from ..measure import (
 from ..measure import measure_latency as eager_latency
 from ._config import CompressConfig
 from ._heartbeat import Log
-from ._latency import LatencyTable, measure_table, runtime_profiler
+from ._latency import (
+    LatencyTable,
+    disjoint_batches,
+    layer_shapes,
+    measure_table,
+    runtime_profiler,
+    touched_layers,
+)
 from ._plan import (
     GroupCurve,
     Pruner,
@@ -240,6 +247,9 @@ def _latency_table(
     # Calibration only sets scales, which do not change the kernels' speed: two batches do.
     qcfg = Int8StaticConfig(observer="percentile", exclude=tuple(keep_float), calib_batches=2)
     cuts = [(c.key, r) for c in curves if c.kind == "channels" for r in c.ratios]
+    base = layer_shapes(pruner.model)
+    touched = [touched_layers(base, layer_shapes(pruner.prune({k: r}))) for k, r in cuts]
+    batches = disjoint_batches(touched)
     threads = cfg.latency_threads or torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="slimkit-cuts-") as work:
         names = (Path(work) / f"cut{i}.safetensors" for i in itertools.count())
@@ -249,14 +259,14 @@ def _latency_table(
             save(quantize_model(model, qcfg, splits), artifact)
             return artifact.with_suffix(".onnx")
 
-        log(f"plan: pricing {len(cuts)} channel cuts on {runtime}")
+        log(f"plan: pricing {len(cuts)} channel cuts on {runtime} in {len(batches)} graphs")
         table = measure_table(
             pruner.model,
             pruner.layer_ms,
-            (pruner.prune({key: ratio}) for key, ratio in cuts),
+            (pruner.prune(dict(cuts[i] for i in batch)) for batch in batches),
             runtime_profiler(graph_of, runtime, batch=64, threads=threads),
             runtime,
-            on_cut=lambda i: log(f"plan: {i} cuts profiled") if i % 10 == 0 else None,
+            on_cut=lambda i: log(f"plan: {i} graphs profiled") if i % 10 == 0 else None,
         )
     return table
 
