@@ -8,6 +8,7 @@ first layer stays float and what each layer costs on the runtime).
 from __future__ import annotations
 
 import itertools
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,17 @@ def _quant_sensitivity(
     return [r.to_dict() if hasattr(r, "to_dict") else r for r in records]
 
 
+def _deploy_costs(runners: list[nn.Module], splits: Splits, cfg: CompressConfig) -> list[float]:
+    """Each runner's cost as the deployment choice counts it: the geometric mean of its
+    batch-1 and batch-64 times, timed interleaved; so the plan prices cuts on the runtime
+    that the result will most likely be deployed on."""
+    x = splits.example_input(64)
+    with fixed_threads(cfg.latency_threads):
+        b1 = interleaved_latency(runners, x[:1])
+        b64 = interleaved_latency(runners, x)
+    return [math.sqrt(one * many) for one, many in zip(b1, b64, strict=True)]
+
+
 def _first_layer_probe(
     run: RunDir, model: nn.Module, splits: Splits, cfg: CompressConfig, log: Log
 ) -> tuple[list[str], str | None]:
@@ -154,7 +166,8 @@ def _first_layer_probe(
 
     A first convolution over 1–3 input channels is a GEMM with a tiny inner dimension: its
     int8 kernel can cost more than the float one on CPUs without VNNI. Both graphs are timed
-    side by side on every runtime of the backend; the fastest pair decides for every trial.
+    side by side on every runtime of the backend (at batch 1 and 64, their geometric mean, as
+    the deployment choice counts); the fastest pair decides for every trial.
     """
     if not (cfg.int8 and cfg.goal == "latency"):
         return [], None
@@ -166,15 +179,14 @@ def _first_layer_probe(
     graphs = [_probe_graph(run, model, splits, exclude) for exclude in ([], [layers[0]])]
     variants = [(graph, runtime) for graph in graphs for runtime in cfg.runtimes()]
     runners = [load_runtime(runtime, graph, cfg.latency_threads) for graph, runtime in variants]
-    with fixed_threads(cfg.latency_threads):
-        times = interleaved_latency(runners, splits.example_input(64))
+    times = _deploy_costs(runners, splits, cfg)
     timed = sorted(zip(variants, times, strict=True), key=lambda pair: pair[1])  # fastest first
     (graph, runtime), _ = timed[0]
     faster = graph.name.endswith("first-float.onnx")
     ms = {f"{g.stem} {r}": round(t, 3) for (g, r), t in timed}
     log(
-        f"plan: int8 b64 latency {ms}; first layer {layers[0]!r} "
-        + ("stays float" if faster else "is quantized too")
+        f"plan: int8 latency (ms, geometric mean of b1 and b64) {ms}; "
+        f"first layer {layers[0]!r} " + ("stays float" if faster else "is quantized too")
     )
     return ([layers[0]] if faster else []), runtime
 
@@ -224,8 +236,7 @@ def _layer_latency(
     runtimes = [fastest] if fastest else cfg.runtimes()
     if len(runtimes) > 1:
         runners = [load_runtime(name, onnx, cfg.latency_threads) for name in runtimes]
-        with fixed_threads(cfg.latency_threads):
-            times = interleaved_latency(runners, splits.example_input(64))
+        times = _deploy_costs(runners, splits, cfg)
         runtimes = [runtimes[times.index(min(times))]]
     threads = cfg.latency_threads or torch.get_num_threads()
     return runtimes[0], layer_times(runtimes[0], onnx, batch=64, threads=threads)
