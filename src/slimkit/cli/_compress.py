@@ -468,9 +468,10 @@ def interrupted_note(args: argparse.Namespace) -> str | None:
     out = args.out if args.command == "compress" else _recipe_out(args)
     if out is None or not (Path(out) / "state.json").is_file():
         return "no run directory was started"
+    finished = "candidates" if getattr(args, "task", None) == TEXT_TASK else "trials"
     return (
-        f"{out} keeps the stages and trials it finished: run the same command with --resume "
-        "to continue"
+        f"{out} keeps the stages and {finished} it finished: run the same command with "
+        "--resume to continue"
     )
 
 

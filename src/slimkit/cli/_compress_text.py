@@ -276,5 +276,7 @@ def cmd_compress_text(args: argparse.Namespace) -> int:
     check_run_dir(args.out, args.resume)
     encoder, splits = _load(args)
     say: Callable[[str], None] = partial(log, args)
-    summary = compress_sentence_encoder(encoder, splits, cfg, args.out, resume=args.resume, log=say)
+    summary = compress_sentence_encoder(
+        encoder, splits, cfg, args.out, resume=args.resume, log=say, progress=not args.quiet
+    )
     return finish_text(summary, args.json)

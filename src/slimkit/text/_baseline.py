@@ -54,7 +54,7 @@ def run_baseline(ctx: Context) -> None:
             "test": teacher.encode(splits.eval, max_length=length),
         }
         save_embeddings(ctx.path / files["teacher_embeddings"], embeddings)
-        ctx._cache["embeddings"] = embeddings
+        ctx.reference = embeddings
         export_onnx(teacher, ctx.path / files["fp32"])
         quantize_onnx_defaults(ctx.path / files["fp32"], ctx.path / files["peer_int8"])
         sessions = {

@@ -171,7 +171,7 @@ def build_summary(run: RunDir) -> dict[str, Any]:
     record, form = chosen_record(run)
     return {
         "task": TASK,
-        "model": config["input"]["model"],
+        "model": config["input"]["model"] or "an encoder given in memory",
         "goal": compress["goal"],
         "budget": {
             "min_cosine": compress["min_cosine"],

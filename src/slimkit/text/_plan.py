@@ -9,7 +9,6 @@ is arithmetic on the encoder's widths (:func:`predicted_fraction`), the decision
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -283,9 +282,3 @@ class EncoderCompressConfig(ConfigBase):
     def budget(self) -> AgreementBudget:
         """The agreement budget every decision reads."""
         return AgreementBudget(self.min_cosine, self.min_overlap)
-
-    def steps_of(self, sentences: int) -> int:
-        """Distillation steps per candidate with ``sentences`` training sentences."""
-        if self.distill_steps is not None:
-            return self.distill_steps
-        return math.ceil(sentences / self.distill.train.batch_size) * self.distill.train.epochs

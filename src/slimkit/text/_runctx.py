@@ -179,7 +179,10 @@ class Context:
     log: Callable[[str], None]
     threads: int
     length: int
-    _cache: dict[str, Any] = field(default_factory=dict)
+    progress: bool = False
+    #: The original's ``val`` and ``test`` embeddings, once computed or read back.
+    reference: dict[str, torch.Tensor] | None = None
+    _sessions: dict[str, OrtEncoder] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -187,24 +190,22 @@ class Context:
 
     def teacher_embeddings(self) -> dict[str, torch.Tensor]:
         """The original's validation (``val``) and test (``test``) embeddings."""
-        if "embeddings" not in self._cache:
+        if self.reference is None:
             file = self.path / self.run.output("baseline")["files"]["teacher_embeddings"]
-            self._cache["embeddings"] = load_embeddings(file)
-        embeddings: dict[str, torch.Tensor] = self._cache["embeddings"]
-        return embeddings
+            self.reference = load_embeddings(file)
+        return self.reference
 
     def session(self, graph: str | Path) -> OrtEncoder:
         """An ONNX Runtime encoder of ``graph`` (a path inside the run directory), cached."""
-        key = f"ort:{graph}"
-        if key not in self._cache:
-            self._cache[key] = OrtEncoder(
+        key = str(graph)
+        if key not in self._sessions:
+            self._sessions[key] = OrtEncoder(
                 self.path / graph,
                 self.teacher.tokenizer,
                 max_length=self.teacher.max_length,
                 threads=self.threads,
             )
-        session: OrtEncoder = self._cache[key]
-        return session
+        return self._sessions[key]
 
     def agreement(self, runner: OrtEncoder | SentenceEncoder, split: str) -> dict[str, float]:
         """Mean and 5th-percentile cosine and top-10 overlap against the original on

@@ -55,6 +55,7 @@ def compress_sentence_encoder(
     *,
     resume: bool = False,
     log: Callable[[str], None] = print,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Compress a sentence encoder within ``cfg``'s agreement budget into ``out_dir``.
 
@@ -69,6 +70,7 @@ def compress_sentence_encoder(
         out_dir: the run directory (see :mod:`slimkit.text._runctx`).
         resume: continue the run in ``out_dir``; finished stages and candidates are kept.
         log: receives one line per step.
+        progress: show a progress bar while each candidate is distilled.
 
     Returns:
         The summary, also written to ``out_dir/summary.json`` (see ``docs/text.md``).
@@ -93,7 +95,7 @@ def compress_sentence_encoder(
     if run.done(BASELINE):
         threads = run.output(BASELINE)["threads"]
     length = min(cfg.measure.max_length, teacher.max_length)
-    ctx = Context(teacher, splits, cfg, run, log, threads, length)
+    ctx = Context(teacher, splits, cfg, run, log, threads, length, progress)
     run_baseline(ctx)
     run_search(ctx)
     return run_export(ctx)
@@ -210,7 +212,7 @@ def _evaluate(
     student = prune_encoder(ctx.teacher, candidate, ctx.splits.train)
     texts, distill = training_texts(ctx.cfg, ctx.splits.train)
     distill_encoder(
-        student, ctx.teacher, texts, distill, progress=False, max_seconds=ctx.cfg.max_seconds
+        student, ctx.teacher, texts, distill, progress=ctx.progress, max_seconds=ctx.cfg.max_seconds
     )
     trained = distill_report(student)
     graphs = {"fp32": f"{folder}/fp32.onnx"}
