@@ -138,7 +138,10 @@ def test_a_run_holds_the_budget_and_its_model_reloads_with_transformers_alone(
 
 
 def test_without_a_pruned_candidate_in_budget_the_unpruned_encoder_is_kept(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, inputs: tuple[Path, Path]
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    inputs: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     run = tmp_path / "run"
     argv = _argv(inputs, run, "--min-cosine", 0.99999, "--candidates", TWO, "--distill-steps", 1)
@@ -164,6 +167,26 @@ def test_without_a_pruned_candidate_in_budget_the_unpruned_encoder_is_kept(
     assert main(["report", str(run), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["markdown"] == str(run / "report.md")
     assert (run / "report.md").read_text() == report
+    # resumed on another encoder: refused, the run holds for its own input only
+    other = tiny_bert_dir(tmp_path / "other", layers=2)
+    other_argv = _argv((other, inputs[1]), run, "--min-cosine", 0.99999, "--resume")
+    assert main([*other_argv, "--candidates", TWO, "--distill-steps", "1"]) == 1
+    assert "was started on another encoder" in capsys.readouterr().err
+    # resumed with a looser budget: the search and export are redone; the first candidate,
+    # whose files were removed when it missed, is pruned again, and now holds
+    pruned: list[str] = []
+    prune = _search.prune_encoder
+
+    def counting(encoder: Any, cfg: Any, texts: Any, **kwargs: Any) -> Any:
+        pruned.append(slimkit.text.candidate_label(cfg))
+        return prune(encoder, cfg, texts, **kwargs)
+
+    monkeypatch.setattr(_search, "prune_encoder", counting)
+    argv[argv.index("--min-cosine") + 1] = "0.5"
+    looser = _run(capsys, [*argv, "--resume"])
+    assert pruned == ["L0.50-H0.50-F0.50"]
+    assert looser["budget"]["met_by_pruned"] and looser["chosen"]["label"] == "L0.50-H0.50-F0.50"
+    assert looser["baseline"] == summary["baseline"]  # kept
 
 
 def test_a_killed_run_resumes_without_redoing_finished_candidates(
