@@ -26,6 +26,13 @@ from ..search import (
     compress,
     run_worker,
 )
+from ._compress_text import (
+    IMAGE_ONLY,
+    TEXT_TASK,
+    add_text_flags,
+    cmd_compress_text,
+    refuse_text_flags,
+)
 from ._guards import refuse_quantized
 from ._output import add_output_flags, log, print_json, profile_table
 from ._parser import field_default
@@ -67,7 +74,12 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
     p = sub.add_parser(
         "compress", help="smallest/fastest model within an accuracy budget (prune+KD+int8)"
     )
-    p.add_argument("artifact", metavar="ARTIFACT", help="the trained model (.safetensors)")
+    p.add_argument(
+        "artifact",
+        metavar="ARTIFACT",
+        help="the trained model (.safetensors), or with --task sentence-embedding a Hugging "
+        "Face sentence-encoder directory",
+    )
     p.add_argument(
         "--max-drop",
         type=float,
@@ -218,7 +230,9 @@ def compress_parsers(sub: argparse._SubParsersAction, add_common: AddCommon) -> 
         action="store_true",
         help="continue the run in RUN_DIR; with changed options, redo only the stages they feed",
     )
+    add_text_flags(p)
     add_common(p)
+    p.set_defaults(image_only_defaults={dest: p.get_default(dest) for dest in IMAGE_ONLY})
 
     w = sub.add_parser("worker", help="join a compress run's search from another process")
     w.add_argument("run_dir", metavar="RUN_DIR", help="the run directory of a compress run")
@@ -350,6 +364,9 @@ def finish(summary: dict[str, Any], as_json: bool) -> int:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     """Run (or resume) the compress pipeline on ARTIFACT into RUN_DIR."""
+    if args.task == TEXT_TASK:
+        return cmd_compress_text(args)
+    refuse_text_flags(args)
     cfg = config_from_args(args)
     stale_after_s = stale_after(args)
     refuse_input_in_run(args.artifact, args.out)
@@ -425,12 +442,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from ..report import write_report
 
-    RunDir.open(args.run_dir)  # a missing or damaged state.json: one line naming it
-    paths = write_report(args.run_dir)
+    run = RunDir.open(args.run_dir)  # a missing or damaged state.json: one line naming it
+    if run.state.get("config", {}).get("task") == TEXT_TASK:
+        from ..text import write_text_report
+
+        paths = write_text_report(args.run_dir)
+    else:
+        paths = write_report(args.run_dir)
     if args.json:
         print_json(paths)
     else:
-        print(f"report: {paths['html']}")
+        print(f"report: {paths.get('html', paths['markdown'])}")
     return 0
 
 
@@ -446,9 +468,10 @@ def interrupted_note(args: argparse.Namespace) -> str | None:
     out = args.out if args.command == "compress" else _recipe_out(args)
     if out is None or not (Path(out) / "state.json").is_file():
         return "no run directory was started"
+    finished = "candidates" if getattr(args, "task", None) == TEXT_TASK else "trials"
     return (
-        f"{out} keeps the stages and trials it finished: run the same command with --resume "
-        "to continue"
+        f"{out} keeps the stages and {finished} it finished: run the same command with "
+        "--resume to continue"
     )
 
 

@@ -1,7 +1,9 @@
 """Example invocations that end each command's ``--help``.
 
 Every one runs on the built-in Fashion-MNIST data and the reference artifacts in
-``references/`` (``make references``); a test parses each of them with the real parser.
+``references/`` (``make references``), but the sentence encoder's, which reads a Hugging Face
+directory and a corpus of your own (``make corpus``); a test parses each of them with the real
+parser.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "--out runs/seed-cnn",
         "slimkit compress references/seed-cnn.safetensors --max-drop 0.5 --goal latency "
         "--out runs/seed-cnn --resume",
+        "slimkit compress models/all-MiniLM-L6-v2 --task sentence-embedding --data "
+        "text:runs/corpus --min-cosine 0.97 --distill-steps 2000 --out runs/minilm",
     ),
     "worker": ("slimkit worker runs/seed-cnn",),
     "run": ("slimkit run recipes/seed-cnn.yaml compress.trials=4",),

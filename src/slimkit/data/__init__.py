@@ -22,6 +22,7 @@ from ._splits import Splits, TensorBatches, make_loader, split_train_val
 from ._text import (
     FORTUNES_DIR,
     TextSplits,
+    carve_validation,
     fortune_sentences,
     load_text,
     read_lines,
@@ -44,6 +45,7 @@ __all__ = [
     "TensorBatches",
     "TextSplits",
     "build_corpus",
+    "carve_validation",
     "check_data_args",
     "extract_sentences",
     "format_of",

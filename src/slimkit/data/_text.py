@@ -188,6 +188,55 @@ def split_texts(
     )
 
 
+def carve_validation(splits: TextSplits, size: int | None = None, *, seed: int = 0) -> TextSplits:
+    """``splits`` with a validation split taken from its training sentences, for sources
+    that have none (fortunes, text files); a split that has one is returned as it is.
+
+    The sentences moved are the ``size`` first by the SHA-256 of the seed and the sentence
+    (so the choice does not depend on order); the training sentences keep their order. The
+    description (``meta["validation"]``) says how the split was made.
+
+    Args:
+        splits: sentences without a validation split.
+        size: validation sentences (default: as many as ``eval`` holds, at most a quarter of
+            the training sentences).
+        seed: the choice's seed.
+
+    Example:
+        >>> splits = carve_validation(load_text("fortunes"))
+        >>> splits.describe()["validation"]
+
+    Raises:
+        ValueError: if ``size`` < 1 or would leave no training sentences.
+    """
+    if splits.val:
+        return splits
+    if size is None:
+        size = min(len(splits.eval), len(splits.train) // 4)
+    if size < 1 or size >= len(splits.train):
+        raise ValueError(
+            f"{splits.name}: cannot carve {size} validation sentences out of "
+            f"{len(splits.train)} training sentences; add text"
+        )
+
+    def key(text: str) -> bytes:
+        return hashlib.sha256(f"{seed}\x00validation\x00{text}".encode()).digest()
+
+    chosen = set(sorted(splits.train, key=key)[:size])
+    meta = {
+        **splits.meta,
+        "validation": {
+            "carved_from": "train",
+            "sentences": size,
+            "seed": seed,
+            "how": "the first by SHA-256 of seed and sentence",
+        },
+    }
+    train = tuple(t for t in splits.train if t not in chosen)
+    val = tuple(t for t in splits.train if t in chosen)
+    return dataclasses.replace(splits, train=train, val=val, meta=meta)
+
+
 def load_text(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = "fortunes",
     *,

@@ -27,7 +27,13 @@ from ._structured import (
     torchvision_case,
     zero_units_,
 )
-from ._text import TINY_SENTENCES, tiny_bert_dir, tiny_sentence_encoder
+from ._text import (
+    TINY_SENTENCES,
+    tiny_bert_dir,
+    tiny_sentence_encoder,
+    tiny_text_corpus,
+    tiny_text_folder,
+)
 
 __all__ = [
     "MISSING_DATA_HINT",
@@ -43,6 +49,8 @@ __all__ = [
     "seeded_model",
     "tiny_bert_dir",
     "tiny_sentence_encoder",
+    "tiny_text_corpus",
+    "tiny_text_folder",
     "torchvision_case",
     "zero_units_",
 ]

@@ -76,3 +76,37 @@ def tiny_bert_dir(
 def tiny_sentence_encoder(directory: str | os.PathLike[str], **kwargs: int) -> SentenceEncoder:
     """:func:`tiny_bert_dir` loaded with :func:`slimkit.models.load_hf`."""
     return load_hf(tiny_bert_dir(directory, **kwargs))
+
+
+def tiny_text_folder(
+    directory: str | os.PathLike[str], *, documents: int = 32, sentences: int = 6, seed: int = 0
+) -> Path:
+    """Write ``documents`` text files of ``sentences`` seeded sentences each (6 to 10 words of
+    the tiny tokenizer's vocabulary, capitalised, ending with a full stop) into
+    ``directory``; same arguments, same files."""
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    words = _WORD_LIST.split()
+    generator = torch.Generator().manual_seed(seed)
+    for doc in range(documents):
+        lines = []
+        for _ in range(sentences):
+            count = int(torch.randint(6, 11, (1,), generator=generator))
+            picks = torch.randint(len(words), (count,), generator=generator).tolist()
+            text = " ".join(words[i] for i in picks)
+            lines.append(text[0].upper() + text[1:] + ".")
+        (root / f"doc{doc:03d}.txt").write_text(" ".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def tiny_text_corpus(directory: str | os.PathLike[str], **kwargs: int) -> Path:
+    """A corpus (:func:`slimkit.data.build_corpus`, a quarter of the documents for validation
+    and a quarter for test) of :func:`tiny_text_folder`'s files, in ``directory/corpus``;
+    read it with ``load_text(f"text:{path}")``."""
+    from ..data import CorpusConfig, build_corpus
+
+    root = Path(directory)
+    folder = tiny_text_folder(root / "documents", **kwargs)
+    cfg = CorpusConfig(sources=(f"folder:{folder}",), val_fraction=0.25, test_fraction=0.25)
+    build_corpus(cfg, root / "corpus")
+    return root / "corpus"

@@ -18,6 +18,7 @@ Example:
 
 from ..prune import register_prune_handler
 from ._compress import compress_encoder, compress_report, step_config
+from ._deploy import build_summary, write_text_report
 from ._distill import (
     EMBEDDING_TRAIN,
     EmbeddingDistillConfig,
@@ -34,6 +35,20 @@ from ._importance import (
     TextImportance,
 )
 from ._metrics import agreement, mean_cosine, neighbours, topk_overlap
+from ._plan import (
+    DEFAULT_CANDIDATES,
+    TEXT_GOALS,
+    AgreementBudget,
+    EncoderCompressConfig,
+    Goal,
+    TextMeasureConfig,
+    candidate_label,
+    choose,
+    grid,
+    ordered,
+    parse_candidates,
+    predicted_fraction,
+)
 from ._prune import (
     EncoderPruneConfig,
     prune_encoder,
@@ -42,43 +57,70 @@ from ._prune import (
     select_removed,
     text_batches,
 )
+from ._records import CandidateRecord, FormResult
+from ._report import report_markdown
+from ._runctx import check_run_dir
 from ._runtime import (
     OrtEncoder,
     export_onnx,
     quantize_onnx,
+    quantize_onnx_defaults,
     quantize_torch_dynamic,
     tensor_bytes,
 )
+from ._search import check_splits, compress_sentence_encoder, training_texts
 
 register_prune_handler(EncoderPruneConfig, prune_handler)
 
 __all__ = [
+    "DEFAULT_CANDIDATES",
     "EMBEDDING_TRAIN",
+    "TEXT_GOALS",
     "TEXT_IMPORTANCE",
     "ActivationImportance",
+    "AgreementBudget",
+    "CandidateRecord",
     "EmbeddingDistillConfig",
     "EmbeddingKDLoss",
+    "EncoderCompressConfig",
     "EncoderPruneConfig",
     "FisherImportance",
+    "FormResult",
+    "Goal",
     "MagnitudeImportance",
     "OrtEncoder",
     "TextImportance",
+    "TextMeasureConfig",
     "agreement",
+    "build_summary",
+    "candidate_label",
+    "check_run_dir",
+    "check_splits",
+    "choose",
     "compress_encoder",
     "compress_report",
+    "compress_sentence_encoder",
     "distill_encoder",
     "distill_report",
     "export_onnx",
+    "grid",
     "hidden_state_loss",
     "mean_cosine",
     "neighbours",
+    "ordered",
+    "parse_candidates",
+    "predicted_fraction",
     "prune_encoder",
     "prune_report",
     "quantize_onnx",
+    "quantize_onnx_defaults",
     "quantize_torch_dynamic",
+    "report_markdown",
     "select_removed",
     "step_config",
     "tensor_bytes",
     "text_batches",
     "topk_overlap",
+    "training_texts",
+    "write_text_report",
 ]

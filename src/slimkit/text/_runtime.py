@@ -112,6 +112,17 @@ def quantize_onnx(
     return Path(target)
 
 
+def quantize_onnx_defaults(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """ONNX Runtime's ``quantize_dynamic`` with all of its defaults (int8 weights, one scale
+    per tensor, every op type it quantizes): the int8 model a user gets without slimkit, the
+    peer :func:`quantize_onnx` is compared with. Written atomically."""
+    require("onnx")
+    quantization = require("onnxruntime.quantization")
+    with atomic_path(target) as tmp:
+        quantization.quantize_dynamic(str(source), str(tmp))
+    return Path(target)
+
+
 class OrtEncoder:
     """An exported encoder run by ONNX Runtime, with :class:`SentenceEncoder`'s interface.
 
