@@ -17,6 +17,7 @@ from slimkit.cli._main import main
 from slimkit.data import load_text
 from slimkit.testing import tiny_bert_dir, tiny_text_corpus
 from slimkit.text import AgreementBudget, FormResult, _search
+from slimkit.text._plan import candidate_label
 
 pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
@@ -178,7 +179,7 @@ def test_without_a_pruned_candidate_in_budget_the_unpruned_encoder_is_kept(
     prune = _search.prune_encoder
 
     def counting(encoder: Any, cfg: Any, texts: Any, **kwargs: Any) -> Any:
-        pruned.append(slimkit.text.candidate_label(cfg))
+        pruned.append(candidate_label(cfg))
         return prune(encoder, cfg, texts, **kwargs)
 
     monkeypatch.setattr(_search, "prune_encoder", counting)
@@ -201,7 +202,7 @@ def test_a_killed_run_resumes_without_redoing_finished_candidates(
     prune = _search.prune_encoder
 
     def counting(encoder: Any, cfg: Any, texts: Any, **kwargs: Any) -> Any:
-        pruned.append(slimkit.text.candidate_label(cfg))
+        pruned.append(candidate_label(cfg))
         if len(pruned) == 2 and kill:
             raise KeyboardInterrupt  # Ctrl-C in the second candidate
         return prune(encoder, cfg, texts, **kwargs)

@@ -344,7 +344,7 @@ def test_latency_cost_plans_on_measured_layer_times(
         assert len(kept) == len(curve["ratios"]) and 0 < kept[-1] <= kept[0] <= 1
         # A ratio that rounds to no cut keeps exactly all the time (nothing is profiled); a
         # real cut's measured time is never predicted above the unpruned layer's.
-        assert all(k == 1 for k, m in zip(kept, curve["macs_fraction"]) if m == 1)
+        assert all(k == 1 for k, m in zip(kept, curve["macs_fraction"], strict=True) if m == 1)
     deepest = [plan["latency_fractions"][c["key"]][-1] for c in curves]
     assert min(deepest) < 1  # the widest cuts save measurable time
     assert any("time per layer" in line for line in lines), lines

@@ -23,14 +23,15 @@ from slimkit.text import (
     EncoderCompressConfig,
     EncoderPruneConfig,
     FormResult,
+)
+from slimkit.text._plan import (
     candidate_label,
-    check_splits,
     choose,
     ordered,
     parse_candidates,
     predicted_fraction,
-    training_texts,
 )
+from slimkit.text._search import check_splits, training_texts
 
 
 @pytest.fixture(scope="module")

@@ -444,7 +444,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     run = RunDir.open(args.run_dir)  # a missing or damaged state.json: one line naming it
     if run.state.get("config", {}).get("task") == TEXT_TASK:
-        from ..text import write_text_report
+        from ..text._deploy import write_text_report
 
         paths = write_text_report(args.run_dir)
     else:

@@ -25,8 +25,8 @@ from ..text import (
     EncoderCompressConfig,
     EncoderPruneConfig,
     TextMeasureConfig,
-    parse_candidates,
 )
+from ..text._plan import parse_candidates
 from ._output import log, print_json
 from ._parser import field_default
 
@@ -222,7 +222,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     """The encoder and the sentences; a bad one is a ValueError naming the fix."""
     from ..data import load_text
     from ..models import load_hf
-    from ..text import check_splits
+    from ..text._search import check_splits
 
     try:
         check_hf_dir(args.artifact)
@@ -254,7 +254,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def finish_text(summary: dict[str, Any], as_json: bool) -> int:
     """Print the result: the report's table and headline, or the summary as JSON."""
-    from ..text import report_markdown
+    from ..text._report import report_markdown
 
     if as_json:
         print_json(summary)
@@ -267,7 +267,8 @@ def finish_text(summary: dict[str, Any], as_json: bool) -> int:
 
 def cmd_compress_text(args: argparse.Namespace) -> int:
     """``compress --task sentence-embedding``: check, load, run, print."""
-    from ..text import check_run_dir, compress_sentence_encoder
+    from ..text import compress_sentence_encoder
+    from ..text._runctx import check_run_dir
     from ._compress import refuse_input_in_run
 
     cfg = text_config(args)

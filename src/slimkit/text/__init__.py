@@ -18,7 +18,6 @@ Example:
 
 from ..prune import register_prune_handler
 from ._compress import compress_encoder, compress_report, step_config
-from ._deploy import build_summary, write_text_report
 from ._distill import (
     EMBEDDING_TRAIN,
     EmbeddingDistillConfig,
@@ -42,12 +41,7 @@ from ._plan import (
     EncoderCompressConfig,
     Goal,
     TextMeasureConfig,
-    candidate_label,
-    choose,
     grid,
-    ordered,
-    parse_candidates,
-    predicted_fraction,
 )
 from ._prune import (
     EncoderPruneConfig,
@@ -58,17 +52,14 @@ from ._prune import (
     text_batches,
 )
 from ._records import CandidateRecord, FormResult
-from ._report import report_markdown
-from ._runctx import check_run_dir
 from ._runtime import (
     OrtEncoder,
     export_onnx,
     quantize_onnx,
-    quantize_onnx_defaults,
     quantize_torch_dynamic,
     tensor_bytes,
 )
-from ._search import check_splits, compress_sentence_encoder, training_texts
+from ._search import compress_sentence_encoder
 
 register_prune_handler(EncoderPruneConfig, prune_handler)
 
@@ -92,11 +83,6 @@ __all__ = [
     "TextImportance",
     "TextMeasureConfig",
     "agreement",
-    "build_summary",
-    "candidate_label",
-    "check_run_dir",
-    "check_splits",
-    "choose",
     "compress_encoder",
     "compress_report",
     "compress_sentence_encoder",
@@ -107,20 +93,13 @@ __all__ = [
     "hidden_state_loss",
     "mean_cosine",
     "neighbours",
-    "ordered",
-    "parse_candidates",
-    "predicted_fraction",
     "prune_encoder",
     "prune_report",
     "quantize_onnx",
-    "quantize_onnx_defaults",
     "quantize_torch_dynamic",
-    "report_markdown",
     "select_removed",
     "step_config",
     "tensor_bytes",
     "text_batches",
     "topk_overlap",
-    "training_texts",
-    "write_text_report",
 ]
