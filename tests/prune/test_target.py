@@ -49,3 +49,22 @@ def test_an_unreachable_target_is_still_refused() -> None:
     model, x = ResidualStream(3).eval(), torch.randn(1, 1, 8, 8)
     with pytest.raises(PruningTargetError, match="cannot reach 1%"):
         slimkit.prune(model, slimkit.StructuredConfig(target_macs=0.01), example_inputs=x)
+
+
+def test_the_search_holds_at_most_two_pruned_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    from slimkit.prune import _target
+
+    held: list[int] = []
+    original = _target._Search._release
+
+    def counting(self: _target._Search, keep: object) -> None:
+        original(self, keep)  # type: ignore[arg-type]
+        held.append(sum(c.model is not _target.RELEASED for _, c in self.evaluated))
+
+    monkeypatch.setattr(_target._Search, "_release", counting)
+    torch.manual_seed(0)
+    model, x = ResidualStream(6).eval(), torch.randn(1, 1, 8, 8)
+    pruned = slimkit.prune(model, slimkit.StructuredConfig(target_macs=0.5), example_inputs=x)
+    assert len(held) >= 4 and max(held) == 2  # many steps, never more than best + latest
+    fraction = slimkit.count_macs(pruned, x) / slimkit.count_macs(model, x)
+    assert 0.475 <= fraction <= 0.5  # the best one kept its model
