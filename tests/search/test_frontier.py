@@ -60,7 +60,7 @@ def test_the_size_goal_starts_with_the_plans_cut_plus_sparsity_and_bisects_it() 
     size = CompressConfig(max_drop=0.5, goal="size", max_sparsity=0.95)
     assert size.keep_param == "params_keep"  # the size goal's plan cuts weights, not MACs
     assert initial_params(size, 0.7) == {"params_keep": 0.7, "sparsity": SIZE_START_SPARSITY}
-    assert initial_params(CFG, 0.7) == {"latency_keep": 0.7}  # latency on int8: priced in ms
+    assert initial_params(CFG, 0.7) == {"macs_keep": 0.7}
     capped = CompressConfig(max_drop=0.5, goal="size", max_sparsity=0.5, max_macs_keep=0.6)
     assert initial_params(capped, 0.7) == {"params_keep": 0.6, "sparsity": 0.5}
     by_macs = CompressConfig(max_drop=0.5, goal="size", structure_cost="macs")
