@@ -175,6 +175,7 @@ WRITTEN_BEFORE: list[tuple[Any, dict[str, Any]]] = [
             "method": "encoder-heads-ffn",
             "heads": 0.25,
             "ffn": 0.5,
+            "layers": 0.0,
             "importance": "fisher",
             "scope": {"type": "per-layer", "overrides": {"encoder.layer.0.*": 0.1}},
             "round_to": 1,
@@ -192,6 +193,11 @@ def test_configs_write_and_read_the_layout_they_wrote_before(
 ) -> None:
     assert cfg.to_dict() == data
     assert type(cfg).from_dict(data) == cfg
+
+
+def test_an_encoder_prune_config_written_before_layer_dropping_reads() -> None:
+    old = {"method": "encoder-heads-ffn", "heads": 0.25, "ffn": 0.5}
+    assert EncoderPruneConfig.from_dict(old) == EncoderPruneConfig(heads=0.25, ffn=0.5, layers=0.0)
 
 
 def test_a_recipe_written_before_model_args_reads() -> None:
