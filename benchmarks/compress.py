@@ -35,10 +35,11 @@ from typing import Any
 import torch
 
 import slimkit
-from slimkit.measure import count_params, evaluate_accuracy
+from slimkit.measure import count_params, cpu_info, evaluate_accuracy
 from slimkit.quantize import OrtModule, export_fp32
 from slimkit.quantize._calib import calibration_batches
 from slimkit.report._report import plan_cut
+from slimkit.runtime import RUNTIMES
 from slimkit.search import CompressConfig, compress
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -192,13 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     for goal, s in summaries.items():
-        files = s["files"]
+        files, backend = s["files"], s["result"].get("backend")
         runner = (
-            OrtModule(files["onnx"], args.threads)
-            if "onnx" in files
+            RUNTIMES.get(backend).load(files["onnx"], args.threads)
+            if "onnx" in files and backend in RUNTIMES.names()
             else slimkit.load(files["artifact"])
         )
-        variants[f"slimkit compress --goal {goal}"] = {
+        variants[f"slimkit compress --goal {goal} ({backend or 'eager'})"] = {
             "model": runner,
             "bytes": Path(files["artifact"]).stat().st_size,
             "wall_s": sum(st["seconds"] for st in s["stages"]),
@@ -238,7 +239,7 @@ def render(
         f"`{args.artifact}`; budget {args.max_drop} points of validation top-1; {args.trials} trials, "
         f"{args.recover_epochs} recovery epoch(s) (the Torch-Pruning peer gets as many fine-tune "
         f"epochs); {args.threads} thread(s); latency medians of {args.rounds} interleaved rounds; "
-        f"{platform.machine()}, torch {torch.__version__}.",
+        f"{_machine()}, torch {torch.__version__}.",
         "",
         f"```\n{cmd}\n```",
         "",
@@ -277,6 +278,15 @@ def render(
             f"{s['budget']['val_drop']:+.2f}, test drop {s['budget']['test_drop']:+.2f}."
         )
     return "\n".join(lines) + "\n"
+
+
+def _machine() -> str:
+    """The CPU and the int8 features its speedups depend on."""
+    cpu = cpu_info()
+    features = ", ".join(
+        f"{k.upper()} {'yes' if cpu[k] else 'no'}" for k in ("avx512", "vnni", "amx")
+    )
+    return f"{cpu['name']} ({cpu['cores']} cores; {features}; {platform.machine()})"
 
 
 def _channel_ratios(plan: dict[str, Any]) -> dict[str, float]:

@@ -116,20 +116,41 @@ def baseline(name: str, splits: Splits, args: argparse.Namespace, work: Path) ->
 def torch_pruning_at(
     model: torch.nn.Module, ratio: float, example: torch.Tensor
 ) -> torch.nn.Module:
-    """Torch-Pruning's MetaPruner, group L2 magnitude, one local ratio, classifier ignored."""
+    """Torch-Pruning's MetaPruner, group L2 magnitude, one local ratio, classifier ignored.
+
+    Attention blocks that keep ``qkv`` and ``num_heads`` (timm's ViT family) are handed to
+    Torch-Pruning the way its own ViT example does: the head count is declared, every head
+    keeps its place and loses the same dimensions, and the block's head attributes are updated
+    after the step (the softmax scale stays, so the kept dimensions compute what they did).
+    """
     import torch_pruning as tp
 
     candidate = copy.deepcopy(model)
     last = [m for m in candidate.modules() if isinstance(m, torch.nn.Linear)][-1:]
+    attention = [m for m in candidate.modules() if _is_qkv_attention(m)]
     pruner = tp.pruner.MetaPruner(
         candidate,
         example,
         importance=tp.importance.GroupMagnitudeImportance(p=2),
         pruning_ratio=ratio,
         ignored_layers=last,
+        num_heads={m.qkv: m.num_heads for m in attention},
+        prune_head_dims=True,
+        prune_num_heads=False,
     )
     pruner.step()
+    for m in attention:
+        m.num_heads = pruner.num_heads[m.qkv]
+        m.head_dim = m.qkv.out_features // (3 * m.num_heads)
+        if hasattr(m, "attn_dim"):
+            m.attn_dim = m.num_heads * m.head_dim
     return candidate
+
+
+def _is_qkv_attention(module: torch.nn.Module) -> bool:
+    return isinstance(getattr(module, "qkv", None), torch.nn.Linear) and isinstance(
+        getattr(module, "num_heads", None), int
+    )
 
 
 def torch_pruning_ratio(model: torch.nn.Module, target: float, example: torch.Tensor) -> float:
