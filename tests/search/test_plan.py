@@ -158,3 +158,35 @@ def test_channel_floor_caps_each_group(trained: nn.Module, small_splits: Splits)
     free = Pruner.build(trained, small_splits, "l2")
     deep = free.widths(plan_for_keep(free, curves, 0.1)[0])
     assert min(deep[key] for key in channels) < 16  # without the floor the plan goes lower
+
+
+class _SharePruner:
+    """A stand-in pruner: each group holds a share of the MACs, removed in proportion."""
+
+    def __init__(self, shares: dict[str, float]) -> None:
+        self.shares = shares
+
+    def caps(self, curves: list[GroupCurve]) -> dict[str, float]:
+        return {c.key: MAX_RATIO for c in curves}
+
+    def fraction(self, ratios: dict[str, float], cost: str = "macs") -> float:
+        return 1.0 - sum(self.shares[k] * r for k, r in ratios.items())
+
+
+def test_plan_follows_the_target_when_many_cuts_measure_free() -> None:
+    # mobilenet_v3_small on Fashion-MNIST: most groups lose nothing on the probe images. A
+    # bisection over a range of λ could not resolve their tie slope and cut them all at once,
+    # the same plan for every target from 30% to 99% of the MACs.
+    free = [curve(f"free{i}", [0.0, 0.0]) for i in range(10)]
+    costly = curve("costly", [0.5, 2.0])
+    shares = {**{c.key: 0.08 for c in free}, "costly": 0.15}
+    pruner = _SharePruner(shares)
+    fractions = []
+    for keep in (0.95, 0.8, 0.5, 0.3):
+        ratios, fraction = plan_for_keep(pruner, [*free, costly], keep)  # type: ignore[arg-type]
+        assert keep - 0.02 < fraction <= keep
+        assert fraction == pytest.approx(pruner.fraction(ratios))
+        fractions.append(fraction)
+    # The free groups go first; the costly one only when they are spent.
+    assert plan_for_keep(pruner, [*free, costly], 0.5)[0]["costly"] == 0.0  # type: ignore[arg-type]
+    assert plan_for_keep(pruner, [*free, costly], 0.2)[0]["costly"] > 0.0  # type: ignore[arg-type]

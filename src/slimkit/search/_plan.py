@@ -3,7 +3,8 @@
 The sensitivity stage prunes one group at a time (no fine-tuning) and records the validation
 accuracy drop. The plan gives every group the largest ratio whose measured (interpolated)
 drop stays under a common threshold λ, so that insensitive groups lose more channels than
-sensitive ones; λ is bisected until the pruned model keeps the wanted fraction of MACs.
+sensitive ones; λ is bisected, over the prices at which some group's ratio grows, until the
+pruned model keeps the wanted fraction of MACs.
 
 Residual blocks that can be removed whole (depth pruning) have a curve of one point, the drop
 when the block alone is replaced by the identity: at threshold λ a block goes when that drop
@@ -23,6 +24,7 @@ on an int8 CPU kernel) is then worth more than a block of the same MACs that run
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import islice
@@ -46,6 +48,8 @@ MAX_RATIO = 0.9
 # A tiny slope added to every curve: with it, λ = 0 prunes nothing and larger λ prunes more,
 # even for groups whose measured drop is zero at every probed ratio.
 TIE_SLOPE = 1e-3
+#: The ratios a channel group may get: a 1% grid.
+RATIO_GRID = np.linspace(0.0, MAX_RATIO, 91)
 #: Costs whose λ is a price (points of drop per fraction of the cost saved), not a drop.
 PRICED = ("params", "latency")
 
@@ -106,9 +110,22 @@ class GroupCurve:
         points, or (a priced ``cost``) points of drop per fraction of the cost saved."""
         if self.kind == "block":
             return 1.0 if self.within(1.0, threshold, cost) else 0.0
-        grid = np.linspace(0.0, MAX_RATIO, 91)
-        ok = [r for r in grid if r <= cap + 1e-9 and self.within(float(r), threshold, cost)]
+        ok = [r for r in RATIO_GRID if r <= cap + 1e-9 and self.within(float(r), threshold, cost)]
         return float(ok[-1]) if ok else 0.0
+
+    def price_at(self, ratio: float, cost: str = "macs") -> float:
+        """The smallest threshold λ within which ``ratio`` may be cut (inf: never)."""
+        drop = self.drop_at(ratio)
+        if cost not in PRICED:
+            return drop
+        saved = self.saved_at(ratio, cost)
+        return drop / saved if saved > 0 else float("inf")
+
+    def candidate_ratios(self, cap: float = MAX_RATIO) -> list[float]:
+        """The ratios :meth:`ratio_for` can return besides 0."""
+        if self.kind == "block":
+            return [1.0]
+        return [float(r) for r in RATIO_GRID[1:] if r <= cap + 1e-9]
 
     def top_price(self, cost: str = "macs") -> float:
         """The threshold at which this curve is cut as far as it goes."""
@@ -348,32 +365,54 @@ def plan_for_keep(
     curves: list[GroupCurve],
     keep: float,
     cost: str = "macs",
-    *,
-    iterations: int = 14,
 ) -> tuple[dict[str, float], float]:
-    """Bisect λ until the pruned model keeps about ``keep`` of its MACs, parameters or
-    predicted latency (``cost``), at or below it.
+    """The allocation at the smallest threshold λ whose pruned model keeps at most ``keep`` of
+    its MACs, parameters or predicted latency (``cost``).
+
+    The allocation changes only at the λ where some curve admits a larger ratio, so the search
+    bisects over those prices rather than over a range of λ: groups whose measured drop is nil
+    differ only by the tie slope, far below any fixed resolution of λ, and a bisection of the
+    range jumped from pruning nothing to cutting all of them at once.
 
     Returns the per-group ratios and the fraction they achieve. When even the largest
     ratios keep more than ``keep``, those ratios are returned with their (higher) fraction.
     """
     if keep >= 1.0 or not curves:
         return {}, 1.0
-    high = max(c.top_price(cost) for c in curves) + 1.0
     caps = pruner.caps(curves)
-    best = allocate(curves, high, caps, cost=cost)
-    best_fraction = pruner.fraction(best, cost)
-    if best_fraction > keep:
-        return best, best_fraction
+    prices = sorted(
+        {
+            # Nudged up so that ``within`` holds at the price despite rounding.
+            price * (1.0 + 1e-9) + 1e-12
+            for c in curves
+            for r in c.candidate_ratios(caps.get(c.key, MAX_RATIO))
+            if math.isfinite(price := c.price_at(r, cost))
+        }
+    )
+    if not prices:
+        return {}, 1.0
+    found: dict[int, tuple[dict[str, float], float]] = {}
 
-    def keeps_more(threshold: float) -> bool | None:
-        nonlocal best, best_fraction  # the last allocation keeping at most ``keep``
-        ratios = allocate(curves, threshold, caps, cost=cost)
-        fraction = pruner.fraction(ratios, cost)
-        if fraction > keep:
-            return True
-        best, best_fraction = ratios, fraction
-        return None if keep - fraction < 0.01 else False
+    def at(index: int) -> tuple[dict[str, float], float]:
+        if index not in found:
+            ratios = allocate(curves, prices[index], caps, cost=cost)
+            found[index] = ratios, pruner.fraction(ratios, cost)
+        return found[index]
 
-    bisect(0.0, high, keeps_more, steps=iterations)
-    return best, best_fraction
+    last = len(prices) - 1
+    if at(last)[1] > keep:
+        return at(last)
+
+    def keeps_more(index: float) -> bool | None:
+        return at(int(index))[1] > keep
+
+    # Invariant: the allocation at ``fails_at`` keeps at most ``keep``; at ``holds_at`` (-1:
+    # nothing cut) it keeps more. Stop when the two ends are neighbours.
+    holds, fails = -1.0, float(last)
+    while fails - holds > 1:
+        holds, fails = bisect(holds, fails, keeps_more, steps=1, snap=_floor)
+    return at(int(fails))
+
+
+def _floor(point: float) -> float:
+    return float(math.floor(point))
