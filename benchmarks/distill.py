@@ -5,6 +5,8 @@ convergence, see ``docs/references.md``) and is taught by the reference resnet20
 
 - ``slim``: seed-cnn-slim from scratch, a slimmer architecture (1% of the teacher's MACs),
   trained with its own reference recipe (Adam, cosine decay, crop-flip);
+- ``mnv3``: torchvision's mobilenet_v3_small from scratch (the architecture of its reference
+  artifact, fresh weights), a slimmer modern architecture, with its reference recipe (AdamW);
 - ``pruned``: the reference seed-cnn pruned once to half its MACs (structured, group L2),
   then recovered;
 - ``self``: the reference resnet20 pruned once to half its MACs, recovered from its own
@@ -14,7 +16,8 @@ Within a pair every arm uses the same TrainConfig, the same epochs and the same 
 seed sets the student's initialisation where it has a random one, the data order and the
 augmentations); only the loss differs. An arm is ``ce`` (cross-entropy only) or a distillation
 loss written ``NAME[:key=value...]`` with ``NAME`` in ``kd`` (Hinton) or ``dkd`` (decoupled KD)
-and keys ``T``, ``alpha``, ``beta``. The teacher sees the same augmented views as the student
+and keys ``T``, ``alpha``, ``beta``, ``hint`` (FitNets weight) and ``at`` (attention-transfer
+weight), the last two over ``hint_layers='auto'``. The teacher sees the same augmented views as the student
 and runs on the fastest engine that reproduces its logits (``teacher_runtime='auto'``).
 
 Every finished run is appended to ``<workdir>/distill.json`` at once and skipped when the
@@ -47,6 +50,7 @@ from torch import nn
 
 import slimkit
 from slimkit.data import Splits
+from slimkit.export import read_spec
 from slimkit.measure import count_params, cpu_info, evaluate_accuracy
 
 TEACHER = "references/resnet20.safetensors"
@@ -67,6 +71,14 @@ PAIRS = {
         None,
         slimkit.TrainConfig(epochs=40, lr=2e-3, optimizer="adam", augment="crop-flip"),
     ),
+    "mnv3": Pair(
+        "resnet20 → mobilenet_v3_small (a slimmer modern architecture, from scratch)",
+        "references/mobilenet_v3_small.safetensors",
+        None,
+        slimkit.TrainConfig(
+            epochs=15, lr=2e-3, optimizer="adamw", weight_decay=0.01, augment="crop-flip"
+        ),
+    ),
     "pruned": Pair(
         "resnet20 → seed-cnn pruned to 50% of its MACs (recovery)",
         "references/seed-cnn.safetensors",
@@ -82,7 +94,14 @@ PAIRS = {
         ),
     ),
 }
-ARM_KEYS = {"T": "temperature", "alpha": "alpha", "beta": "beta"}
+ARM_KEYS = {
+    "T": "temperature",
+    "alpha": "alpha",
+    "beta": "beta",
+    "hint": "hint_weight",
+    "at": "attention_weight",
+}
+FEATURE_KEYS = ("hint_weight", "attention_weight")
 LOSS_NOTES = {"ce": "cross-entropy only", "kd": "Hinton's logit KD", "dkd": "decoupled KD"}
 
 
@@ -99,6 +118,8 @@ def parse_arm(spec: str) -> dict[str, Any] | None:
         if key not in ARM_KEYS:
             sys.exit(f"arm {spec!r}: unknown key {key!r}; use {', '.join(ARM_KEYS)}")
         kwargs[ARM_KEYS[key]] = float(value)
+    if any(key in kwargs for key in FEATURE_KEYS):
+        kwargs = {"hint_weight": 0.0, **kwargs, "hint_layers": "auto"}
     slimkit.DistillConfig(**kwargs)  # validate before hours of training
     return kwargs
 
@@ -116,6 +137,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit-train", type=int, default=None, help="train on the first N images")
     p.add_argument("--limit-eval", type=int, default=None, help="validate/test on N images")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--device", default="cpu", choices=("auto", "cpu", "cuda"), help="where students train"
+    )
     p.add_argument("--workdir", default="runs/bench-distill")
     p.add_argument("--out", default="docs/benchmarks/distill.md")
     p.add_argument("--no-render", action="store_true", help="only run, do not write the doc")
@@ -145,10 +169,17 @@ def pair_settings(name: str, args: argparse.Namespace, splits: Splits) -> dict[s
 
 
 def make_student(name: str, settings: dict[str, Any], work: Path, seed: int) -> nn.Module:
-    """A fresh student: seeded from scratch, or the pruned reference (pruned once, reloaded)."""
+    """A fresh student: seeded from scratch, or the pruned reference (pruned once, reloaded).
+
+    From scratch, ``pair.student`` is a registry name or an artifact whose architecture (not
+    its weights) is rebuilt.
+    """
     pair = PAIRS[name]
     if pair.target_macs is None:
         torch.manual_seed(seed)
+        if pair.student.endswith(".safetensors"):
+            arch = read_spec(pair.student)["arch"]
+            return slimkit.create_model(arch["name"], **arch["kwargs"])
         return slimkit.create_model(pair.student)
     target = settings["target_macs"]
     path = work / f"{name}-pruned-{target:g}.safetensors"
@@ -168,6 +199,7 @@ def run_one(
     settings: dict[str, Any],
     work: Path,
     seed: int,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     train_cfg = slimkit.TrainConfig(**{**settings["train"], "seed": seed})
     student = make_student(name, settings, work, seed)
@@ -175,15 +207,24 @@ def run_one(
     start = time.perf_counter()
     if kwargs is None:
         torch.manual_seed(seed)
-        slimkit.train(student, splits, train_cfg, progress=False)
+        slimkit.train(student, splits, train_cfg, progress=False, device=device)
     else:
         cfg = slimkit.DistillConfig(**kwargs, train=train_cfg)
-        slimkit.distill(student, teacher, splits, cfg, progress=False)
+        slimkit.distill(student, teacher, splits, cfg, progress=False, device=device)
+    seconds = round(time.perf_counter() - start, 1)
+    student.cpu()
     return {
         "test_accuracy": evaluate_accuracy(student, splits.test),
         "val_accuracy": evaluate_accuracy(student, splits.val),
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": seconds,
+        "device": _device_name(device),
     }
+
+
+def _device_name(device: str) -> str:
+    """``cpu``, or the GPU's name: where a run's seconds were spent."""
+    resolved = "cuda" if device == "auto" and torch.cuda.is_available() else device
+    return torch.cuda.get_device_name() if resolved == "cuda" else "cpu"
 
 
 def describe_model(model: nn.Module, splits: Splits) -> dict[str, Any]:
@@ -233,7 +274,7 @@ def run_pair(name: str, args: argparse.Namespace, splits: Splits, results_path: 
             key = f"{name}/{arm}/seed{seed}"
             if key in load_results(results_path):
                 continue
-            value = run_one(name, arm, teacher, splits, settings, work, seed)
+            value = run_one(name, arm, teacher, splits, settings, work, seed, args.device)
             print(key, value, flush=True)
             save_results(results_path, {key: value})
 
@@ -273,6 +314,8 @@ def arm_note(arm: str) -> str:
         return LOSS_NOTES["ce"]
     cfg = slimkit.DistillConfig(**kwargs)
     extra = f", β = {cfg.beta:g}" if cfg.logit_loss == "dkd" else ""
+    if cfg.uses_features:
+        extra += f", FitNets × {cfg.hint_weight:g}, attention transfer × {cfg.attention_weight:g}"
     return f"{LOSS_NOTES[cfg.logit_loss]}, T = {cfg.temperature:g}, α = {cfg.alpha:g}{extra}"
 
 
@@ -322,10 +365,12 @@ def render_pair(name: str, results: dict[str, Any]) -> list[str]:
             delta = f"{statistics.mean(accs) - statistics.mean(ce):+.2f}"
             pooled, passes = verdict(accs, ce)
         seconds = statistics.mean(r["seconds"] for r in rows)
+        devices = sorted({r.get("device", "cpu") for r in rows} - {"cpu"})
+        where = f" ({', '.join(devices)})" if devices else ""
         per_seed = " / ".join(f"{a:.2f}" for a in accs)
         lines.append(
             f"| {arm} | {arm_note(arm)} | {mean} | {per_seed} | {delta} | {pooled} | {passes} "
-            f"| {seconds:.0f} |"
+            f"| {seconds:.0f}{where} |"
         )
     return [*lines, ""]
 
