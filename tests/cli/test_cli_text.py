@@ -4,6 +4,7 @@ run, and bad input refused before any work."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -11,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+import slimkit.models
 import slimkit.text
 from slimkit.cli._main import main
 from slimkit.data import load_text
@@ -93,7 +96,14 @@ def test_a_run_holds_the_budget_and_its_model_reloads_with_transformers_alone(
     argv = _argv(inputs, run, "--min-cosine", 0.5, "--candidates", TWO, "--distill-steps", 2)
     summary = _run(capsys, argv)
     budget = AgreementBudget(0.5)
-    for name in ("summary.json", "report.md", "model.onnx", "model/config.json", "state.json"):
+    deployed_file = Path(summary["files"]["deployed"])
+    for name in (
+        "summary.json",
+        "report.md",
+        deployed_file.name,
+        "model/config.json",
+        "state.json",
+    ):
         assert (run / name).is_file(), name
     assert json.loads((run / "summary.json").read_text()) == summary
     chosen, candidates = summary["chosen"], summary["candidates"]
@@ -110,10 +120,21 @@ def test_a_run_holds_the_budget_and_its_model_reloads_with_transformers_alone(
     assert chosen["layers"] == [{"heads": 2, "head_size": 8, "intermediate_size": 32}] * 2
     # the headline is arithmetic on the measured table
     latency, deployed = summary["latency_ms"], summary["deployed"]
-    assert deployed == f"student_{chosen['form']}_ort"
+    precision, _, runtime = chosen["form"].partition("-")
+    assert deployed == f"student_{precision}_{'ov' if runtime == 'openvino' else 'ort'}"
+    assert summary["runtime"] == (runtime or "onnxruntime")
+    # the peers: the original on every installed runtime, and their int8 quantizers
+    peers = {"teacher_fp32_eager", "teacher_fp32_ort", "teacher_int8_ort"}
+    if importlib.util.find_spec("openvino"):
+        peers.add("teacher_fp32_ov")
+        assert {f["form"] for f in candidates[1]["forms"]} >= {"fp32", "int8", "fp32-openvino"}
+    if importlib.util.find_spec("nncf"):
+        peers.add("teacher_int8_ov")
+    assert peers <= set(latency)
     for batch in ("b1", "b32"):
         peer = summary["speedup"]["best_peer"][batch]
-        assert peer in ("teacher_fp32_eager", "teacher_fp32_ort", "teacher_int8_ort")
+        assert peer in peers
+        assert latency[peer][batch] == min(latency[p][batch] for p in peers)
         assert summary["speedup"]["vs_best_peer"][batch] == pytest.approx(
             latency[peer][batch] / latency[deployed][batch]
         )
@@ -126,8 +147,9 @@ def test_a_run_holds_the_budget_and_its_model_reloads_with_transformers_alone(
     assert summary["machine"]["seq_length"] == 64  # the tiny model's limit, under 128
     assert summary["reload"]["max_abs_diff"] <= 1e-5
     assert "| **result," in (run / "report.md").read_text()
-    ops = {node.op_type for node in onnx.load(str(run / "model.onnx")).graph.node}
-    assert ("MatMulInteger" in ops) == (chosen["form"] == "int8")
+    if deployed_file.suffix == ".onnx":
+        ops = {node.op_type for node in onnx.load(str(deployed_file)).graph.node}
+        assert ("MatMulInteger" in ops) == (chosen["form"] == "int8")
     # transformers alone rebuilds the student: the embeddings it measured
     val = list(load_text(f"text:{inputs[1]}").val)
     student = run / "candidates/L0.50-H0.50-F0.50/val_embeddings.safetensors"
@@ -229,6 +251,29 @@ def test_a_killed_run_resumes_without_redoing_finished_candidates(
     assert pruned == []
 
 
+def test_backend_openvino_deploys_every_form_on_openvino(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, inputs: tuple[Path, Path]
+) -> None:
+    pytest.importorskip("openvino")
+    from slimkit.text._openvino import OvEncoder
+
+    run = tmp_path / "run"
+    argv = _argv(inputs, run, "--min-cosine", 0.5, "--candidates", TWO, "--distill-steps", 2)
+    summary = _run(capsys, [*argv, "--backend", "openvino", "--no-quantize"])
+    forms = [f["form"] for c in summary["candidates"] for f in c["forms"]]
+    assert forms == ["fp32-openvino", "fp32-openvino"]  # the unpruned, then the candidate
+    assert summary["runtime"] == "openvino" and summary["deployed"] == "student_fp32_ov"
+    assert Path(summary["files"]["deployed"]) == run / "model.onnx"
+    # the peers are measured whatever the backend: they are what a user would run instead
+    assert {"teacher_fp32_ort", "teacher_int8_ort", "teacher_fp32_ov"} <= set(summary["latency_ms"])
+    assert "**result, fp32 OpenVINO** (model.onnx)" in (run / "report.md").read_text()
+    # what ships runs on OpenVINO with the embeddings the search measured
+    encoder = slimkit.models.load_hf(run / "model")
+    val = list(load_text(f"text:{inputs[1]}").val)
+    shipped = OvEncoder(run / "model.onnx", encoder.tokenizer, max_length=encoder.max_length)
+    torch.testing.assert_close(shipped.encode(val), encoder.encode(val), atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -238,6 +283,7 @@ def test_a_killed_run_resumes_without_redoing_finished_candidates(
         ({"data": "fashion-mnist"}, "is image data; with --task sentence-embedding pass sentences"),
         (["--max-drop", "1"], "--max-drop applies to image classifiers only"),
         (["--goal", "macs"], "--goal macs is not available for sentence encoders"),
+        (["--backend", "torch"], "--backend torch is not available for sentence encoders"),
         (["--device", "cuda"], "runs and times on the CPU; drop --device cuda"),
         (["--candidates", "0.5:0.5"], "--candidates takes layers:heads:ffn fractions"),
         (["--limit-eval", "5"], "the top-10 overlap needs at least 11"),

@@ -159,6 +159,15 @@ def test_the_cheapest_form_within_the_budget_is_chosen() -> None:
     assert CandidateRecord.from_dict(pruned.to_dict()) == pruned
 
 
+def test_a_faster_form_on_openvino_is_chosen_within_the_budget() -> None:
+    ort, ov = _form("int8", 0.98, 0.9, 0.4, 60), _form("int8-openvino", 0.975, 0.9, 0.3, 70)
+    pruned = CandidateRecord(label="L0.50-H0.50-F0.50", index=1, params=50, forms=(ort, ov))
+    assert (ort.runtime, ov.runtime) == ("onnxruntime", "openvino")
+    assert choose([pruned], AgreementBudget(0.97), "latency") == (pruned, ov)
+    assert choose([pruned], AgreementBudget(0.97), "size") == (pruned, ort)  # 60 < 70 bytes
+    assert choose([pruned], AgreementBudget(0.978), "latency") == (pruned, ort)  # ov misses
+
+
 def test_distill_steps_read_exactly_that_many_batches() -> None:
     schedule = dataclasses.replace(EMBEDDING_TRAIN, batch_size=4, epochs=3)
     cfg = EncoderCompressConfig(distill=EmbeddingDistillConfig(train=schedule), distill_steps=5)

@@ -27,6 +27,8 @@ from ..text import (
     TextMeasureConfig,
 )
 from ..text._plan import parse_candidates
+from ..text._records import TEXT_RUNTIMES
+from ..text._runctx import check_backend
 from ._output import log, print_json
 from ._parser import field_default
 
@@ -36,7 +38,6 @@ TEXT_TASK = "sentence-embedding"
 #: anything but their default.
 IMAGE_ONLY = (
     "max_drop",
-    "backend",
     "time_budget",
     "trials",
     "importance",
@@ -88,7 +89,8 @@ def add_text_flags(p: argparse.ArgumentParser) -> None:
         "sentence encoders (--task sentence-embedding)",
         "--data names the sentences: text:<corpus dir> (slimkit.data.build_corpus, make "
         "corpus), fortunes, fortunes:<dir> or a text file with one sentence per line. Shared "
-        "with images: --goal (latency or size), --threads, --round-to (FFN widths), --seed "
+        "with images: --goal (latency or size), --backend (auto, onnxruntime or openvino), "
+        "--threads, --round-to (FFN widths), --seed "
         "(distillation's shuffling), --no-quantize, --out, --resume, --json.",
     )
     cfg, distill = EncoderCompressConfig, field_default(EncoderCompressConfig, "distill")
@@ -195,6 +197,11 @@ def text_config(args: argparse.Namespace) -> EncoderCompressConfig:
         raise ValueError(
             f"--task {TEXT_TASK} runs and times on the CPU; drop --device {args.device}"
         )
+    if args.backend not in ("auto", *TEXT_RUNTIMES):
+        raise ValueError(
+            f"--backend {args.backend} is not available for sentence encoders: pass auto, "
+            f"{' or '.join(TEXT_RUNTIMES)}"
+        )
     check_threads(args.threads)
     distill = field_default(EncoderCompressConfig, "distill")
     schedule = replace(distill.train, seed=args.seed)
@@ -214,6 +221,7 @@ def text_config(args: argparse.Namespace) -> EncoderCompressConfig:
         distill_steps=args.distill_steps,
         max_seconds=max_seconds,
         quantize=not args.no_quantize,
+        backend=args.backend,
         measure=TextMeasureConfig(threads=args.threads),
     )
 
@@ -272,6 +280,7 @@ def cmd_compress_text(args: argparse.Namespace) -> int:
     from ._compress import refuse_input_in_run
 
     cfg = text_config(args)
+    check_backend(cfg)
     refuse_input_in_run(args.artifact, args.out)
     check_writable(args.out, directory=True)
     check_run_dir(args.out, args.resume)

@@ -2,9 +2,12 @@
 
 It writes into ``RUN_DIR/baseline/``: the original's validation and test embeddings (the
 reference of every agreement), its fp32 ONNX graph, slimkit's int8 of it (per-channel
-weights: the unpruned candidate's int8 form) and ONNX Runtime's ``quantize_dynamic`` with
-its defaults (the int8 peer). Latency at batch 1 and 32 of fp32 eager PyTorch, fp32 ONNX
-Runtime, the int8 peer and slimkit's int8 is timed interleaved in one process.
+weights: the unpruned candidate's int8 form), ONNX Runtime's ``quantize_dynamic`` with its
+defaults (the int8 peer) and, when OpenVINO and NNCF are installed, NNCF's int8 on OpenVINO
+(the other int8 peer, also the unpruned candidate's OpenVINO int8 form). Latency at batch 1
+and 32 of fp32 eager PyTorch, fp32 ONNX Runtime, fp32 OpenVINO, the peers and slimkit's int8
+is timed interleaved in one process. The peers are measured whatever ``backend`` is: they are
+what a user would run instead.
 """
 
 from __future__ import annotations
@@ -14,18 +17,29 @@ from typing import Any
 from ..measure import cpu_info
 from ..models import layer_widths
 from ._bench import Runner, eager, latency_table
-from ._records import UNPRUNED, CandidateRecord, FormResult
+from ._openvino import (
+    calibration_batches,
+    graph_bytes,
+    nncf_available,
+    openvino_available,
+    quantize_openvino,
+)
+from ._records import ONNXRUNTIME, OPENVINO, UNPRUNED, CandidateRecord, FormResult, runtime_of
 from ._runctx import Context, save_embeddings
 from ._runtime import export_onnx, quantize_onnx, quantize_onnx_defaults
 
 FOLDER = "baseline"
 #: Names of the original's deployments in latency tables and the summary.
-EAGER, ORT_FP32, PEER_INT8, OURS_INT8 = (
+EAGER, ORT_FP32, PEER_INT8, OURS_INT8, OV_FP32, PEER_OV_INT8 = (
     "teacher_fp32_eager",
     "teacher_fp32_ort",
     "teacher_int8_ort",
     "unpruned_int8_ort",
+    "teacher_fp32_ov",
+    "teacher_int8_ov",
 )
+#: The original's deployments a user would pick instead of slimkit (those measured).
+PEERS = (EAGER, ORT_FP32, PEER_INT8, OV_FP32, PEER_OV_INT8)
 
 
 def params(encoder: Any) -> int:
@@ -61,7 +75,16 @@ def run_baseline(ctx: Context) -> None:
             ORT_FP32: ctx.session(files["fp32"]),
             PEER_INT8: ctx.session(files["peer_int8"]),
         }
-        if ctx.cfg.quantize:
+        if openvino_available():
+            sessions[OV_FP32] = ctx.session(files["fp32"], OPENVINO)
+        if nncf_available():
+            files["openvino_int8"] = f"{FOLDER}/teacher-int8-openvino.xml"
+            calibration = calibration_batches(teacher, splits.train, length)
+            quantize_openvino(
+                ctx.path / files["fp32"], ctx.path / files["openvino_int8"], calibration
+            )
+            sessions[PEER_OV_INT8] = ctx.session(files["openvino_int8"], OPENVINO)
+        if ctx.cfg.quantize and ONNXRUNTIME in ctx.runtimes:
             files["int8"] = f"{FOLDER}/teacher-int8.onnx"
             quantize_onnx(ctx.path / files["fp32"], ctx.path / files["int8"])
             sessions[OURS_INT8] = ctx.session(files["int8"])
@@ -97,11 +120,18 @@ def _unpruned(
     latency: dict[str, dict[str, float]],
     quality: dict[str, dict[str, float]],
 ) -> CandidateRecord:
-    """The unpruned encoder as a candidate: its fp32 graph and slimkit's int8 of it."""
+    """The unpruned encoder as a candidate: its fp32 graph and the int8 forms of it, on each
+    runtime the result may deploy on."""
     yardstick = latency[ORT_FP32]["b32"]
     forms = []
-    for form, name, graph in (("fp32", ORT_FP32, "fp32"), ("int8", OURS_INT8, "int8")):
-        if graph not in files:
+    ov_int8 = "openvino_int8" if ctx.cfg.quantize else "(no int8)"
+    for form, name, graph in (
+        ("fp32", ORT_FP32, "fp32"),
+        ("int8", OURS_INT8, "int8"),
+        (f"fp32-{OPENVINO}", OV_FP32, "fp32"),
+        (f"int8-{OPENVINO}", PEER_OV_INT8, ov_int8),
+    ):
+        if graph not in files or name not in latency or runtime_of(form) not in ctx.runtimes:
             continue
         q, ms = quality[name], latency[name]["b32"]
         forms.append(
@@ -112,7 +142,7 @@ def _unpruned(
                 top10_overlap=q["top10_overlap"],
                 ms_b32=ms,
                 relative_b32=ms / yardstick,
-                bytes=(ctx.path / files[graph]).stat().st_size,
+                bytes=graph_bytes(ctx.path / files[graph]),
                 graph=files[graph],
             )
         )

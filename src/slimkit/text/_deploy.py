@@ -2,10 +2,12 @@
 
 The chosen encoder is saved with :func:`~slimkit.models.save_hf` into ``RUN_DIR/model/`` (fp32,
 loadable by ``transformers.AutoModel`` alone) and reloaded to check that it reproduces the
-embeddings measured during the search; its deployed graph is copied to ``RUN_DIR/model.onnx``.
-Then, once, the test sentences: agreement of the deployed graph (and of the int8 peer) with the
-original. Last, latency at batch 1 and 32 of the original's three deployments and the result's,
-all interleaved in the same rounds, so the speed-ups compare like with like.
+embeddings measured during the search; its deployed graph is copied to ``RUN_DIR/model.onnx``
+(an ONNX Runtime form, or OpenVINO's float form, which reads the ONNX graph) or to
+``RUN_DIR/model.xml`` + ``model.bin`` (NNCF's int8, OpenVINO's IR). Then, once, the test
+sentences: agreement of the deployed graph (and of the int8 peers) with the original. Last,
+latency at batch 1 and 32 of the original's deployments and the result's, all interleaved in
+the same rounds, so the speed-ups compare like with like.
 """
 
 from __future__ import annotations
@@ -16,23 +18,33 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_copy, atomic_write_text
+from .._io import atomic_write_text
 from .._version import __version__
 from ..errors import SlimkitError
 from ..models import SentenceEncoder, load_hf, save_hf
 from ..search import RunDir
-from ._baseline import EAGER, ORT_FP32, PEER_INT8
+from ._baseline import EAGER, ORT_FP32, OV_FP32, PEER_INT8, PEER_OV_INT8, PEERS
 from ._baseline import FOLDER as BASELINE
 from ._bench import BATCHES, Runner, eager, latency_table
-from ._records import UNPRUNED, CandidateRecord, FormResult
+from ._openvino import copy_graph
+from ._records import OPENVINO, UNPRUNED, CandidateRecord, FormResult
 from ._report import write_markdown
-from ._runctx import TASK, Context, load_embeddings
+from ._runctx import TASK, Context, Encoder, load_embeddings
 
-EXPORT, MODEL, ONNX = "export", "model", "model.onnx"
+EXPORT, MODEL, ONNX, OPENVINO_IR = "export", "model", "model.onnx", "model.xml"
 #: The saved model must reproduce the searched student's embeddings this closely.
 RELOAD_ATOL = 1e-5
-#: The original's deployments a user would pick instead of slimkit.
-PEERS = (EAGER, ORT_FP32, PEER_INT8)
+
+
+def runner_name(form: FormResult) -> str:
+    """The latency-table name of the result in ``form``: ``student_int8_ort``, ..."""
+    precision = form.form.split("-")[0]
+    return f"student_{precision}_{'ov' if form.runtime == OPENVINO else 'ort'}"
+
+
+def deployed_file(form: FormResult) -> str:
+    """Where the chosen form's graph goes in the run directory."""
+    return OPENVINO_IR if form.graph.endswith(".xml") else ONNX
 
 
 def run_export(ctx: Context) -> dict[str, Any]:
@@ -96,17 +108,22 @@ def _export(ctx: Context) -> None:
                 f"{model_dir} reloads with embeddings up to {diff:.2e} away from the searched "
                 f"encoder's (allowed {RELOAD_ATOL}); the saved model is wrong: report this bug"
             )
-        atomic_copy(ctx.path / form.graph, ctx.path / ONNX)
-        ctx.log(f"export: {model_dir} and {ctx.path / ONNX} ({form.form}); test sentences")
-        test = ctx.agreement(ctx.session(ONNX), "test")
-        peer_test = ctx.agreement(ctx.session(files["peer_int8"]), "test")
+        target = deployed_file(form)
+        copy_graph(ctx.path / form.graph, ctx.path / target)
+        ctx.log(f"export: {model_dir} and {ctx.path / target} ({form.form}); test sentences")
+        test = ctx.agreement(ctx.session(target, form.runtime), "test")
+        peers = _peer_runners(ctx, files)
+        peer_test = {
+            name: ctx.agreement(runner, "test")
+            for name, runner in peers.items()
+            if name in (PEER_INT8, PEER_OV_INT8)
+        }
         runners: dict[str, Runner] = {
             EAGER: eager(ctx.teacher),
-            ORT_FP32: ctx.session(files["fp32"]),
-            PEER_INT8: ctx.session(files["peer_int8"]),
+            **peers,
             "student_fp32_eager": eager(reloaded),
         }
-        runners.update({f"student_{f.form}_ort": ctx.session(f.graph) for f in record.forms})
+        runners.update({runner_name(f): ctx.session(f.graph, f.runtime) for f in record.forms})
         ctx.log(f"export: timing {', '.join(runners)} at batch {' and '.join(map(str, BATCHES))}")
         latency = latency_table(
             runners,
@@ -119,15 +136,31 @@ def _export(ctx: Context) -> None:
         out.update(
             chosen={"label": record.label, "form": form.form},
             test_agreement=test,
-            peer_test_agreement=peer_test,
+            peer_test_agreement=peer_test[PEER_INT8],
+            peer_test_agreements=peer_test,
             latency_ms=latency,
-            deployed=f"student_{form.form}_ort",
+            deployed=runner_name(form),
+            runtime=form.runtime,
             reload={
                 "max_abs_diff": diff,
                 "trust_remote_code": (model_dir / "slimkit_bert.py").is_file(),
             },
-            files={"model": MODEL, "onnx": ONNX},
+            files={"model": MODEL, "deployed": target},
         )
+
+
+def _peer_runners(ctx: Context, files: dict[str, str]) -> dict[str, Encoder]:
+    """The original's deployments besides eager PyTorch that the baseline measured."""
+    measured = ctx.run.output(BASELINE)["latency_ms"]
+    runners: dict[str, Encoder] = {
+        ORT_FP32: ctx.session(files["fp32"]),
+        PEER_INT8: ctx.session(files["peer_int8"]),
+    }
+    if OV_FP32 in measured:
+        runners[OV_FP32] = ctx.session(files["fp32"], OPENVINO)
+    if PEER_OV_INT8 in measured:
+        runners[PEER_OV_INT8] = ctx.session(files["openvino_int8"], OPENVINO)
+    return runners
 
 
 def _write_model(
@@ -144,7 +177,7 @@ def _write_model(
         "prune": None if record.prune is None else record.prune.to_dict(),
         "distill": {"config": ctx.cfg.distill.to_dict(), **record.distill},
         "validation": form.to_dict(),
-        "deployed_graph": f"{ONNX} ({form.form}, ONNX Runtime)",
+        "deployed_graph": f"{deployed_file(form)} ({form.form}, {form.runtime})",
     }
     save_hf(student, partial, provenance=provenance)
     shutil.rmtree(target, ignore_errors=True)
@@ -155,8 +188,9 @@ def _write_model(
 def _speedups(latency: dict[str, dict[str, float]], deployed: str) -> dict[str, Any]:
     """Speed-ups of the deployed graph over fp32 eager PyTorch and over the fastest peer."""
     out: dict[str, Any] = {"vs_fp32_eager": {}, "vs_best_peer": {}, "best_peer": {}}
+    peers = [name for name in PEERS if name in latency]
     for batch in (f"b{size}" for size in BATCHES):
-        best = min(PEERS, key=lambda name: latency[name][batch])
+        best = min(peers, key=lambda name: latency[name][batch])
         out["vs_fp32_eager"][batch] = latency[EAGER][batch] / latency[deployed][batch]
         out["vs_best_peer"][batch] = latency[best][batch] / latency[deployed][batch]
         out["best_peer"][batch] = best
@@ -200,8 +234,12 @@ def build_summary(run: RunDir) -> dict[str, Any]:
         "order": search["order"],
         "latency_ms": export["latency_ms"],
         "deployed": export["deployed"],
+        "runtime": export.get("runtime", "onnxruntime"),
         "speedup": _speedups(export["latency_ms"], export["deployed"]),
-        "test": {"chosen": export["test_agreement"], PEER_INT8: export["peer_test_agreement"]},
+        "test": {
+            "chosen": export["test_agreement"],
+            **export.get("peer_test_agreements", {PEER_INT8: export["peer_test_agreement"]}),
+        },
         "machine": {
             "cpu": baseline["cpu"],
             "threads": baseline["threads"],
@@ -212,7 +250,7 @@ def build_summary(run: RunDir) -> dict[str, Any]:
         "stages": run.stage_times(),
         "files": {
             "model": str(run.path / MODEL),
-            "onnx": str(run.path / ONNX),
+            "deployed": str(run.path / export["files"].get("deployed", ONNX)),
             "summary": str(run.path / "summary.json"),
             "report": str(run.path / "report.md"),
         },

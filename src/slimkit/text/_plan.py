@@ -18,7 +18,7 @@ from .._registry import Registry
 from ..models import SentenceEncoder, layer_widths
 from ._distill import EMBEDDING_TRAIN, EmbeddingDistillConfig
 from ._prune import EncoderPruneConfig
-from ._records import CandidateRecord, FormResult
+from ._records import TEXT_RUNTIMES, CandidateRecord, FormResult
 
 #: Neighbours compared by the top-k overlap; the held-out sets need more sentences than this.
 TOP_K = 10
@@ -213,7 +213,11 @@ class EncoderCompressConfig(ConfigBase):
             training sentences).
         max_seconds: stop a candidate's distillation after this much wall time (None: no
             limit).
-        quantize: also try each candidate as ONNX Runtime dynamic int8.
+        quantize: also try each candidate in int8 (ONNX Runtime dynamic int8; NNCF's static
+            int8 on OpenVINO).
+        backend: where the result may run: ``auto`` (ONNX Runtime, and OpenVINO when it is
+            installed: every candidate is measured on each and the cheapest form within the
+            budget wins), ``onnxruntime`` or ``openvino``.
         measure: threads, sequence length and timing rounds.
 
     Example:
@@ -230,6 +234,7 @@ class EncoderCompressConfig(ConfigBase):
     distill_steps: int | None = None
     max_seconds: float | None = None
     quantize: bool = True
+    backend: str = "auto"
     measure: TextMeasureConfig = field(default_factory=TextMeasureConfig)
 
     def __post_init__(self) -> None:
@@ -249,6 +254,11 @@ class EncoderCompressConfig(ConfigBase):
         if self.goal not in TEXT_GOALS:
             raise ValueError(
                 f"EncoderCompressConfig.goal must be one of {TEXT_GOALS.names()}, got {self.goal!r}"
+            )
+        if self.backend not in ("auto", *TEXT_RUNTIMES):
+            raise ValueError(
+                f"EncoderCompressConfig.backend must be one of {['auto', *TEXT_RUNTIMES]}, got "
+                f"{self.backend!r}"
             )
         self._check_candidates()
         if self.distill_steps is not None:

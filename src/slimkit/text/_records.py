@@ -15,22 +15,26 @@ from ._prune import EncoderPruneConfig
 
 #: The label of the unpruned encoder among the candidates.
 UNPRUNED = "unpruned"
+#: The runtimes a sentence encoder deploys on.
+ONNXRUNTIME, OPENVINO = "onnxruntime", "openvino"
+TEXT_RUNTIMES = (ONNXRUNTIME, OPENVINO)
 
 
 @dataclass(frozen=True, kw_only=True)
 class FormResult(ConfigBase):
-    """One deployed form of a candidate (an ONNX Runtime graph), measured on the validation
-    sentences against the original's embeddings.
+    """One deployed form of a candidate (a graph and the runtime that runs it), measured on
+    the validation sentences against the original's embeddings.
 
     Attributes:
-        form: ``fp32`` or ``int8`` (ONNX Runtime dynamic int8, per-channel weights).
+        form: ``fp32`` or ``int8`` on ONNX Runtime (dynamic int8, per-channel weights), or
+            ``fp32-openvino`` / ``int8-openvino`` on OpenVINO (int8: NNCF, static).
         mean_cosine: mean cosine to the original's embedding of the same sentence.
         p5_cosine: its 5th percentile.
         top10_overlap: mean fraction of each sentence's 10 nearest neighbours retrieved too.
         ms_b32: median batch-32 milliseconds, sentences padded to the measured length.
         relative_b32: ``ms_b32`` over the original's fp32 ONNX Runtime time in the same
             interleaved rounds (what the latency goal compares: drift cancels out).
-        bytes: size of the graph file.
+        bytes: size of the graph's files.
         graph: the graph's path inside the run directory ("" once removed).
     """
 
@@ -42,6 +46,16 @@ class FormResult(ConfigBase):
     relative_b32: float
     bytes: int
     graph: str = ""
+
+    @property
+    def runtime(self) -> str:
+        """``onnxruntime`` or ``openvino``: the engine that runs this form."""
+        return runtime_of(self.form)
+
+
+def runtime_of(form: str) -> str:
+    """The runtime of a form name (see :class:`FormResult`)."""
+    return OPENVINO if form.endswith(f"-{OPENVINO}") else ONNXRUNTIME
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,10 +13,16 @@ ROWS = {
     "teacher_fp32_eager": "original, fp32 PyTorch eager",
     "teacher_fp32_ort": "original, fp32 ONNX Runtime",
     "teacher_int8_ort": "original, ONNX Runtime quantize_dynamic int8 (its defaults)",
+    "teacher_fp32_ov": "original, fp32 OpenVINO",
+    "teacher_int8_ov": "original, NNCF int8 on OpenVINO",
     "student_fp32_eager": "result, fp32 PyTorch eager (model/)",
     "student_fp32_ort": "result, fp32 ONNX Runtime",
     "student_int8_ort": "result, int8 ONNX Runtime (per-channel)",
+    "student_fp32_ov": "result, fp32 OpenVINO",
+    "student_int8_ov": "result, NNCF int8 on OpenVINO",
 }
+#: The int8 peers whose test agreement the summary holds.
+INT8_PEERS = ("teacher_int8_ort", "teacher_int8_ov")
 
 
 def _number(value: Any, fmt: str) -> str:
@@ -51,9 +57,10 @@ def _latency_table(summary: dict[str, Any]) -> list[str]:
     latency, test, deployed = summary["latency_ms"], summary["test"], summary["deployed"]
     quality: dict[str, dict[str, float]] = {
         "teacher_fp32_eager": {"mean_cosine": 1.0, "top10_overlap": 1.0},  # the reference
-        "teacher_int8_ort": test["teacher_int8_ort"],
+        **{peer: test[peer] for peer in INT8_PEERS if peer in test},
         deployed: test["chosen"],
     }
+    shipped = Path(summary["files"].get("deployed", "model.onnx")).name
     lines = [
         "| deployment | test mean cos | test top-10 | b1 ms | b32 ms |",
         "|---|---:|---:|---:|---:|",
@@ -61,7 +68,7 @@ def _latency_table(summary: dict[str, Any]) -> list[str]:
     for key, times in latency.items():
         name = ROWS.get(key, key)
         if key == deployed:
-            name = f"**{name}** (model.onnx)"
+            name = f"**{name}** ({shipped})"
         found = quality.get(key, {})
         lines.append(
             f"| {name} | {_number(found.get('mean_cosine'), '.4f')} | "

@@ -19,14 +19,18 @@ import torch
 
 from .._io import atomic_path
 from ..data import TextSplits
-from ..errors import SlimkitError
+from ..errors import MissingDependencyError, SlimkitError
 from ..models import SentenceEncoder
 from ..search import RunDir
 from ._bench import SEARCH_BATCH, Runner, padded_batch, time_batch
 from ._metrics import agreement
+from ._openvino import OvEncoder, graph_bytes, nncf_available, openvino_available
 from ._plan import TOP_K, EncoderCompressConfig
-from ._records import FormResult
+from ._records import ONNXRUNTIME, OPENVINO, FormResult, runtime_of
 from ._runtime import OrtEncoder
+
+#: A deployed encoder: ``tokenize``, ``encode`` and ``(input_ids, attention_mask) → embedding``.
+Encoder = OrtEncoder | OvEncoder
 
 TASK = "sentence-embedding"
 #: Keys of the compress config each stage's output depends on (besides the input and the
@@ -65,6 +69,32 @@ def sentences_sha256(splits: TextSplits) -> str:
     return digest.hexdigest()
 
 
+def deploy_runtimes(cfg: EncoderCompressConfig) -> tuple[str, ...]:
+    """The runtimes whose forms every candidate is measured in: ``cfg.backend``, or with
+    ``auto`` ONNX Runtime and (when installed) OpenVINO."""
+    if cfg.backend != "auto":
+        return (cfg.backend,)
+    return (ONNXRUNTIME, OPENVINO) if openvino_available() else (ONNXRUNTIME,)
+
+
+def check_backend(cfg: EncoderCompressConfig) -> None:
+    """Refuse a backend that is not installed, before any work.
+
+    Raises:
+        MissingDependencyError: naming the package to install.
+    """
+    if cfg.backend != OPENVINO:
+        return
+    if not openvino_available():
+        raise MissingDependencyError(
+            "--backend openvino needs OpenVINO: pip install 'slimkit[openvino]'"
+        )
+    if cfg.quantize and not nncf_available():
+        raise MissingDependencyError(
+            "--backend openvino with int8 needs NNCF: pip install nncf (or pass --no-quantize)"
+        )
+
+
 def run_config(
     cfg: EncoderCompressConfig, encoder: SentenceEncoder, splits: TextSplits
 ) -> dict[str, Any]:
@@ -88,6 +118,7 @@ def _base_inputs(config: dict[str, Any]) -> dict[str, Any]:
         "data": given.get("data_sha256"),
         "measure": compress.get("measure"),
         "quantize": compress.get("quantize"),
+        "backend": compress.get("backend"),
     }
 
 
@@ -182,7 +213,7 @@ class Context:
     progress: bool = False
     #: The original's ``val`` and ``test`` embeddings, once computed or read back.
     reference: dict[str, torch.Tensor] | None = None
-    _sessions: dict[str, OrtEncoder] = field(default_factory=dict)
+    _sessions: dict[tuple[str, str], Encoder] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -195,11 +226,17 @@ class Context:
             self.reference = load_embeddings(file)
         return self.reference
 
-    def session(self, graph: str | Path) -> OrtEncoder:
-        """An ONNX Runtime encoder of ``graph`` (a path inside the run directory), cached."""
-        key = str(graph)
+    @property
+    def runtimes(self) -> tuple[str, ...]:
+        """The runtimes the result may deploy on (see :func:`deploy_runtimes`)."""
+        return deploy_runtimes(self.cfg)
+
+    def session(self, graph: str | Path, runtime: str = ONNXRUNTIME) -> Encoder:
+        """An encoder of ``graph`` (a path inside the run directory) on ``runtime``, cached."""
+        key = (str(graph), runtime)
         if key not in self._sessions:
-            self._sessions[key] = OrtEncoder(
+            kind = OvEncoder if runtime == OPENVINO else OrtEncoder
+            self._sessions[key] = kind(
                 self.path / graph,
                 self.teacher.tokenizer,
                 max_length=self.teacher.max_length,
@@ -207,7 +244,7 @@ class Context:
             )
         return self._sessions[key]
 
-    def agreement(self, runner: OrtEncoder | SentenceEncoder, split: str) -> dict[str, float]:
+    def agreement(self, runner: Encoder | SentenceEncoder, split: str) -> dict[str, float]:
         """Mean and 5th-percentile cosine and top-10 overlap against the original on
         ``split`` (``val`` or ``test``)."""
         texts = self.splits.val if split == "val" else self.splits.eval
@@ -218,15 +255,25 @@ class Context:
         """Each graph (form name → path in the run directory) measured on the validation
         sentences, and timed at batch 32 interleaved with ``yardstick`` (the original's fp32
         graph)."""
+
+        def is_yardstick(name: str, graph: str) -> bool:
+            return graph == yardstick and runtime_of(name) == ONNXRUNTIME
+
         runners: dict[str, Runner] = {"yardstick": self.session(yardstick)}
-        runners.update({name: self.session(g) for name, g in graphs.items() if g != yardstick})
+        runners.update(
+            {
+                name: self.session(g, runtime_of(name))
+                for name, g in graphs.items()
+                if not is_yardstick(name, g)
+            }
+        )
         batch = padded_batch(self.teacher, self.splits.val, SEARCH_BATCH, self.length)
         rounds = self.cfg.measure.rounds
         times = time_batch(runners, batch, rounds=rounds, threads=self.threads)
         forms = []
         for name, graph in graphs.items():
-            quality = self.agreement(self.session(graph), "val")
-            ms = times["yardstick" if graph == yardstick else name]
+            quality = self.agreement(self.session(graph, runtime_of(name)), "val")
+            ms = times["yardstick" if is_yardstick(name, graph) else name]
             forms.append(
                 FormResult(
                     form=name,
@@ -235,7 +282,7 @@ class Context:
                     top10_overlap=quality[f"top{TOP_K}_overlap"],
                     ms_b32=ms,
                     relative_b32=ms / times["yardstick"],
-                    bytes=(self.path / graph).stat().st_size,
+                    bytes=graph_bytes(self.path / graph),
                     graph=str(graph),
                 )
             )

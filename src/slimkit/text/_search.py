@@ -31,12 +31,14 @@ from ._baseline import FOLDER as BASELINE
 from ._baseline import params, run_baseline
 from ._deploy import run_export
 from ._distill import EmbeddingDistillConfig, distill_encoder, distill_report
+from ._openvino import calibration_batches, nncf_available, quantize_openvino
 from ._plan import TOP_K, EncoderCompressConfig, candidate_label, choose, ordered
 from ._prune import EncoderPruneConfig, prune_encoder
-from ._records import UNPRUNED, CandidateRecord
+from ._records import ONNXRUNTIME, OPENVINO, UNPRUNED, CandidateRecord
 from ._runctx import (
     Context,
     candidate_inputs,
+    check_backend,
     open_run,
     run_config,
     save_embeddings,
@@ -85,6 +87,7 @@ def compress_sentence_encoder(
         ValueError: for too few validation or test sentences, or no training sentences.
         SlimkitError: for an existing run without ``resume``, or one on another input.
     """
+    check_backend(cfg)
     splits = check_splits(splits)
     teacher = encoder if isinstance(encoder, SentenceEncoder) else load_hf(encoder)
     teacher.eval()
@@ -139,7 +142,7 @@ def run_search(ctx: Context) -> None:
         if any(budget.holds(f) for f in record.forms):
             break
     found = choose([unpruned, *records], budget, cfg.goal)
-    chosen, form = found if found is not None else (unpruned, unpruned.form("fp32"))
+    chosen, form = found if found is not None else (unpruned, unpruned.forms[0])
     seconds = sum(r.seconds for r in records)
     with ctx.run.stage(SEARCH, {}, seconds=seconds) as out:
         out.update(
@@ -215,11 +218,7 @@ def _evaluate(
         student, ctx.teacher, texts, distill, progress=ctx.progress, max_seconds=ctx.cfg.max_seconds
     )
     trained = distill_report(student)
-    graphs = {"fp32": f"{folder}/fp32.onnx"}
-    export_onnx(student, ctx.path / graphs["fp32"])
-    if ctx.cfg.quantize:
-        graphs["int8"] = f"{folder}/int8.onnx"
-        quantize_onnx(ctx.path / graphs["fp32"], ctx.path / graphs["int8"])
+    graphs = _export_forms(ctx, student, folder)
     yardstick = ctx.run.output(BASELINE)["files"]["fp32"]
     forms = ctx.measure_forms(graphs, yardstick)
     holds = any(ctx.cfg.budget.holds(f) for f in forms)
@@ -244,6 +243,27 @@ def _evaluate(
     )
     _log_candidate(ctx, record, holds)
     return record
+
+
+def _export_forms(ctx: Context, student: SentenceEncoder, folder: str) -> dict[str, str]:
+    """The student's graph in every form measured (form name → path in the run directory):
+    fp32 and ONNX Runtime's dynamic int8, and on OpenVINO the fp32 graph and NNCF's int8, for
+    the runtimes the result may deploy on."""
+    fp32 = f"{folder}/fp32.onnx"
+    export_onnx(student, ctx.path / fp32)
+    graphs: dict[str, str] = {}
+    if ONNXRUNTIME in ctx.runtimes:
+        graphs["fp32"] = fp32
+        if ctx.cfg.quantize:
+            graphs["int8"] = f"{folder}/int8.onnx"
+            quantize_onnx(ctx.path / fp32, ctx.path / graphs["int8"])
+    if OPENVINO in ctx.runtimes:
+        graphs[f"fp32-{OPENVINO}"] = fp32
+        if ctx.cfg.quantize and nncf_available():
+            graphs[f"int8-{OPENVINO}"] = f"{folder}/int8-{OPENVINO}.xml"
+            calibration = calibration_batches(student, ctx.splits.train, ctx.length)
+            quantize_openvino(ctx.path / fp32, ctx.path / graphs[f"int8-{OPENVINO}"], calibration)
+    return graphs
 
 
 def _distilled(report: dict[str, Any]) -> dict[str, Any]:
