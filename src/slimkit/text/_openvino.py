@@ -21,16 +21,14 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import MissingDependencyError
 from ..models import SentenceEncoder
-from ..models._hf import encode_batched, resolve_length, tokenize
 from ..runtime._openvino import _config, _openvino
-from ._runtime import INPUTS, OUTPUT
+from ._runtime import INPUTS, OUTPUT, GraphEncoder
 
 #: Calibration batches of NNCF's int8 and their size.
 CALIB_BATCHES, CALIB_BATCH = 16, 8
@@ -46,50 +44,25 @@ def nncf_available() -> bool:
     return openvino_available() and importlib.util.find_spec("nncf") is not None
 
 
-class OvEncoder:
-    """An exported encoder compiled by OpenVINO for the CPU, with :class:`OrtEncoder`'s
-    interface.
-
-    Args:
-        path: the float ``.onnx`` of :func:`~slimkit.text.export_onnx`, or the ``.xml`` of
-            :func:`quantize_openvino`.
-        tokenizer: the encoder's tokenizer.
-        max_length: the model's token limit.
-        threads: OpenVINO inference threads (one stream, latency mode).
+class OvEncoder(GraphEncoder):
+    """An exported encoder compiled by OpenVINO for the CPU (one stream, latency mode), with
+    :class:`GraphEncoder`'s interface. ``path`` is the float ``.onnx`` of
+    :func:`~slimkit.text.export_onnx` or the ``.xml`` of :func:`quantize_openvino`.
 
     Example:
         >>> ov_encoder = OvEncoder("minilm.onnx", encoder.tokenizer, max_length=256)
         >>> ov_encoder.encode(["a sentence"])
     """
 
-    def __init__(
-        self, path: str | os.PathLike[str], tokenizer: Any, *, max_length: int, threads: int = 1
-    ) -> None:
-        ov = _openvino()
-        core = ov.Core()
-        self.path = Path(path)
-        self.tokenizer = tokenizer
-        self.max_length = max_length
+    def _load(self, threads: int) -> None:
+        core = _openvino().Core()
         compiled = core.compile_model(core.read_model(str(self.path)), "CPU", _config(threads))
         self.request = compiled.create_infer_request()
-
-    def tokenize(
-        self, texts: Sequence[str], *, max_length: int | None = None, pad_to_max: bool = False
-    ) -> dict[str, torch.Tensor]:
-        """As :meth:`SentenceEncoder.tokenize`."""
-        length = resolve_length(max_length, self.max_length)
-        return tokenize(self.tokenizer, texts, max_length=length, pad_to_max=pad_to_max)
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         feed = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
         out = self.request.infer(feed)
         return torch.from_numpy(np.array(out[OUTPUT]))  # a copy: the request reuses its buffer
-
-    def encode(
-        self, texts: Sequence[str], *, batch_size: int = 64, max_length: int | None = None
-    ) -> torch.Tensor:
-        """Embeddings of ``texts`` in their order (see :meth:`SentenceEncoder.encode`)."""
-        return encode_batched(self, texts, batch_size=batch_size, max_length=max_length)
 
 
 def calibration_batches(

@@ -27,10 +27,10 @@ from ._metrics import agreement
 from ._openvino import OvEncoder, graph_bytes, nncf_available, openvino_available
 from ._plan import TOP_K, EncoderCompressConfig
 from ._records import ONNXRUNTIME, OPENVINO, FormResult, runtime_of
-from ._runtime import OrtEncoder
+from ._runtime import GraphEncoder, OrtEncoder
 
-#: A deployed encoder: ``tokenize``, ``encode`` and ``(input_ids, attention_mask) → embedding``.
-Encoder = OrtEncoder | OvEncoder
+#: A deployed encoder (see :class:`~slimkit.text._runtime.GraphEncoder`).
+Encoder = GraphEncoder
 
 TASK = "sentence-embedding"
 #: Keys of the compress config each stage's output depends on (besides the input and the

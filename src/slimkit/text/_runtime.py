@@ -123,18 +123,17 @@ def quantize_onnx_defaults(source: str | os.PathLike[str], target: str | os.Path
     return Path(target)
 
 
-class OrtEncoder:
-    """An exported encoder run by ONNX Runtime, with :class:`SentenceEncoder`'s interface.
+class GraphEncoder:
+    """An exported encoder run by a runtime, with :class:`SentenceEncoder`'s interface:
+    ``tokenize``, ``encode`` and ``(input_ids, attention_mask) → embedding``.
+
+    Subclasses load the graph (:meth:`_load`) and run it (``__call__``).
 
     Args:
-        path: the ``.onnx`` file written by :func:`export_onnx` (and maybe :func:`quantize_onnx`).
+        path: the graph file.
         tokenizer: the encoder's tokenizer.
         max_length: the model's token limit.
-        threads: ONNX Runtime intra-op threads.
-
-    Example:
-        >>> ort_encoder = OrtEncoder("minilm-int8.onnx", encoder.tokenizer, max_length=256)
-        >>> ort_encoder.encode(["a sentence"])
+        threads: the runtime's intra-op threads.
     """
 
     def __init__(
@@ -143,7 +142,13 @@ class OrtEncoder:
         self.path = Path(path)
         self.tokenizer = tokenizer
         self.max_length = max_length
-        self.session = session(self.path, threads)
+        self._load(threads)
+
+    def _load(self, threads: int) -> None:
+        raise NotImplementedError
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def tokenize(
         self, texts: Sequence[str], *, max_length: int | None = None, pad_to_max: bool = False
@@ -152,15 +157,27 @@ class OrtEncoder:
         length = resolve_length(max_length, self.max_length)
         return tokenize(self.tokenizer, texts, max_length=length, pad_to_max=pad_to_max)
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        feed = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
-        return torch.from_numpy(self.session.run([OUTPUT], feed)[0])
-
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 64, max_length: int | None = None
     ) -> torch.Tensor:
         """Embeddings of ``texts`` in their order (see :meth:`SentenceEncoder.encode`)."""
         return encode_batched(self, texts, batch_size=batch_size, max_length=max_length)
+
+
+class OrtEncoder(GraphEncoder):
+    """An exported encoder run by ONNX Runtime (see :class:`GraphEncoder`).
+
+    Example:
+        >>> ort_encoder = OrtEncoder("minilm-int8.onnx", encoder.tokenizer, max_length=256)
+        >>> ort_encoder.encode(["a sentence"])
+    """
+
+    def _load(self, threads: int) -> None:
+        self.session = session(self.path, threads)
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        feed = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+        return torch.from_numpy(self.session.run([OUTPUT], feed)[0])
 
 
 def quantize_torch_dynamic(
