@@ -124,14 +124,15 @@ def _unpruned(
     runtime the result may deploy on."""
     yardstick = latency[ORT_FP32]["b32"]
     forms = []
-    ov_int8 = "openvino_int8" if ctx.cfg.quantize else "(no int8)"
     for form, name, graph in (
         ("fp32", ORT_FP32, "fp32"),
         ("int8", OURS_INT8, "int8"),
         (f"fp32-{OPENVINO}", OV_FP32, "fp32"),
-        (f"int8-{OPENVINO}", PEER_OV_INT8, ov_int8),
+        (f"int8-{OPENVINO}", PEER_OV_INT8, "openvino_int8"),
     ):
-        if graph not in files or name not in latency or runtime_of(form) not in ctx.runtimes:
+        # The OpenVINO int8 peer is measured even without quantize; it is a form only with it.
+        wanted = runtime_of(form) in ctx.runtimes and (ctx.cfg.quantize or "int8" not in form)
+        if not wanted or graph not in files or name not in latency:
             continue
         q, ms = quality[name], latency[name]["b32"]
         forms.append(
