@@ -20,6 +20,7 @@ from slimkit.cli._main import main
 from slimkit.data import load_text
 from slimkit.testing import tiny_bert_dir, tiny_text_corpus
 from slimkit.text import AgreementBudget, FormResult, _search
+from slimkit.text import _distill as distill_module
 from slimkit.text._plan import candidate_label
 
 pytest.importorskip("transformers")
@@ -249,6 +250,50 @@ def test_a_killed_run_resumes_without_redoing_finished_candidates(
     pruned[:] = []
     assert _run(capsys, [*argv, "--resume"])["candidates"] == summary["candidates"]
     assert pruned == []
+
+
+def test_a_run_killed_while_distilling_continues_from_its_checkpoint(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    inputs: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run = tmp_path / "run"
+    argv = _argv(
+        inputs,
+        run,
+        "--candidates",
+        "0.5:0.5:0.5",
+        "--distill-steps",
+        6,
+        "--distill-precision",
+        "bf16",
+        "--no-quantize",
+    )
+    step = distill_module._Trainer.step
+    taken: list[int] = []
+
+    def killing(self: Any, texts: list[str]) -> float:
+        if self.steps == 4 and kill:
+            raise KeyboardInterrupt  # Ctrl-C after 4 of 6 steps
+        taken.append(self.steps)
+        return step(self, texts)
+
+    monkeypatch.setattr(distill_module._Trainer, "step", killing)
+    monkeypatch.setattr(_search, "CHECKPOINT_SECONDS", 1e-9)  # a checkpoint after every step
+    kill = True
+    assert main(argv) == 130
+    progress = json.loads(
+        (run / "candidates/L0.50-H0.50-F0.50/checkpoint/progress.json").read_text()
+    )
+    assert progress["progress"]["steps"] == 4 and not progress["progress"]["finished"]
+    kill, taken[:] = False, []
+    summary = _run(capsys, [*argv, "--resume"])
+    assert taken == [4, 5]  # only the last two steps ran again
+    record = next(c for c in summary["candidates"] if c["label"] == "L0.50-H0.50-F0.50")
+    assert record["distill"]["steps"] == 6 and record["distill"]["resumed_at"] == [4]
+    assert summary["config"]["distill"]["precision"] == "bf16"
+    assert not (run / "candidates/L0.50-H0.50-F0.50/checkpoint").exists()  # finished: removed
 
 
 def test_backend_openvino_deploys_every_form_on_openvino(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -21,7 +22,10 @@ from slimkit.text import (
     distill_report,
     hidden_state_loss,
     prune_encoder,
+    prune_report,
 )
+from slimkit.text import _distill as distill_module
+from slimkit.text._distill import layer_pairs
 from slimkit.train import TrainConfig
 
 TEXTS = list(TINY_SENTENCES)
@@ -117,6 +121,115 @@ def test_max_seconds_stops_early_and_says_so(tiny: SentenceEncoder) -> None:
     distill_encoder(student, tiny, TEXTS, cfg, progress=False, max_seconds=0.0)
     report = distill_report(student)
     assert report["stopped_early"] and report["steps"] == 1
+
+
+class _KilledAt(Exception):
+    pass
+
+
+def _kill_after(steps: int) -> Callable[..., float]:
+    """A stand-in for ``_Trainer.step`` that raises once ``steps`` steps have run."""
+    original = distill_module._Trainer.step
+
+    def step(self: Any, texts: list[str]) -> float:
+        if self.steps >= steps:
+            raise _KilledAt
+        return original(self, texts)  # type: ignore[arg-type]
+
+    return step
+
+
+def test_a_killed_distillation_resumes_from_its_checkpoint_to_the_same_weights(
+    tiny: SentenceEncoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tiny_sentence_encoder(tmp_path, seed=1)
+    prune = EncoderPruneConfig(heads=0.5, ffn=0.5, importance="l2")
+    cfg = EmbeddingDistillConfig(train=_schedule(epochs=3, batch_size=4, lr=1e-3))
+    whole = prune_encoder(other, prune, TEXTS)
+    distill_encoder(whole, tiny, TEXTS, cfg, progress=False)
+    checkpoint = tmp_path / "ckpt"
+    killed = prune_encoder(other, prune, TEXTS)
+    with monkeypatch.context() as patch:
+        patch.setattr(distill_module._Trainer, "step", _kill_after(5))
+        with pytest.raises(_KilledAt):  # every step is checkpointed: 5 of 9 are on disk
+            distill_encoder(
+                killed,
+                tiny,
+                TEXTS,
+                cfg,
+                progress=False,
+                checkpoint=checkpoint,
+                checkpoint_seconds=1e-9,
+            )
+    resumed = prune_encoder(other, prune, TEXTS)
+    distill_encoder(resumed, tiny, TEXTS, cfg, progress=False, checkpoint=checkpoint)
+    report = distill_report(resumed)
+    assert report["resumed_at"] == [5] and report["steps"] == 9
+    assert len(report["epoch_loss"]) == 3
+    torch.testing.assert_close(report["epoch_loss"], distill_report(whole)["epoch_loss"])
+    for name, value in whole.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, msg=name)
+    again = prune_encoder(other, prune, TEXTS)  # a finished checkpoint: no training at all
+    with monkeypatch.context() as patch:
+        patch.setattr(distill_module._Trainer, "step", _kill_after(0))
+        distill_encoder(again, tiny, TEXTS, cfg, progress=False, checkpoint=checkpoint)
+    torch.testing.assert_close(again.state_dict(), whole.state_dict())
+
+
+def test_a_checkpoint_of_another_distillation_is_not_continued(
+    tiny: SentenceEncoder, tmp_path: Path
+) -> None:
+    prune = EncoderPruneConfig(heads=0.5, ffn=0.5, importance="l2")
+    cfg = EmbeddingDistillConfig(train=_schedule(epochs=2, batch_size=4, lr=1e-3))
+    checkpoint = tmp_path / "ckpt"
+    first = prune_encoder(tiny, prune, TEXTS)
+    distill_encoder(first, tiny, TEXTS, cfg, progress=False, checkpoint=checkpoint)
+    for changed_cfg, texts, student_prune in (
+        (dataclasses.replace(cfg, cosine_weight=0.5), TEXTS, prune),  # another loss
+        (cfg, TEXTS[::-1], prune),  # other sentences (here: another order)
+        (cfg, TEXTS, dataclasses.replace(prune, ffn=0.25)),  # another student's shapes
+    ):
+        student = prune_encoder(tiny, student_prune, TEXTS)
+        distill_encoder(student, tiny, texts, changed_cfg, progress=False, checkpoint=checkpoint)
+        report = distill_report(student)
+        assert report["resumed_at"] == [] and report["steps"] == 6
+
+
+def test_a_shallower_student_learns_the_hidden_states_of_the_layers_it_kept(
+    tmp_path: Path,
+) -> None:
+    teacher = tiny_sentence_encoder(tmp_path / "teacher", layers=4)
+    student = prune_encoder(teacher, EncoderPruneConfig(layers=0.5, importance="l2"), TEXTS)
+    removed = prune_report(student)["dropped_layers"]["removed"]
+    kept = [i for i in range(4) if i not in removed]
+    assert len(kept) == 2
+    assert layer_pairs(student, teacher) == [kept[0], 3]  # the last layer learns the last
+    fresh = tiny_sentence_encoder(tmp_path / "fresh", layers=2, seed=1)
+    assert layer_pairs(fresh, teacher) == [1, 3]  # no pruning report: evenly spaced
+    assert layer_pairs(teacher, teacher) == [0, 1, 2, 3]
+    before = _gap(student, teacher)
+    cfg = EmbeddingDistillConfig(
+        train=_schedule(epochs=16, batch_size=4, lr=1e-3), hidden_weight=1.0
+    )
+    distill_encoder(student, teacher, TEXTS, cfg, progress=False)
+    assert distill_report(student)["layer_pairs"] == [kept[0], 3]
+    assert _gap(student, teacher) < 0.5 * before
+
+
+def test_bf16_autocast_trains_and_the_config_checks_the_precision(
+    tiny: SentenceEncoder, tmp_path: Path
+) -> None:
+    other = tiny_sentence_encoder(tmp_path, seed=1)
+    student = prune_encoder(other, EncoderPruneConfig(heads=0.5, ffn=0.5, importance="l2"), TEXTS)
+    before = _gap(student, tiny)
+    cfg = EmbeddingDistillConfig(
+        train=_schedule(epochs=8, batch_size=4, lr=1e-3), hidden_weight=1.0, precision="bf16"
+    )
+    distill_encoder(student, tiny, TEXTS, cfg, progress=False)
+    assert _gap(student, tiny) < 0.5 * before
+    assert all(p.dtype == torch.float32 for p in student.parameters())
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, got 'fp16'"):
+        EmbeddingDistillConfig(precision="fp16")
 
 
 @pytest.mark.parametrize(

@@ -57,10 +57,6 @@ def tiny4(tmp_path_factory: pytest.TempPathFactory) -> SentenceEncoder:
             {"candidates": DEFAULT_CANDIDATES[:1] * 2},
             "candidates repeats one",
         ),
-        (
-            {"distill": EmbeddingDistillConfig(hidden_weight=1.0)},
-            "L0.50-H0.50-F0.50 removes layers, but distill.hidden_weight pairs the layers",
-        ),
         ({"distill_steps": 0}, "distill_steps must be >= 1, got 0"),
         ({"max_seconds": -1.0}, "max_seconds must be > 0"),
     ],

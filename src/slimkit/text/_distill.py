@@ -7,6 +7,7 @@ No labels are needed: every sentence gives a target, the teacher's embedding of 
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -20,7 +21,9 @@ from torch import nn
 from .._config import ConfigBase, nest
 from ..models import SentenceEncoder
 from ..train import TrainConfig, learning_rate, make_optimizer
-from ._prune import TextBatch
+from ._checkpoint import Progress, load_checkpoint, progress_key, save_checkpoint
+from ._layers import layer_list
+from ._prune import TextBatch, prune_report
 
 REPORT_ATTR = "slimkit_distill_report"
 
@@ -77,7 +80,7 @@ def hidden_state_loss(
     if len(student) != len(teacher) or not student:
         raise ValueError(
             f"hidden-state distillation pairs layers in order: got {len(student)} student and "
-            f"{len(teacher)} teacher states (depth must not be pruned)"
+            f"{len(teacher)} teacher states (pick the teacher's with layer_pairs)"
         )
     weights = attention_mask.unsqueeze(-1).to(student[0].dtype)
     count = weights.sum() * student[0].shape[-1]
@@ -99,6 +102,9 @@ EMBEDDING_TRAIN = TrainConfig(
     schedule="warmup-linear",
 )
 
+
+#: Precisions of the distillation's forward passes.
+PRECISIONS = ("fp32", "bf16")
 
 #: What embedding distillation cannot apply: a label loss and image augmentation.
 _NOT_READ = {"label_smoothing": 0.0, "augment": "none"}
@@ -127,6 +133,9 @@ class EmbeddingDistillConfig(ConfigBase):
         freeze_embeddings: keep the token embedding table as the teacher left it. It holds
             about half of a small encoder's parameters, and a few thousand training sentences
             reach only a fraction of its rows.
+        precision: ``fp32``, or ``bf16``: the forward passes (student and teacher) under
+            bfloat16 autocast, the weights and the optimiser in float32. It pays where the
+            hardware multiplies bfloat16 (CPUs with AMX or AVX-512 BF16, recent GPUs).
 
     Example:
         >>> EmbeddingDistillConfig(train=replace(EMBEDDING_TRAIN, lr=1e-3), hidden_weight=1.0)
@@ -143,6 +152,7 @@ class EmbeddingDistillConfig(ConfigBase):
     mse_weight: float = 0.0
     hidden_weight: float = 0.0
     freeze_embeddings: bool = False
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if not isinstance(self.train, TrainConfig):
@@ -168,6 +178,11 @@ class EmbeddingDistillConfig(ConfigBase):
                 )
         if self.cosine_weight + self.mse_weight + self.hidden_weight == 0:
             raise ValueError("EmbeddingDistillConfig: at least one loss weight must be > 0")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"EmbeddingDistillConfig.precision must be one of {', '.join(PRECISIONS)}, "
+                f"got {self.precision!r}"
+            )
 
     @classmethod
     def upgrade(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
@@ -204,11 +219,13 @@ def distill_encoder(
     *,
     progress: bool = True,
     max_seconds: float | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_seconds: float = 300.0,
 ) -> SentenceEncoder:
     """Train ``student`` (in place) to reproduce ``teacher``'s embeddings of ``texts``.
 
     The student carries ``slimkit_distill_report`` afterwards: steps, wall time, the mean loss
-    of each epoch.
+    of each epoch, and the steps it was resumed at.
 
     Args:
         student: the pruned encoder (same tokenizer and embedding width as the teacher).
@@ -216,12 +233,18 @@ def distill_encoder(
         texts: unlabeled training sentences.
         cfg: the recipe.
         progress: show a progress bar.
-        max_seconds: stop early (keeping what was learnt) once this much wall time has passed.
+        max_seconds: stop early (keeping what was learnt) once this much wall time has passed
+            (counted over every run of a resumed distillation).
+        checkpoint: a folder to save the progress in every ``checkpoint_seconds`` and at the
+            end (see :mod:`slimkit.text._checkpoint`). When it holds the progress of this same
+            distillation (config, sentences, student's shapes), the run continues from there;
+            a finished one returns the trained student without training. Else it starts over.
+        checkpoint_seconds: wall time between two checkpoints.
 
     Example:
         >>> schedule = dataclasses.replace(EMBEDDING_TRAIN, epochs=2)
         >>> cfg = EmbeddingDistillConfig(train=schedule, hidden_weight=1.0)
-        >>> distill_encoder(student, teacher, splits.train[:4000], cfg)
+        >>> distill_encoder(student, teacher, splits.train[:4000], cfg, checkpoint="ckpt")
 
     Raises:
         ValueError: if ``texts`` is empty or the embedding widths differ.
@@ -233,13 +256,17 @@ def distill_encoder(
             f"the student's embeddings are {student.dim} wide and the teacher's {teacher.dim}: "
             "embedding distillation needs the same width (do not prune the hidden size)"
         )
+    if checkpoint_seconds <= 0:
+        raise ValueError(f"checkpoint_seconds must be > 0, got {checkpoint_seconds}")
     frozen = _freeze_embeddings(student) if cfg.freeze_embeddings else []
     steps = math.ceil(len(texts) / cfg.train.batch_size) * cfg.train.epochs
     trainer = _Trainer(student, teacher, cfg, steps)
+    state = trainer.restore(texts, checkpoint)
     dropouts = _silence_dropout(student)
-    bar = _bar(trainer.total, progress)
+    bar = _bar(trainer.total, progress, state.steps)
     try:
-        report = trainer.run(texts, bar, max_seconds)
+        if not state.finished:
+            trainer.run(texts, state, bar, max_seconds, checkpoint, checkpoint_seconds)
     finally:
         if bar is not None:
             bar.close()
@@ -248,8 +275,23 @@ def distill_encoder(
         for param in frozen:
             param.requires_grad_(True)
         student.eval()
-    setattr(student, REPORT_ATTR, report)
+    setattr(student, REPORT_ATTR, _report(cfg, texts, state, trainer.pairs))
     return student
+
+
+def _report(
+    cfg: EmbeddingDistillConfig, texts: Sequence[str], state: Progress, pairs: Sequence[int]
+) -> dict[str, Any]:
+    return {
+        "config": cfg.to_dict(),
+        "texts": len(texts),
+        "epoch_loss": list(state.epoch_loss),
+        "steps": state.steps,
+        "seconds": round(state.seconds, 1),
+        "stopped_early": state.stopped_early,
+        "resumed_at": list(state.resumed_at),
+        "layer_pairs": list(pairs),
+    }
 
 
 def _freeze_embeddings(student: SentenceEncoder) -> list[nn.Parameter]:
@@ -280,10 +322,27 @@ class _Trainer:
         self.optimizer = make_optimizer(student, cfg.train)
         self.steps = 0
         self.length = min(cfg.max_length, student.max_length, teacher.max_length)
+        self.pairs = layer_pairs(student, teacher) if cfg.hidden_weight > 0 else []
+
+    def restore(self, texts: Sequence[str], checkpoint: str | os.PathLike[str] | None) -> Progress:
+        """The progress to start from: the checkpoint's, when it is this distillation's
+        (student and optimiser restored), else a fresh one."""
+        key = progress_key(self.cfg.to_dict(), texts, self.total, self.student)
+        state = None
+        if checkpoint is not None:
+            state = load_checkpoint(checkpoint, self.student, self.optimizer, key)
+        if state is None:
+            return Progress(key=key)
+        if not state.finished:
+            state.resumed_at.append(state.steps)
+        self.steps = state.steps
+        return state
 
     def step(self, texts: list[str]) -> float:
         batch = self.student.tokenize(texts, max_length=self.length)
-        loss = _step(self.student, self.teacher, batch, self.cfg, self.criterion)
+        bf16 = self.cfg.precision == "bf16"
+        with torch.autocast(self.student.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = _step(self.student, self.teacher, batch, self.cfg, self.criterion, self.pairs)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.student.parameters(), 1.0)
         for group in self.optimizer.param_groups:
@@ -293,32 +352,45 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    def run(self, texts: Sequence[str], bar: Any, max_seconds: float | None) -> dict[str, Any]:
-        cfg, schedule = self.cfg, self.cfg.train
+    def run(
+        self,
+        texts: Sequence[str],
+        state: Progress,
+        bar: Any,
+        max_seconds: float | None,
+        checkpoint: str | os.PathLike[str] | None,
+        checkpoint_seconds: float,
+    ) -> None:
+        """Train from ``state`` to the end (updating it), checkpointing on the way."""
+        schedule, size = self.cfg.train, self.cfg.train.batch_size
         self.teacher.eval()
         self.student.train()
-        report: dict[str, Any] = {"config": cfg.to_dict(), "texts": len(texts), "epoch_loss": []}
-        start, steps, stopped = time.perf_counter(), 0, False
-        size = schedule.batch_size
-        for epoch in range(schedule.epochs):
+        start = time.perf_counter() - state.seconds
+        saved = time.perf_counter()
+        batches = math.ceil(len(texts) / size)
+        while state.epoch < schedule.epochs and not state.stopped_early:
             order = list(range(len(texts)))
-            random.Random(schedule.seed * 1000 + epoch).shuffle(order)
-            losses = []
-            for first in range(0, len(order), size):
-                losses.append(self.step([texts[i] for i in order[first : first + size]]))
-                steps += 1
+            random.Random(schedule.seed * 1000 + state.epoch).shuffle(order)
+            for first in range(state.position * size, len(order), size):
+                state.losses.append(self.step([texts[i] for i in order[first : first + size]]))
+                state.steps, state.position = self.steps, state.position + 1
+                state.seconds = time.perf_counter() - start
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{losses[-1]:.4f}")
-                stopped = max_seconds is not None and time.perf_counter() - start > max_seconds
-                if stopped:
+                    bar.set_postfix(loss=f"{state.losses[-1]:.4f}")
+                state.stopped_early = max_seconds is not None and state.seconds > max_seconds
+                if state.stopped_early:
                     break
-            report["epoch_loss"].append(sum(losses) / max(len(losses), 1))
-            if stopped:
-                break
-        seconds = round(time.perf_counter() - start, 1)
-        report.update(steps=steps, seconds=seconds, stopped_early=stopped)
-        return report
+                if checkpoint is not None and time.perf_counter() - saved > checkpoint_seconds:
+                    save_checkpoint(checkpoint, self.student, self.optimizer, state)
+                    saved = time.perf_counter()
+            state.epoch_loss.append(sum(state.losses) / max(len(state.losses), 1))
+            state.losses = []
+            if state.position >= batches:
+                state.epoch, state.position = state.epoch + 1, 0
+        state.finished = True
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, self.student, self.optimizer, state)
 
 
 def _step(
@@ -327,6 +399,7 @@ def _step(
     batch: TextBatch,
     cfg: EmbeddingDistillConfig,
     criterion: EmbeddingKDLoss | None,
+    pairs: Sequence[int] = (),
 ) -> torch.Tensor:
     hidden = cfg.hidden_weight > 0
     with torch.no_grad():
@@ -335,16 +408,39 @@ def _step(
     loss = criterion(s_emb, t_emb) if criterion is not None else s_emb.new_zeros(())
     if hidden:
         mask = batch["attention_mask"].to(s_emb.device)
-        loss = loss + cfg.hidden_weight * hidden_state_loss(s_hidden, t_hidden, mask)
+        targets = [t_hidden[i] for i in pairs] if pairs else t_hidden
+        loss = loss + cfg.hidden_weight * hidden_state_loss(s_hidden, targets, mask)
     return loss
 
 
-def _bar(total: int, progress: bool) -> Any:
+def layer_pairs(student: SentenceEncoder, teacher: SentenceEncoder) -> list[int]:
+    """For each of the student's layers, the teacher layer whose output it learns (with
+    ``hidden_weight``): the layer it was, where the student lost layers to
+    :func:`~slimkit.text.prune_encoder` (its last layer always learns the teacher's last);
+    evenly spaced layers for a shallower student of another origin; the same layer else."""
+    depth = len(getattr(*layer_list(student.backbone)))
+    total = len(getattr(*layer_list(teacher.backbone)))
+    if depth == total:
+        return list(range(total))
+    dropped = prune_report(student).get("dropped_layers", {})
+    if dropped.get("of") == total:
+        kept = [i for i in range(total) if i not in set(dropped["removed"])]
+    else:
+        kept = [round((j + 1) * total / depth) - 1 for j in range(depth)]
+    if len(kept) != depth:
+        raise ValueError(
+            f"the student has {depth} layers but its pruning report keeps {len(kept)} of the "
+            f"teacher's {total}: distil it without hidden states (hidden_weight=0)"
+        )
+    return [*kept[:-1], total - 1]
+
+
+def _bar(total: int, progress: bool, done: int = 0) -> Any:
     if not progress:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="distil", leave=False)
+    return tqdm(total=total, initial=done, desc="distil", leave=False)
 
 
 def distill_report(encoder: nn.Module) -> dict[str, Any]:

@@ -16,6 +16,7 @@ Three stages, each recorded in ``RUN_DIR/state.json`` once finished (:mod:`._run
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -29,6 +30,7 @@ from ..data import TextSplits, carve_validation
 from ..models import SentenceEncoder, layer_widths, load_hf, save_hf
 from ._baseline import FOLDER as BASELINE
 from ._baseline import params, run_baseline
+from ._checkpoint import remove_checkpoint
 from ._deploy import run_export
 from ._distill import EmbeddingDistillConfig, distill_encoder, distill_report
 from ._openvino import calibration_batches, nncf_available, quantize_openvino
@@ -47,6 +49,11 @@ from ._runtime import export_onnx, quantize_onnx
 
 SEARCH = "search"
 CANDIDATES = "candidates"
+#: In a candidate's folder: its distillation's checkpoint, and the inputs it was made with.
+CHECKPOINT = "checkpoint"
+INPUTS = "inputs.json"
+#: Wall time between two checkpoints of a candidate's distillation.
+CHECKPOINT_SECONDS = 300.0
 
 
 def compress_sentence_encoder(
@@ -209,19 +216,29 @@ def _evaluate(
     label, start = candidate_label(candidate), time.perf_counter()
     folder = f"{CANDIDATES}/{label}"
     directory = ctx.path / folder
-    shutil.rmtree(directory, ignore_errors=True)  # what a killed attempt left
-    directory.mkdir(parents=True)
+    checkpoint = _candidate_folder(ctx, candidate, directory)
     ctx.log(f"candidate {index}/{total} {label}: predicted {predicted:.2f} of the cost")
     student = prune_encoder(ctx.teacher, candidate, ctx.splits.train)
     texts, distill = training_texts(ctx.cfg, ctx.splits.train)
     distill_encoder(
-        student, ctx.teacher, texts, distill, progress=ctx.progress, max_seconds=ctx.cfg.max_seconds
+        student,
+        ctx.teacher,
+        texts,
+        distill,
+        progress=ctx.progress,
+        max_seconds=ctx.cfg.max_seconds,
+        checkpoint=checkpoint,
+        checkpoint_seconds=CHECKPOINT_SECONDS,
     )
     trained = distill_report(student)
+    if trained.get("resumed_at"):
+        ctx.log(f"  distillation resumed at step {trained['resumed_at'][-1]}")
     graphs = _export_forms(ctx, student, folder)
     yardstick = ctx.run.output(BASELINE)["files"]["fp32"]
     forms = ctx.measure_forms(graphs, yardstick)
     holds = any(ctx.cfg.budget.holds(f) for f in forms)
+    remove_checkpoint(checkpoint)  # the candidate is finished: its record replaces it
+    (directory / INPUTS).unlink(missing_ok=True)
     if holds:
         save_hf(student, directory / "model")
         val = student.encode(ctx.splits.val, max_length=ctx.length)
@@ -243,6 +260,20 @@ def _evaluate(
     )
     _log_candidate(ctx, record, holds)
     return record
+
+
+def _candidate_folder(ctx: Context, candidate: EncoderPruneConfig, directory: Path) -> Path:
+    """Empty ``directory`` of what a killed attempt left, but its distillation checkpoint when
+    that attempt ran on the same inputs; the checkpoint's folder."""
+    inputs = candidate_inputs(ctx.run.state["config"], candidate.to_dict())
+    marker = directory / INPUTS
+    same = marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == inputs
+    for path in directory.iterdir() if directory.is_dir() else ():
+        if not (same and path.name == CHECKPOINT):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(inputs), encoding="utf-8")
+    return directory / CHECKPOINT
 
 
 def _export_forms(ctx: Context, student: SentenceEncoder, folder: str) -> dict[str, str]:
@@ -274,6 +305,7 @@ def _distilled(report: dict[str, Any]) -> dict[str, Any]:
         "stopped_early": report.get("stopped_early"),
         "sentences": report.get("texts"),
         "last_epoch_loss": losses[-1],
+        "resumed_at": report.get("resumed_at", []),
     }
 
 
