@@ -130,6 +130,35 @@ def test_encoder_prune_and_distill_on_cuda(cuda: torch.device, tmp_path: Path) -
     assert losses[-1] < 0.5 * losses[0]
 
 
+def test_sentence_encoder_compress_distils_on_cuda_and_deploys_on_cpu(
+    cuda: torch.device, tmp_path: Path
+) -> None:
+    pytest.importorskip("onnxruntime")
+    from slimkit.data import load_text
+    from slimkit.testing import tiny_bert_dir, tiny_text_corpus
+    from slimkit.text import EncoderCompressConfig, EncoderPruneConfig, compress_sentence_encoder
+
+    encoder = tiny_bert_dir(tmp_path / "encoder", layers=4)
+    splits = load_text(f"text:{tiny_text_corpus(tmp_path)}")
+    distill = dataclasses.replace(EncoderCompressConfig().distill, precision="bf16")
+    cfg = EncoderCompressConfig(
+        min_cosine=0.5,
+        candidates=(EncoderPruneConfig(layers=0.5, heads=0.5, ffn=0.5),),
+        distill=distill,
+        distill_steps=4,
+        quantize=False,
+        backend="onnxruntime",
+    )
+    lines: list[str] = []
+    summary = compress_sentence_encoder(
+        encoder, splits, cfg, tmp_path / "run", log=lines.append, device="auto"
+    )
+    assert "distilling on cuda" in lines
+    record = next(c for c in summary["candidates"] if c["label"] != "unpruned")
+    assert record["distill"]["steps"] == 4
+    assert summary["reload"]["max_abs_diff"] <= 1e-5  # saved from the CPU copy it measured
+
+
 def test_depth_pruning_on_cuda_matches_cpu(cuda: torch.device) -> None:
     from slimkit.graph import removable_blocks
 

@@ -329,7 +329,11 @@ def test_backend_openvino_deploys_every_form_on_openvino(
         (["--max-drop", "1"], "--max-drop applies to image classifiers only"),
         (["--goal", "macs"], "--goal macs is not available for sentence encoders"),
         (["--backend", "torch"], "--backend torch is not available for sentence encoders"),
-        (["--device", "cuda"], "runs and times on the CPU; drop --device cuda"),
+        pytest.param(
+            ["--device", "cuda"],
+            "CUDA is not available on this machine; use --device cpu or --device auto",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here"),
+        ),
         (["--candidates", "0.5:0.5"], "--candidates takes layers:heads:ffn fractions"),
         (["--limit-eval", "5"], "the top-10 overlap needs at least 11"),
     ],

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any
 
 from .._checks import check_number
+from .._device import resolve_device
 from .._io import check_writable
 from ..data import DATASETS
 from ..errors import DataError, ModelError
@@ -203,10 +204,7 @@ def text_config(args: argparse.Namespace) -> EncoderCompressConfig:
             f"--goal {args.goal} is not available for sentence encoders: pass one of "
             f"{', '.join(TEXT_GOALS.names())}"
         )
-    if args.device not in ("auto", "cpu"):
-        raise ValueError(
-            f"--task {TEXT_TASK} runs and times on the CPU; drop --device {args.device}"
-        )
+    resolve_device(args.device)  # CUDA asked for on a machine without it: refused here
     if args.backend not in ("auto", *TEXT_RUNTIMES):
         raise ValueError(
             f"--backend {args.backend} is not available for sentence encoders: pass auto, "
@@ -299,6 +297,13 @@ def cmd_compress_text(args: argparse.Namespace) -> int:
     encoder, splits = _load(args)
     say: Callable[[str], None] = partial(log, args)
     summary = compress_sentence_encoder(
-        encoder, splits, cfg, args.out, resume=args.resume, log=say, progress=not args.quiet
+        encoder,
+        splits,
+        cfg,
+        args.out,
+        resume=args.resume,
+        log=say,
+        progress=not args.quiet,
+        device=args.device,
     )
     return finish_text(summary, args.json)

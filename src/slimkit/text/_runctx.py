@@ -9,6 +9,7 @@ of every split, by SHA-256.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -211,9 +212,12 @@ class Context:
     threads: int
     length: int
     progress: bool = False
+    #: Where pruned candidates are distilled (measurement and export stay on the CPU).
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     #: The original's ``val`` and ``test`` embeddings, once computed or read back.
     reference: dict[str, torch.Tensor] | None = None
     _sessions: dict[tuple[str, str], Encoder] = field(default_factory=dict)
+    _teacher_on_device: SentenceEncoder | None = None
 
     @property
     def path(self) -> Path:
@@ -225,6 +229,14 @@ class Context:
             file = self.path / self.run.output("baseline")["files"]["teacher_embeddings"]
             self.reference = load_embeddings(file)
         return self.reference
+
+    def distill_teacher(self) -> SentenceEncoder:
+        """The original on :attr:`device` (the original itself on the CPU, else a copy)."""
+        if self.device.type == "cpu":
+            return self.teacher
+        if self._teacher_on_device is None:
+            self._teacher_on_device = copy.deepcopy(self.teacher).to(self.device).eval()
+        return self._teacher_on_device
 
     @property
     def runtimes(self) -> tuple[str, ...]:

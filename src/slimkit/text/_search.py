@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from .._device import resolve_device
 from ..data import TextSplits, carve_validation
 from ..models import SentenceEncoder, layer_widths, load_hf, save_hf
 from ._baseline import FOLDER as BASELINE
@@ -65,6 +66,7 @@ def compress_sentence_encoder(
     resume: bool = False,
     log: Callable[[str], None] = print,
     progress: bool = False,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Compress a sentence encoder within ``cfg``'s agreement budget into ``out_dir``.
 
@@ -80,6 +82,9 @@ def compress_sentence_encoder(
         resume: continue the run in ``out_dir``; finished stages and candidates are kept.
         log: receives one line per step.
         progress: show a progress bar while each candidate is distilled.
+        device: where candidates are distilled (``cpu``, ``cuda``, ``cuda:N`` or ``auto``);
+            pruning, measurement and export run on the CPU, where the result is deployed.
+            Not part of the run's inputs: a run resumes on another device.
 
     Returns:
         The summary, also written to ``out_dir/summary.json`` (see ``docs/text.md``).
@@ -95,6 +100,7 @@ def compress_sentence_encoder(
         SlimkitError: for an existing run without ``resume``, or one on another input.
     """
     check_backend(cfg)
+    where = resolve_device(device)
     splits = check_splits(splits)
     teacher = encoder if isinstance(encoder, SentenceEncoder) else load_hf(encoder)
     teacher.eval()
@@ -105,7 +111,9 @@ def compress_sentence_encoder(
     if run.done(BASELINE):
         threads = run.output(BASELINE)["threads"]
     length = min(cfg.measure.max_length, teacher.max_length)
-    ctx = Context(teacher, splits, cfg, run, log, threads, length, progress)
+    ctx = Context(teacher, splits, cfg, run, log, threads, length, progress, device=where)
+    if where.type != "cpu":
+        log(f"distilling on {where}")
     run_baseline(ctx)
     run_search(ctx)
     return run_export(ctx)
@@ -220,9 +228,10 @@ def _evaluate(
     ctx.log(f"candidate {index}/{total} {label}: predicted {predicted:.2f} of the cost")
     student = prune_encoder(ctx.teacher, candidate, ctx.splits.train)
     texts, distill = training_texts(ctx.cfg, ctx.splits.train)
+    student.to(ctx.device)
     distill_encoder(
         student,
-        ctx.teacher,
+        ctx.distill_teacher(),
         texts,
         distill,
         progress=ctx.progress,
@@ -230,6 +239,7 @@ def _evaluate(
         checkpoint=checkpoint,
         checkpoint_seconds=CHECKPOINT_SECONDS,
     )
+    student.to("cpu")
     trained = distill_report(student)
     if trained.get("resumed_at"):
         ctx.log(f"  distillation resumed at step {trained['resumed_at'][-1]}")
