@@ -177,8 +177,13 @@ def test_without_a_pruned_candidate_in_budget_the_unpruned_encoder_is_kept(
     pruned = summary["candidates"][1:]
     assert [c["label"] for c in pruned] == ["L0.50-H0.50-F0.50", "L0.25-H0.25-F0.25"]
     assert not any(_holds(budget, f) for c in pruned for f in c["forms"])
-    assert all(c["directory"] is None for c in pruned)  # missed: files removed
-    assert not (run / "candidates" / "L0.50-H0.50-F0.50").exists()
+    assert all(c["directory"] is None for c in pruned)  # missed: not a choice
+    missed = run / "candidates" / "L0.50-H0.50-F0.50"  # graphs removed, trained weights kept
+    assert sorted(p.name for p in missed.iterdir()) == ["checkpoint", "inputs.json"]
+    assert sorted(p.name for p in (missed / "checkpoint").iterdir()) == [
+        "progress.json",
+        "student.safetensors",
+    ]
     assert summary["chosen"]["params"] == summary["baseline"]["params"]
     report = (run / "report.md").read_text()
     assert "no pruned candidate held the budget; the unpruned encoder is kept" in report
@@ -197,7 +202,8 @@ def test_without_a_pruned_candidate_in_budget_the_unpruned_encoder_is_kept(
     assert main([*other_argv, "--candidates", TWO, "--distill-steps", "1"]) == 1
     assert "was started on another encoder" in capsys.readouterr().err
     # resumed with a looser budget: the search and export are redone; the first candidate,
-    # whose files were removed when it missed, is pruned again, and now holds
+    # whose graphs were removed when it missed, is pruned and exported again, and now holds;
+    # its distillation is not redone (its trained weights were kept)
     pruned: list[str] = []
     prune = _search.prune_encoder
 
@@ -205,10 +211,19 @@ def test_without_a_pruned_candidate_in_budget_the_unpruned_encoder_is_kept(
         pruned.append(candidate_label(cfg))
         return prune(encoder, cfg, texts, **kwargs)
 
+    def no_training(self: Any, texts: list[str]) -> float:
+        raise AssertionError("the kept distillation was redone")
+
     monkeypatch.setattr(_search, "prune_encoder", counting)
+    monkeypatch.setattr(distill_module._Trainer, "step", no_training)
     argv[argv.index("--min-cosine") + 1] = "0.5"
     looser = _run(capsys, [*argv, "--resume"])
     assert pruned == ["L0.50-H0.50-F0.50"]
+    again, before = (
+        next(c for c in s["candidates"] if c["label"] == "L0.50-H0.50-F0.50")["forms"][0]
+        for s in (looser, summary)
+    )
+    assert again["mean_cosine"] == pytest.approx(before["mean_cosine"], abs=1e-6)  # same weights
     assert looser["budget"]["met_by_pruned"] and looser["chosen"]["label"] == "L0.50-H0.50-F0.50"
     assert looser["baseline"] == summary["baseline"]  # kept
 

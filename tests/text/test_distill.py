@@ -25,6 +25,7 @@ from slimkit.text import (
     prune_report,
 )
 from slimkit.text import _distill as distill_module
+from slimkit.text._checkpoint import drop_optimizer
 from slimkit.text._distill import layer_pairs
 from slimkit.train import TrainConfig
 
@@ -174,6 +175,32 @@ def test_a_killed_distillation_resumes_from_its_checkpoint_to_the_same_weights(
         patch.setattr(distill_module._Trainer, "step", _kill_after(0))
         distill_encoder(again, tiny, TEXTS, cfg, progress=False, checkpoint=checkpoint)
     torch.testing.assert_close(again.state_dict(), whole.state_dict())
+
+
+def test_an_unfinished_checkpoint_without_its_optimizer_starts_over(
+    tiny: SentenceEncoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prune = EncoderPruneConfig(heads=0.5, ffn=0.5, importance="l2")
+    cfg = EmbeddingDistillConfig(train=_schedule(epochs=3, batch_size=4, lr=1e-3))
+    checkpoint = tmp_path / "ckpt"
+    with monkeypatch.context() as patch:
+        patch.setattr(distill_module._Trainer, "step", _kill_after(5))
+        with pytest.raises(_KilledAt):
+            distill_encoder(
+                prune_encoder(tiny, prune, TEXTS),
+                tiny,
+                TEXTS,
+                cfg,
+                progress=False,
+                checkpoint=checkpoint,
+                checkpoint_seconds=1e-9,
+            )
+    drop_optimizer(checkpoint)
+    assert (checkpoint / "optimizer.safetensors").is_file()  # unfinished: it is needed
+    (checkpoint / "optimizer.safetensors").unlink()
+    student = prune_encoder(tiny, prune, TEXTS)
+    distill_encoder(student, tiny, TEXTS, cfg, progress=False, checkpoint=checkpoint)
+    assert distill_report(student)["resumed_at"] == [] and distill_report(student)["steps"] == 9
 
 
 def test_a_checkpoint_of_another_distillation_is_not_continued(

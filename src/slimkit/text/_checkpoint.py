@@ -121,9 +121,23 @@ def load_checkpoint(
         return None
     if progress.key != key:
         return None
+    has_optimizer = (folder / OPTIMIZER).is_file()
+    if not (has_optimizer or progress.finished):  # continuing needs the optimiser's state
+        return None
     load_model(student, str(folder / STUDENT), strict=True)
+    if not has_optimizer:
+        return progress
     optimizer.load_state_dict(_optimizer_state(load_file(str(folder / OPTIMIZER)), saved))
     return progress
+
+
+def drop_optimizer(folder: str | os.PathLike[str]) -> None:
+    """Delete the optimiser's state of a finished distillation's checkpoint (the largest file;
+    continuing needs it, reloading the trained student does not)."""
+    folder = Path(folder)
+    path = folder / PROGRESS
+    if path.is_file() and json.loads(path.read_text(encoding="utf-8"))["progress"]["finished"]:
+        (folder / OPTIMIZER).unlink(missing_ok=True)
 
 
 def remove_checkpoint(folder: str | os.PathLike[str]) -> None:

@@ -31,7 +31,7 @@ from ..data import TextSplits, carve_validation
 from ..models import SentenceEncoder, layer_widths, load_hf, save_hf
 from ._baseline import FOLDER as BASELINE
 from ._baseline import params, run_baseline
-from ._checkpoint import remove_checkpoint
+from ._checkpoint import drop_optimizer, remove_checkpoint
 from ._deploy import run_export
 from ._distill import EmbeddingDistillConfig, distill_encoder, distill_report
 from ._openvino import calibration_batches, nncf_available, quantize_openvino
@@ -247,14 +247,14 @@ def _evaluate(
     yardstick = ctx.run.output(BASELINE)["files"]["fp32"]
     forms = ctx.measure_forms(graphs, yardstick)
     holds = any(ctx.cfg.budget.holds(f) for f in forms)
-    remove_checkpoint(checkpoint)  # the candidate is finished: its record replaces it
-    (directory / INPUTS).unlink(missing_ok=True)
     if holds:
+        remove_checkpoint(checkpoint)  # the candidate is finished: its files replace it
+        (directory / INPUTS).unlink()
         save_hf(student, directory / "model")
         val = student.encode(ctx.splits.val, max_length=ctx.length)
         save_embeddings(directory / "val_embeddings.safetensors", {"val": val})
-    else:  # never chosen: keep its measurements, not its files
-        shutil.rmtree(directory)
+    else:  # never chosen: keep its measurements and trained weights, not its graphs
+        _keep_weights_only(directory)
         forms = tuple(dataclasses.replace(f, graph="") for f in forms)
     record = CandidateRecord(
         label=label,
@@ -284,6 +284,16 @@ def _candidate_folder(ctx: Context, candidate: EncoderPruneConfig, directory: Pa
     directory.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(inputs), encoding="utf-8")
     return directory / CHECKPOINT
+
+
+def _keep_weights_only(directory: Path) -> None:
+    """Empty a missed candidate's folder but for its finished distillation (the student's
+    weights and progress, not the optimiser's state): if a looser budget makes it hold on a
+    resume, it is exported again without distilling again."""
+    for path in directory.iterdir():
+        if path.name not in (CHECKPOINT, INPUTS):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    drop_optimizer(directory / CHECKPOINT)
 
 
 def _export_forms(ctx: Context, student: SentenceEncoder, folder: str) -> dict[str, str]:
