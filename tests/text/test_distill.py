@@ -135,9 +135,32 @@ def _kill_after(steps: int) -> Callable[..., float]:
     def step(self: Any, texts: list[str]) -> float:
         if self.steps >= steps:
             raise _KilledAt
-        return original(self, texts)  # type: ignore[arg-type]
+        return original(self, texts)
 
     return step
+
+
+def _distil_until_killed(
+    student: SentenceEncoder,
+    teacher: SentenceEncoder,
+    cfg: EmbeddingDistillConfig,
+    checkpoint: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    steps: int,
+) -> None:
+    """Distil with a checkpoint after every step, killed once ``steps`` steps have run."""
+    with monkeypatch.context() as patch:
+        patch.setattr(distill_module._Trainer, "step", _kill_after(steps))
+        with pytest.raises(_KilledAt):
+            distill_encoder(
+                student,
+                teacher,
+                TEXTS,
+                cfg,
+                progress=False,
+                checkpoint=checkpoint,
+                checkpoint_seconds=1e-9,
+            )
 
 
 def test_a_killed_distillation_resumes_from_its_checkpoint_to_the_same_weights(
@@ -150,18 +173,7 @@ def test_a_killed_distillation_resumes_from_its_checkpoint_to_the_same_weights(
     distill_encoder(whole, tiny, TEXTS, cfg, progress=False)
     checkpoint = tmp_path / "ckpt"
     killed = prune_encoder(other, prune, TEXTS)
-    with monkeypatch.context() as patch:
-        patch.setattr(distill_module._Trainer, "step", _kill_after(5))
-        with pytest.raises(_KilledAt):  # every step is checkpointed: 5 of 9 are on disk
-            distill_encoder(
-                killed,
-                tiny,
-                TEXTS,
-                cfg,
-                progress=False,
-                checkpoint=checkpoint,
-                checkpoint_seconds=1e-9,
-            )
+    _distil_until_killed(killed, tiny, cfg, checkpoint, monkeypatch, 5)  # 5 of 9 steps on disk
     resumed = prune_encoder(other, prune, TEXTS)
     distill_encoder(resumed, tiny, TEXTS, cfg, progress=False, checkpoint=checkpoint)
     report = distill_report(resumed)
@@ -183,18 +195,7 @@ def test_an_unfinished_checkpoint_without_its_optimizer_starts_over(
     prune = EncoderPruneConfig(heads=0.5, ffn=0.5, importance="l2")
     cfg = EmbeddingDistillConfig(train=_schedule(epochs=3, batch_size=4, lr=1e-3))
     checkpoint = tmp_path / "ckpt"
-    with monkeypatch.context() as patch:
-        patch.setattr(distill_module._Trainer, "step", _kill_after(5))
-        with pytest.raises(_KilledAt):
-            distill_encoder(
-                prune_encoder(tiny, prune, TEXTS),
-                tiny,
-                TEXTS,
-                cfg,
-                progress=False,
-                checkpoint=checkpoint,
-                checkpoint_seconds=1e-9,
-            )
+    _distil_until_killed(prune_encoder(tiny, prune, TEXTS), tiny, cfg, checkpoint, monkeypatch, 5)
     drop_optimizer(checkpoint)
     assert (checkpoint / "optimizer.safetensors").is_file()  # unfinished: it is needed
     (checkpoint / "optimizer.safetensors").unlink()
