@@ -82,7 +82,9 @@ def peer_graphs(teacher: Any, train: list[str], workdir: Path, length: int) -> d
     return graphs
 
 
-def deployments(args: argparse.Namespace, teacher: Any, train: list[str]) -> list[dict[str, Any]]:
+def deployments(
+    args: argparse.Namespace, teacher: Any, train: list[str], runs: dict[Path, dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Every row of the table: a name, a runner, its file, whether it is a peer."""
     from slimkit.models import load_hf
     from slimkit.text._bench import eager
@@ -140,8 +142,7 @@ def deployments(args: argparse.Namespace, teacher: Any, train: list[str]) -> lis
                 "file": graphs["ov_int8"],
             }
         )
-    for run in (Path(p) for p in args.runs.split(",") if p):
-        summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    for run, summary in runs.items():
         label = summary["chosen"]["label"]
         if label != "unpruned":
             student = load_hf(run / "model")
@@ -256,7 +257,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     args.length = min(args.length, teacher.max_length)
     splits = load_text(args.data, eval_size=args.limit_test, limit_train=1000)
     test = list(splits.eval)
-    rows = deployments(args, teacher, list(splits.train))
+    runs = {Path(p): _summary(Path(p)) for p in args.runs.split(",") if p}
+    rows = deployments(args, teacher, list(splits.train), runs)
     reference = teacher.encode(test, max_length=args.length)
     for row in rows:
         if row.get("key") == "eager":
@@ -274,7 +276,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             {
                 k: (str(v) if isinstance(v, Path) else v)
                 for k, v in row.items()
-                if k not in ("runner",)
+                if k not in ("runner", "encoder")
             }
             | {"latency_ms": latency[row["name"]]}
             for row in rows
@@ -288,7 +290,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "test_sentences": len(test),
         "data": args.data,
         "seconds": round(time.perf_counter() - start),
-        "runs": [_run_facts(Path(p)) for p in args.runs.split(",") if p],
+        "runs": [_run_facts(run, summary) for run, summary in runs.items()],
     }
 
 
@@ -304,8 +306,12 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _run_facts(run: Path) -> dict[str, Any]:
-    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+def _summary(run: Path) -> dict[str, Any]:
+    summary: dict[str, Any] = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    return summary
+
+
+def _run_facts(run: Path, summary: dict[str, Any]) -> dict[str, Any]:
     chosen = summary["chosen"]
     return {
         "run": str(run),
@@ -315,12 +321,11 @@ def _run_facts(run: Path) -> dict[str, Any]:
         "params": chosen.get("params"),
         "distill": chosen.get("distill"),
         "budget": summary.get("budget"),
-        "command": summary.get("command"),
     }
 
 
 def _fmt(value: float | None, digits: int) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+    return "–" if value is None else f"{value:,.{digits}f}"
 
 
 def render(result: dict[str, Any], command: str, old: str) -> str:
@@ -367,8 +372,7 @@ def render(result: dict[str, Any], command: str, old: str) -> str:
         distill = run.get("distill") or {}
         lines.append(
             f"- `{run['run']}`: {run['label']} as {run['form']}, "
-            f"{_fmt(run.get('params'), 0) if run.get('params') is None else format(run['params'], ',')} "
-            f"parameters; distillation {distill.get('steps')} steps in "
+            f"{_fmt(run.get('params'), 0)} parameters; distillation {distill.get('steps')} steps in "
             f"{_fmt(distill.get('seconds'), 0)} s; budget {json.dumps(run.get('budget'))}."
         )
     lines += ["", *_verdict(rows, eager, best)]

@@ -22,7 +22,7 @@ from .._config import ConfigBase, nest
 from ..models import SentenceEncoder
 from ..train import TrainConfig, learning_rate, make_optimizer
 from ._checkpoint import Progress, load_checkpoint, progress_key, save_checkpoint
-from ._layers import layer_list
+from ._layers import layer_count
 from ._prune import TextBatch, prune_report
 
 REPORT_ATTR = "slimkit_distill_report"
@@ -418,8 +418,7 @@ def layer_pairs(student: SentenceEncoder, teacher: SentenceEncoder) -> list[int]
     ``hidden_weight``): the layer it was, where the student lost layers to
     :func:`~slimkit.text.prune_encoder` (its last layer always learns the teacher's last);
     evenly spaced layers for a shallower student of another origin; the same layer else."""
-    depth = len(getattr(*layer_list(student.backbone)))
-    total = len(getattr(*layer_list(teacher.backbone)))
+    depth, total = layer_count(student.backbone), layer_count(teacher.backbone)
     if depth == total:
         return list(range(total))
     dropped = prune_report(student).get("dropped_layers", {})

@@ -44,6 +44,11 @@ def layer_list(backbone: nn.Module) -> tuple[nn.Module, str]:
     )
 
 
+def layer_count(backbone: nn.Module) -> int:
+    """How many transformer layers ``backbone`` holds (see :func:`layer_list`)."""
+    return len(getattr(*layer_list(backbone)))
+
+
 def keep_layers(encoder: SentenceEncoder, kept: Sequence[int]) -> None:
     """Keep only the layers at ``kept`` (original order), in place; the config's layer count
     follows."""

@@ -29,7 +29,7 @@ from ..models import SentenceEncoder, layer_widths
 from ..prune import Global, PerLayer
 from ..prune._select import lowest_units, round_count, scope_ratio, spend_budget
 from ._importance import TEXT_IMPORTANCE, TextBatch
-from ._layers import choose_layers, keep_layers, layer_list
+from ._layers import choose_layers, keep_layers, layer_count
 
 HEADS, FFN = "heads", "ffn"
 
@@ -236,7 +236,7 @@ def _drop_layers(
 ) -> tuple[SentenceEncoder, dict[str, Any]]:
     """``encoder`` with ``cfg.layers`` of its layers removed (a copy, when any are), and
     what was removed: original indices and the cosine after each removal."""
-    total = len(getattr(*layer_list(encoder.backbone)))
+    total = layer_count(encoder.backbone)
     drop = min(round(cfg.layers * total), total - 1)
     if drop == 0:
         return encoder, {}

@@ -278,10 +278,8 @@ def _candidate_folder(ctx: Context, candidate: EncoderPruneConfig, directory: Pa
     inputs = candidate_inputs(ctx.run.state["config"], candidate.to_dict())
     marker = directory / INPUTS
     same = marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == inputs
-    for path in directory.iterdir() if directory.is_dir() else ():
-        if not (same and path.name == CHECKPOINT):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
     directory.mkdir(parents=True, exist_ok=True)
+    _clear(directory, keep={CHECKPOINT} if same else set())
     marker.write_text(json.dumps(inputs), encoding="utf-8")
     return directory / CHECKPOINT
 
@@ -290,10 +288,15 @@ def _keep_weights_only(directory: Path) -> None:
     """Empty a missed candidate's folder but for its finished distillation (the student's
     weights and progress, not the optimiser's state): if a looser budget makes it hold on a
     resume, it is exported again without distilling again."""
-    for path in directory.iterdir():
-        if path.name not in (CHECKPOINT, INPUTS):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    _clear(directory, keep={CHECKPOINT, INPUTS})
     drop_optimizer(directory / CHECKPOINT)
+
+
+def _clear(directory: Path, keep: set[str]) -> None:
+    """Delete everything in ``directory`` but the entries named in ``keep``."""
+    for path in directory.iterdir():
+        if path.name not in keep:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def _export_forms(ctx: Context, student: SentenceEncoder, folder: str) -> dict[str, str]:
