@@ -5,8 +5,8 @@ Prunes the original (``--candidate layers:heads:ffn``, as ``compress --candidate
 distils it on the training sentences of a corpus with ``distill_encoder``'s trainer
 (``--lr``, ``--hidden-weight``, ``--precision``; token embeddings frozen, AdamW, warm-up then
 linear decay over ``--steps``), and prints mean cosine, 5th-percentile cosine and top-10
-overlap on validation sentences at the given steps, with the wall time. Compare settings at
-the same step counts of the same schedule length.
+overlap on validation sentences at the ``--report`` steps, stopping at the last of them, with
+the wall time. Compare settings at the same step counts of the same schedule length.
 
     python benchmarks/text_distill_curve.py --candidate 0:0.5:0 --lr 2e-4 --hidden-weight 1 \\
         --precision bf16 --steps 1500 --report 250,500,1000,1500
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer = _Trainer(student, teacher, cfg, args.steps)
     _silence_dropout(student)
     start = time.perf_counter()
-    for step in range(1, args.steps + 1):
+    for step in range(1, max(report) + 1):  # the schedule spans --steps; stop at the last report
         student.train()
         loss = trainer.step(train[(step - 1) * batch : step * batch])
         if step in report:
