@@ -3,7 +3,7 @@ distillation steps, for one pruning candidate and one distillation setting.
 
 Prunes the original (``--candidate layers:heads:ffn``, as ``compress --candidates``), then
 distils it on the training sentences of a corpus with ``distill_encoder``'s trainer
-(``--lr``, ``--hidden-weight``, ``--precision``; token embeddings frozen, AdamW, warm-up then
+(``--lr``, ``--hidden-weight``, ``--precision``, ``--group-by-length``; token embeddings frozen, AdamW, warm-up then
 linear decay over ``--steps``), and prints mean cosine, 5th-percentile cosine and top-10
 overlap on validation sentences at the ``--report`` steps, stopping at the last of them, with
 the wall time. Compare settings at the same step counts of the same schedule length.
@@ -34,6 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--hidden-weight", type=float, default=1.0)
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--group-by-length", action="store_true", help="batches of similar lengths")
     parser.add_argument("--steps", type=int, default=1500, help="the schedule's length")
     parser.add_argument("--report", default="250,500,1000,1500", help="steps to measure at")
     parser.add_argument("--val", type=int, default=1000, help="validation sentences")
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         EncoderPruneConfig,
         prune_encoder,
     )
-    from slimkit.text._distill import _freeze_embeddings, _silence_dropout, _Trainer
+    from slimkit.text._distill import _freeze_embeddings, _silence_dropout, _Trainer, epoch_order
     from slimkit.text._metrics import agreement
 
     args = parse_args(argv)
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         freeze_embeddings=True,
         hidden_weight=args.hidden_weight,
         precision=args.precision,
+        group_by_length=args.group_by_length,
     )
     report = {int(s) for s in args.report.split(",")}
     print(json.dumps({"settings": vars(args), "train": len(train), "val": len(val)}))
@@ -82,10 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     _freeze_embeddings(student)
     trainer = _Trainer(student, teacher, cfg, args.steps)
     _silence_dropout(student)
+    order = epoch_order(train, batch, schedule.seed * 1000, args.group_by_length)
     start = time.perf_counter()
     for step in range(1, max(report) + 1):  # the schedule spans --steps; stop at the last report
         student.train()
-        loss = trainer.step(train[(step - 1) * batch : step * batch])
+        loss = trainer.step([train[i] for i in order[(step - 1) * batch : step * batch]])
         if step in report:
             student.eval()
             measured = agreement(reference, student.encode(val, max_length=128))

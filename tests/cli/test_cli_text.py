@@ -283,6 +283,8 @@ def test_a_run_killed_while_distilling_continues_from_its_checkpoint(
         6,
         "--distill-precision",
         "bf16",
+        "--distill-batches",
+        "by-length",
         "--no-quantize",
     )
     step = distill_module._Trainer.step
@@ -308,6 +310,7 @@ def test_a_run_killed_while_distilling_continues_from_its_checkpoint(
     record = next(c for c in summary["candidates"] if c["label"] == "L0.50-H0.50-F0.50")
     assert record["distill"]["steps"] == 6 and record["distill"]["resumed_at"] == [4]
     assert summary["config"]["distill"]["precision"] == "bf16"
+    assert summary["config"]["distill"]["group_by_length"] is True
     assert not (run / "candidates/L0.50-H0.50-F0.50/checkpoint").exists()  # finished: removed
 
 

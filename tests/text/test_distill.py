@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from slimkit.text import (
 )
 from slimkit.text import _distill as distill_module
 from slimkit.text._checkpoint import drop_optimizer
-from slimkit.text._distill import layer_pairs
+from slimkit.text._distill import LENGTH_POOL, epoch_order, layer_pairs
 from slimkit.train import TrainConfig
 
 TEXTS = list(TINY_SENTENCES)
@@ -163,12 +164,15 @@ def _distil_until_killed(
             )
 
 
+@pytest.mark.parametrize("by_length", [False, True], ids=["random", "by-length"])
 def test_a_killed_distillation_resumes_from_its_checkpoint_to_the_same_weights(
-    tiny: SentenceEncoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny: SentenceEncoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by_length: bool
 ) -> None:
     other = tiny_sentence_encoder(tmp_path, seed=1)
     prune = EncoderPruneConfig(heads=0.5, ffn=0.5, importance="l2")
-    cfg = EmbeddingDistillConfig(train=_schedule(epochs=3, batch_size=4, lr=1e-3))
+    cfg = EmbeddingDistillConfig(
+        train=_schedule(epochs=3, batch_size=4, lr=1e-3), group_by_length=by_length
+    )
     whole = prune_encoder(other, prune, TEXTS)
     distill_encoder(whole, tiny, TEXTS, cfg, progress=False)
     checkpoint = tmp_path / "ckpt"
@@ -321,3 +325,25 @@ def test_a_layout_1_dict_with_flat_schedule_fields_still_loads() -> None:
     assert cfg.freeze_embeddings and cfg.hidden_weight == 1.0
     with pytest.raises(ValueError, match=r"has both train and \['epochs'\]"):
         EmbeddingDistillConfig.from_dict({"epochs": 2, "train": {"epochs": 3}})
+
+
+def _padded(texts: list[str], order: list[int], size: int) -> int:
+    """Characters a batch-by-batch run pads to: each batch's longest times its size."""
+    batches = [order[first : first + size] for first in range(0, len(order), size)]
+    return sum(len(batch) * max(len(texts[i]) for i in batch) for batch in batches)
+
+
+def test_batches_by_length_pad_less_and_still_cover_every_sentence_in_random_order() -> None:
+    rng = random.Random(0)
+    texts = ["w" * rng.randint(1, 200) for _ in range(4 * LENGTH_POOL * 8 + 5)]
+    size = 8
+    plain = epoch_order(texts, size, seed=3, group_by_length=False)
+    grouped = epoch_order(texts, size, seed=3, group_by_length=True)
+    assert sorted(grouped) == sorted(plain) == list(range(len(texts)))
+    assert grouped == epoch_order(texts, size, seed=3, group_by_length=True)  # resumable
+    assert grouped != epoch_order(texts, size, seed=4, group_by_length=True)
+    assert _padded(texts, grouped, size) < 0.7 * _padded(texts, plain, size)
+    full = len(texts) // size * size
+    longest = [max(len(texts[i]) for i in grouped[f : f + size]) for f in range(0, full, size)]
+    assert longest != sorted(longest) and longest != sorted(longest, reverse=True)
+    assert len(grouped[full:]) == 5  # the short batch is the last

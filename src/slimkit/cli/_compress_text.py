@@ -27,7 +27,7 @@ from ..text import (
     EncoderPruneConfig,
     TextMeasureConfig,
 )
-from ..text._distill import PRECISIONS
+from ..text._distill import BATCHINGS, PRECISIONS
 from ..text._plan import parse_candidates
 from ..text._records import TEXT_RUNTIMES
 from ..text._runctx import check_backend
@@ -70,6 +70,7 @@ TEXT_ONLY = (
     "max_seconds",
     "distill_lr",
     "distill_precision",
+    "distill_batches",
     "text_importance",
 )
 
@@ -150,6 +151,14 @@ def add_text_flags(p: argparse.ArgumentParser) -> None:
         f"GPUs) (default {distill.precision})",
     )
     g.add_argument(
+        "--distill-batches",
+        choices=BATCHINGS,
+        default=None,
+        help="how the distillation's batches are drawn: random, or by-length (sentences of "
+        "similar lengths together, so little padding; the batches still in random order) "
+        f"(default {BATCHINGS[distill.group_by_length]})",
+    )
+    g.add_argument(
         "--text-importance",
         choices=TEXT_IMPORTANCE.names(),
         default=None,
@@ -218,6 +227,8 @@ def text_config(args: argparse.Namespace) -> EncoderCompressConfig:
         schedule = replace(schedule, lr=args.distill_lr)
     if args.distill_precision is not None:
         distill = replace(distill, precision=args.distill_precision)
+    if args.distill_batches is not None:
+        distill = replace(distill, group_by_length=args.distill_batches == "by-length")
     max_seconds = None
     if args.max_seconds is not None:
         max_seconds = parse_duration(args.max_seconds, "--max-seconds")
