@@ -29,15 +29,39 @@ def _number(value: Any, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _pruned_forms_within(summary: dict[str, Any]) -> list[str]:
+    """``label form`` of every pruned candidate's form that held the budget."""
+    budget = summary["budget"]
+    return [
+        f"{record['label']} {form['form']}"
+        for record in summary["candidates"]
+        if record["label"] != "unpruned"
+        for form in record.get("forms", [])
+        if form["mean_cosine"] >= budget["min_cosine"]
+        and (budget["min_overlap"] is None or form["top10_overlap"] >= budget["min_overlap"])
+    ]
+
+
+def _what(summary: dict[str, Any]) -> str:
+    chosen, budget = summary["chosen"], summary["budget"]
+    if budget["met_by_pruned"]:
+        return f"candidate {chosen['label']} as {chosen['form']}"
+    within = _pruned_forms_within(summary)
+    if not within:
+        return (
+            f"no pruned candidate held the budget; the unpruned encoder is kept as {chosen['form']}"
+        )
+    goal = summary.get("config", {}).get("goal", "the goal")
+    return (
+        f"the pruned forms that held the budget ({', '.join(within)}) cost more ({goal}) than "
+        f"the unpruned encoder as {chosen['form']}, which is kept"
+    )
+
+
 def headline(summary: dict[str, Any]) -> str:
     """One paragraph: what was chosen and its speed-ups."""
     chosen, speed, budget = summary["chosen"], summary["speedup"], summary["budget"]
-    what = (
-        f"candidate {chosen['label']} as {chosen['form']}"
-        if budget["met_by_pruned"]
-        else f"no pruned candidate held the budget; the unpruned encoder is kept as "
-        f"{chosen['form']}"
-    )
+    what = _what(summary)
     overlap = "" if budget["min_overlap"] is None else f", top-10 ≥ {budget['min_overlap']}"
     test = chosen["test"]
     parts = [
