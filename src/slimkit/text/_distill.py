@@ -140,8 +140,8 @@ class EmbeddingDistillConfig(ConfigBase):
             hardware multiplies bfloat16 (CPUs with AMX or AVX-512 BF16, recent GPUs).
         group_by_length: draw each step's sentences from a pool of similar lengths (see
             :func:`epoch_order`), so a batch is padded to little more than its own sentences;
-            the steps still come in random order. Random batches of prose sentences are padded
-            to about 2.5 times their tokens.
+            the steps still come in random order. A random batch of prose sentences is padded
+            to its longest, several times the length of a typical one.
 
     Example:
         >>> EmbeddingDistillConfig(train=replace(EMBEDDING_TRAIN, lr=1e-3), hidden_weight=1.0)
