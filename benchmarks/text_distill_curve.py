@@ -3,8 +3,8 @@ distillation steps, for one pruning candidate and one distillation setting.
 
 Prunes the original (``--candidate layers:heads:ffn``, as ``compress --candidates``), then
 distils it on the training sentences of a corpus with ``distill_encoder``'s trainer
-(``--lr``, ``--hidden-weight``, ``--precision``, ``--group-by-length``; token embeddings frozen, AdamW, warm-up then
-linear decay over ``--steps``), and prints mean cosine, 5th-percentile cosine and top-10
+(``--lr``, ``--hidden-weight``, ``--precision``, ``--group-by-length``; token embeddings
+frozen, AdamW, warm-up then linear decay over ``--steps``), and prints mean cosine, 5th-percentile cosine and top-10
 overlap on validation sentences at the ``--report`` steps, stopping at the last of them, with
 the wall time. Compare settings at the same step counts of the same schedule length.
 

@@ -4,9 +4,12 @@ original, and how fast it runs next to the deployments a user would pick instead
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from .._io import atomic_write_text
+from ._plan import AgreementBudget
+from ._records import UNPRUNED
 
 #: Latency rows: summary key → what it is.
 ROWS = {
@@ -31,14 +34,13 @@ def _number(value: Any, fmt: str) -> str:
 
 def _pruned_forms_within(summary: dict[str, Any]) -> list[str]:
     """``label form`` of every pruned candidate's form that held the budget."""
-    budget = summary["budget"]
+    budget = AgreementBudget(summary["budget"]["min_cosine"], summary["budget"]["min_overlap"])
     return [
         f"{record['label']} {form['form']}"
         for record in summary["candidates"]
-        if record["label"] != "unpruned"
+        if record["label"] != UNPRUNED
         for form in record.get("forms", [])
-        if form["mean_cosine"] >= budget["min_cosine"]
-        and (budget["min_overlap"] is None or form["top10_overlap"] >= budget["min_overlap"])
+        if budget.holds(SimpleNamespace(**form))  # type: ignore[arg-type]
     ]
 
 
