@@ -5,12 +5,14 @@ convergence, see ``docs/references.md``) and is taught by the reference resnet20
 
 - ``slim``: seed-cnn-slim from scratch, a slimmer architecture (1% of the teacher's MACs),
   trained with its own reference recipe (Adam, cosine decay, crop-flip);
+- ``resnet8``: the CIFAR ResNet with one residual block per stage (a third of the teacher's
+  MACs) from scratch, with the teacher's own recipe (SGD, cosine decay, crop-flip);
 - ``mnv3``: torchvision's mobilenet_v3_small from scratch (the architecture of its reference
   artifact, fresh weights), a slimmer modern architecture, with its reference recipe (AdamW);
-- ``pruned``: the reference seed-cnn pruned once to half its MACs (structured, group L2),
-  then recovered;
-- ``self``: the reference resnet20 pruned once to half its MACs, recovered from its own
-  unpruned original.
+- ``pruned``: the reference seed-cnn pruned once to half its MACs (structured, group L2;
+  ``--target-macs`` sets another fraction), then recovered;
+- ``self``: the reference resnet20 pruned once to half its MACs (or ``--target-macs``),
+  recovered from its own unpruned original.
 
 Within a pair every arm uses the same TrainConfig, the same epochs and the same seeds (the
 seed sets the student's initialisation where it has a random one, the data order and the
@@ -58,7 +60,7 @@ TEACHER = "references/resnet20.safetensors"
 
 @dataclass(frozen=True)
 class Pair:
-    title: str
+    title: str  # "{macs}" stands for the pruned pairs' fraction of MACs kept
     student: str  # a registry name (from scratch) or an artifact (pruned first)
     target_macs: float | None  # prune the student artifact to this fraction of its MACs
     train: slimkit.TrainConfig
@@ -79,14 +81,22 @@ PAIRS = {
             epochs=15, lr=2e-3, optimizer="adamw", weight_decay=0.01, augment="crop-flip"
         ),
     ),
+    "resnet8": Pair(
+        "resnet20 → resnet8 (a slimmer architecture of the same family, from scratch)",
+        "resnet8",
+        None,
+        slimkit.TrainConfig(
+            epochs=10, lr=0.1, optimizer="sgd", weight_decay=5e-4, augment="crop-flip"
+        ),
+    ),
     "pruned": Pair(
-        "resnet20 → seed-cnn pruned to 50% of its MACs (recovery)",
+        "resnet20 → seed-cnn pruned to {macs} of its MACs (recovery)",
         "references/seed-cnn.safetensors",
         0.5,
         slimkit.TrainConfig(epochs=10, lr=1e-3, optimizer="adam", augment="crop-flip"),
     ),
     "self": Pair(
-        "resnet20 → resnet20 pruned to 50% of its MACs (recovery from its own original)",
+        "resnet20 → resnet20 pruned to {macs} of its MACs (recovery from its own original)",
         "references/resnet20.safetensors",
         0.5,
         slimkit.TrainConfig(
@@ -328,12 +338,17 @@ def verdict(arm: list[float], ce: list[float]) -> tuple[str, str]:
     return f"{pooled:.2f}", "yes" if gain >= MIN_GAIN and gain > pooled else "no"
 
 
+def pair_title(name: str, settings: dict[str, Any]) -> str:
+    """The pair's heading, with the fraction of MACs its pruned student keeps."""
+    return PAIRS[name].title.format(macs=f"{settings.get('target_macs', 0):.0%}")
+
+
 def render_pair(name: str, results: dict[str, Any]) -> list[str]:
     settings = results[f"{name}/settings"]
     teacher, student = results[f"{name}/teacher"], results[f"{name}/student"]
     start = "untrained" if PAIRS[name].target_macs is None else "pruned, not recovered"
     lines = [
-        f"## ({name}) {PAIRS[name].title}",
+        f"## ({name}) {pair_title(name, settings)}",
         "",
         f"Command: `{results.get(f'{name}/command', '?')}`",
         "",

@@ -15,7 +15,16 @@ def _logits(model: nn.Module, batch: int = 2) -> torch.Tensor:
 
 
 def test_registry_holds_the_builtin_models() -> None:
-    assert {"seed-cnn", "seed-cnn-slim", "resnet20", "resnet56"} <= set(model_names())
+    assert {"seed-cnn", "seed-cnn-slim", "resnet8", "resnet20", "resnet56"} <= set(model_names())
+
+
+def test_cifar_resnets_differ_by_blocks_per_stage() -> None:
+    blocks = {
+        name: sum(len(stage) for stage in (m.layer1, m.layer2, m.layer3))
+        for name in ("resnet8", "resnet20", "resnet56")
+        for m in [create_model(name)]
+    }
+    assert blocks == {"resnet8": 3, "resnet20": 9, "resnet56": 27}
 
 
 @pytest.mark.parametrize("name", model_names())
@@ -59,7 +68,7 @@ def test_unknown_name_lists_the_known_ones() -> None:
         create_model("resnet21")
     message = str(info.value)
     assert "unknown model 'resnet21'" in message
-    assert "known: resnet20, resnet56, seed-cnn, seed-cnn-slim" in message
+    assert "known: resnet20, resnet56, resnet8, seed-cnn, seed-cnn-slim" in message
     assert "torchvision:<name>" in message
 
 

@@ -11,7 +11,7 @@ from .._attrs import ARCH_ATTR
 from .._registry import Registry
 from ..errors import ModelError
 from ._args import check_model_args, rejected
-from ._resnet_cifar import resnet20, resnet56
+from ._resnet_cifar import resnet8, resnet20, resnet56
 from ._seed_cnn import seed_cnn, seed_cnn_slim
 from ._sources import TIMM_PREFIX, is_user_factory, timm_model, user_model
 from ._torchvision import torchvision_model
@@ -25,6 +25,7 @@ MODELS.register("seed-cnn", seed_cnn)
 MODELS.register("seed-cnn-slim", seed_cnn_slim)
 MODELS.register("resnet20", resnet20)
 MODELS.register("resnet56", resnet56)
+MODELS.register("resnet8", resnet8)
 
 TORCHVISION_PREFIX = "torchvision:"
 

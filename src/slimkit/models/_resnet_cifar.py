@@ -65,6 +65,11 @@ class CifarResNet(nn.Module):
         return logits
 
 
+def resnet8(*, in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> CifarResNet:
+    del image_size
+    return CifarResNet(depth=8, in_channels=in_channels, num_classes=num_classes)
+
+
 def resnet20(*, in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> CifarResNet:
     del image_size  # global average pooling makes the network size-agnostic
     return CifarResNet(depth=20, in_channels=in_channels, num_classes=num_classes)
