@@ -3,6 +3,12 @@ the tests that need it (with the command that installs it) instead of silently s
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
 import pytest
 import torch
 
@@ -10,6 +16,7 @@ from slimkit import DataError, Splits, load_data
 from slimkit.testing import MISSING_DATA_HINT, fashion_mnist_slice
 
 pytest_plugins = ["pytester"]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,3 +47,20 @@ def fmnist() -> Splits:
         return fashion_mnist_slice(limit_train=512, limit_eval=256)
     except DataError as err:
         pytest.fail(str(err), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def load_script() -> Callable[[str], ModuleType]:
+    """Import a repository script (``scripts/x.py``, ``benchmarks/x.py``) afresh as a module."""
+
+    def load(relative: str) -> ModuleType:
+        path = REPO / relative
+        name = f"_{path.parent.name}_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # a script's dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+
+    return load

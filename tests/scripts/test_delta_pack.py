@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from safetensors.torch import load_file
@@ -16,21 +17,14 @@ from slimkit.testing import TINY_SENTENCES
 from slimkit.text import EncoderPruneConfig, prune_encoder
 
 pytest.importorskip("transformers")
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "delta_pack.py"
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("delta_pack", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_pack_then_unpack_restores_every_byte(tmp_path: Path) -> None:
+def test_pack_then_unpack_restores_every_byte(
+    load_script: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
     from slimkit.testing import tiny_bert_dir
 
-    delta_pack = _module()
+    delta_pack = load_script("scripts/delta_pack.py")
     teacher_dir = tiny_bert_dir(tmp_path / "teacher")
     student = prune_encoder(
         load_hf(teacher_dir), EncoderPruneConfig(heads=0.5, ffn=0.5), list(TINY_SENTENCES)

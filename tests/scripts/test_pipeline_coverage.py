@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pipeline_coverage.py"
+from collections.abc import Callable
+from types import ModuleType
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("pipeline_coverage", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_a_small_torchvision_model_is_ok_with_its_numbers() -> None:
-    coverage = _module()
+def test_a_small_torchvision_model_is_ok_with_its_numbers(
+    load_script: Callable[[str], ModuleType],
+) -> None:
+    coverage = load_script("scripts/pipeline_coverage.py")
     row = coverage.check("torchvision:mobilenet_v3_small")
     assert row["status"] == "ok", row
     assert row["macs_after"] < 0.6 * row["macs_before"]  # pruned to about half the MACs
@@ -25,8 +17,10 @@ def test_a_small_torchvision_model_is_ok_with_its_numbers() -> None:
     assert row["agreement"] >= 0.9 and row["kernels"]["QLinearConv"] > 40
 
 
-def test_an_unknown_model_is_broken_and_the_table_names_the_reason() -> None:
-    coverage = _module()
+def test_an_unknown_model_is_broken_and_the_table_names_the_reason(
+    load_script: Callable[[str], ModuleType],
+) -> None:
+    coverage = load_script("scripts/pipeline_coverage.py")
     row = coverage.check("torchvision:no_such_net")
     assert row["status"] == "broken" and row["reason"].startswith("build: ")
     ok = {"model": "timm:x", "status": "ok", "input": [3, 32, 32], "int8_mac_share": 1.0}

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import slimkit
 from slimkit.testing import seeded_model
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "references.py"
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location("references", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_built_and_missing_references_are_listed(tmp_path: Path) -> None:
-    references = _module()
+def test_built_and_missing_references_are_listed(
+    load_script: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
+    references = load_script("scripts/references.py")
     recipes = tmp_path / "recipes"
     recipes.mkdir()
     for name in ("built", "missing"):
